@@ -1,0 +1,761 @@
+/// `range_list<Range, Alloc>`: a list of ranges in chained fixed-size segments.
+///
+///   phyr::range_list<phyr::phys_range> l;               // empty; allocates nothing
+///   if (auto r = l.try_append_pages(pfns, /*first_offset=*/0x200, /*total_len=*/len); !r)
+///     return r.error();                                  // out_of_memory, invalid_argument, ...
+///   for (const phyr::phys_range& r : l) program(r);      // one entry per contiguous chunk
+///   l.size(); l.total_bytes(); l.lowest(); l.highest();  // all O(1)
+///
+/// Why this shape:
+/// - Segments are 4 KiB blocks of 255 entries linked like a chained scatterlist, so a list of
+///   millions of entries never needs one large allocation nor a reallocation copy, and
+///   appending never moves an entry (views and aliasing mappings stay valid).
+/// - The first two entries live inside the object: a one- or two-entry list (the common small
+///   I/O) never touches the allocator.
+/// - Appending coalesces with the tail: adjacent, same flags, merged length within
+///   `max_segment()`, and not crossing a multiple of `segment_boundary()`. Ranges longer than
+///   the limits are split greedily (fill the tail, then full-size pieces), which never gives
+///   more entries than the kernel's sg_alloc_table_from_pages_segment on the same pages.
+/// - Every `try_*` gives the strong guarantee: on failure the list is exactly as before and
+///   nothing leaks (tested with `fault_injecting_allocator` at every allocation).
+/// - `clear()` keeps segments for reuse, so a per-I/O list reaches a steady state with no
+///   allocation at all.
+///
+/// Invariants: every segment in the live chain holds at least one entry (the inline head may
+/// be empty only when the list is); the last live segment's `next` is null; spare segments sit
+/// on a separate stack.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <iterator>
+#include <span>
+#include <type_traits>
+#include <utility>
+
+#include "../config.hpp"
+#include "../core/address.hpp"
+#include "../core/allocator.hpp"
+#include "../core/error.hpp"
+#include "../core/range.hpp"
+
+namespace phyr {
+
+namespace detail {
+
+/// Segment header; `capacity` entries of the range type follow it in the same block.
+struct segment_header {
+  segment_header* next;
+  std::uint32_t count;
+  std::uint32_t capacity;
+};
+static_assert(sizeof(segment_header) == 16);
+
+template <class Range>
+[[nodiscard]] inline Range* seg_entries(segment_header* h) noexcept {
+  return reinterpret_cast<Range*>(h + 1);
+}
+template <class Range>
+[[nodiscard]] inline const Range* seg_entries(const segment_header* h) noexcept {
+  return reinterpret_cast<const Range*>(h + 1);
+}
+
+/// Debug-only count of live borrows (aliasing mappings, views handed to devices): mutating
+/// or destroying a borrowed list is a bug that corrupts a device's view of memory, so debug
+/// builds trap on it. Release builds store nothing and check nothing.
+#if PHYR_DEBUG
+struct borrow_counter {
+  mutable std::uint32_t n = 0;
+  void acquire() const noexcept { ++n; }
+  void release() const noexcept {
+    PHYR_ASSERT(n > 0, "borrow released twice");
+    --n;
+  }
+  [[nodiscard]] bool borrowed() const noexcept { return n != 0; }
+};
+#else
+struct borrow_counter {
+  void acquire() const noexcept {}
+  void release() const noexcept {}
+  [[nodiscard]] constexpr bool borrowed() const noexcept { return false; }
+};
+#endif
+
+}  // namespace detail
+
+/// A non-owning, allocator-independent view of (part of) a range_list. The first and last
+/// entries may be trimmed (a byte slice), so iteration yields ranges by value. Valid while
+/// the list it came from is alive and unmodified.
+template <any_range Range>
+class range_list_view {
+ public:
+  using value_type = Range;
+  using space_type = typename Range::space_type;
+
+  class iterator {
+   public:
+    using iterator_category = std::forward_iterator_tag;
+    using value_type = Range;
+    using difference_type = std::ptrdiff_t;
+    using reference = Range;
+    using pointer = void;
+
+    constexpr iterator() noexcept = default;
+    [[nodiscard]] Range operator*() const noexcept {
+      Range r = detail::seg_entries<Range>(seg_)[idx_];
+      if (pos_ == 0 && head_trim_ != 0) {
+        r = Range{r.addr() + head_trim_, r.len() - head_trim_, r.flags()};
+      }
+      if (pos_ + 1 == count_) r = Range{r.addr(), last_len_, r.flags()};
+      return r;
+    }
+    iterator& operator++() noexcept {
+      ++pos_;
+      if (++idx_ == seg_->count) {
+        seg_ = seg_->next;
+        idx_ = 0;
+      }
+      return *this;
+    }
+    iterator operator++(int) noexcept {
+      iterator t = *this;
+      ++*this;
+      return t;
+    }
+    friend bool operator==(const iterator& a, const iterator& b) noexcept {
+      return a.pos_ == b.pos_;
+    }
+
+   private:
+    friend class range_list_view;
+    const detail::segment_header* seg_ = nullptr;
+    std::uint32_t idx_ = 0;
+    std::size_t pos_ = 0;
+    std::size_t count_ = 0;
+    std::uint64_t head_trim_ = 0;
+    std::uint64_t last_len_ = 0;
+  };
+  using const_iterator = iterator;
+
+  constexpr range_list_view() noexcept = default;
+
+  [[nodiscard]] iterator begin() const noexcept {
+    iterator it;
+    it.seg_ = seg_;
+    it.idx_ = idx_;
+    it.count_ = count_;
+    it.head_trim_ = head_trim_;
+    it.last_len_ = last_len_;
+    return it;
+  }
+  [[nodiscard]] iterator end() const noexcept {
+    iterator it;
+    it.pos_ = count_;
+    return it;
+  }
+  [[nodiscard]] std::size_t size() const noexcept { return count_; }
+  [[nodiscard]] bool empty() const noexcept { return count_ == 0; }
+  [[nodiscard]] std::uint64_t total_bytes() const noexcept { return total_; }
+  /// Smallest start address; the view must not be empty.
+  [[nodiscard]] address<space_type> lowest() const noexcept {
+    PHYR_ASSERT(count_ != 0, "lowest() of an empty view");
+    return address<space_type>{lowest_};
+  }
+  /// Largest last-byte address; the view must not be empty.
+  [[nodiscard]] address<space_type> highest() const noexcept {
+    PHYR_ASSERT(count_ != 0, "highest() of an empty view");
+    return address<space_type>{highest_};
+  }
+  [[nodiscard]] Range front() const noexcept {
+    PHYR_ASSERT(count_ != 0, "front() of an empty view");
+    return *begin();
+  }
+  [[nodiscard]] Range back() const noexcept {
+    PHYR_ASSERT(count_ != 0, "back() of an empty view");
+    return Range{address<space_type>{back_addr_}, last_len_, back_flags_};
+  }
+
+  /// Borrow tracking for aliasing users (identity mappings); no-ops in release builds.
+  void debug_acquire_borrow() const noexcept {
+    if (borrows_ != nullptr) borrows_->acquire();
+  }
+  void debug_release_borrow() const noexcept {
+    if (borrows_ != nullptr) borrows_->release();
+  }
+
+ private:
+  template <any_range R, segment_allocator A>
+  friend class range_list;
+
+  const detail::segment_header* seg_ = nullptr;
+  std::uint32_t idx_ = 0;
+  std::size_t count_ = 0;
+  std::uint64_t head_trim_ = 0;
+  std::uint64_t last_len_ = 0;
+  std::uint64_t back_addr_ = 0;
+  range_flags back_flags_ = range_flags::none;
+  std::uint64_t total_ = 0;
+  std::uint64_t lowest_ = 0;
+  std::uint64_t highest_ = 0;
+  const detail::borrow_counter* borrows_ = nullptr;
+};
+
+template <any_range Range, segment_allocator Alloc = default_allocator>
+class range_list {
+ public:
+  using value_type = Range;
+  using space_type = typename Range::space_type;
+  using allocator_type = Alloc;
+  using view_type = range_list_view<Range>;
+
+  /// Bytes per heap segment, and the entries one holds.
+  static constexpr std::size_t segment_bytes = 4096;
+  static constexpr std::uint32_t segment_capacity =
+      static_cast<std::uint32_t>((segment_bytes - sizeof(detail::segment_header)) / sizeof(Range));
+  static constexpr std::uint32_t inline_capacity = 2;
+  static_assert(sizeof(Range) == 16 && alignof(Range) <= 16);
+
+  class iterator {
+   public:
+    using iterator_category = std::forward_iterator_tag;
+    using value_type = Range;
+    using difference_type = std::ptrdiff_t;
+    using reference = const Range&;
+    using pointer = const Range*;
+
+    constexpr iterator() noexcept = default;
+    [[nodiscard]] const Range& operator*() const noexcept {
+      return detail::seg_entries<Range>(seg_)[idx_];
+    }
+    [[nodiscard]] const Range* operator->() const noexcept { return &**this; }
+    iterator& operator++() noexcept {
+      if (++idx_ == seg_->count) {
+        seg_ = seg_->next;
+        idx_ = 0;
+      }
+      return *this;
+    }
+    iterator operator++(int) noexcept {
+      iterator t = *this;
+      ++*this;
+      return t;
+    }
+    friend bool operator==(const iterator&, const iterator&) noexcept = default;
+
+   private:
+    friend class range_list;
+    constexpr iterator(const detail::segment_header* s, std::uint32_t i) noexcept
+        : seg_(s), idx_(i) {}
+    const detail::segment_header* seg_ = nullptr;
+    std::uint32_t idx_ = 0;
+  };
+  using const_iterator = iterator;
+
+  range_list() noexcept { reset_head(); }
+  explicit range_list(Alloc a) noexcept : alloc_(a) { reset_head(); }
+
+  range_list(const range_list&) = delete;
+  range_list& operator=(const range_list&) = delete;
+
+  range_list(range_list&& o) noexcept : alloc_(o.alloc_) {
+    reset_head();
+    take(o);
+  }
+  range_list& operator=(range_list&& o) noexcept {
+    if (this != &o) {
+      PHYR_ASSERT(!borrows_.borrowed(), "range_list assigned while a mapping borrows it");
+      release_all();
+      alloc_ = o.alloc_;
+      reset_head();
+      take(o);
+    }
+    return *this;
+  }
+  ~range_list() {
+    PHYR_ASSERT(!borrows_.borrowed(), "range_list destroyed while a mapping borrows it");
+    release_all();
+  }
+
+  /// A deep copy with the same allocator and limits; out_of_memory leaves nothing behind.
+  [[nodiscard]] result<range_list> try_clone() const noexcept {
+    range_list c{alloc_};
+    c.max_segment_ = max_segment_;
+    c.boundary_ = boundary_;
+    for (const Range& r : *this) {
+      if (!c.push_raw(r)) return errc::out_of_memory;
+    }
+    return result<range_list>{std::move(c)};
+  }
+
+  /// Appends `r`, coalescing with the tail and splitting at `max_segment()` and
+  /// `segment_boundary()`. Errors: invalid_argument (zero length), overflow (total bytes
+  /// would pass 2^64), out_of_memory. Strong guarantee.
+  result<void> try_append(const Range& r) noexcept {
+    assert_unborrowed();
+    if (r.len() == 0) return errc::invalid_argument;
+    if (r.len() > ~total_) return errc::overflow;
+    checkpoint cp = save();
+    if (!append_split(r.addr().value(), r.len(), r.flags())) {
+      rollback(cp);
+      return errc::out_of_memory;
+    }
+    return {};
+  }
+
+  /// Appends the 4 KiB pages `pfns` of a virtually contiguous buffer: the data starts
+  /// `first_offset` bytes into the first page and is `total_len` bytes long, so every page is
+  /// used (the kernel's sg_alloc_table_from_pages contract). Physically consecutive pages
+  /// coalesce. Errors: invalid_argument (empty span, first_offset >= 4096, a total_len that
+  /// does not end in the last page, a pfn above 2^52 - 1), overflow, out_of_memory.
+  /// Strong guarantee.
+  result<void> try_append_pages(std::span<const std::uint64_t> pfns, std::uint64_t first_offset,
+                                std::uint64_t total_len,
+                                range_flags flags = range_flags::none) noexcept {
+    assert_unborrowed();
+    constexpr std::uint64_t page = 4096;
+    const std::size_t n = pfns.size();
+    if (n == 0 || first_offset >= page || total_len == 0) return errc::invalid_argument;
+    // Every page must carry data: (first_offset + total_len) rounds up to exactly n pages.
+    if (n > (~std::uint64_t{0} >> 12)) return errc::too_long;
+    const std::uint64_t span_bytes = static_cast<std::uint64_t>(n) * page;
+    if (total_len > span_bytes - first_offset || total_len + first_offset <= span_bytes - page)
+      return errc::invalid_argument;
+    if (total_len > ~total_) return errc::overflow;
+
+    checkpoint cp = save();
+    const std::uint64_t* p = pfns.data();
+    const std::uint64_t tail_cut = span_bytes - first_offset - total_len;
+    const bool plain = max_segment_ == Range::max_len && boundary_ == 0;
+
+    // First run: may coalesce with the current tail, so it takes the general path.
+    std::size_t i = 1;
+    while (i < n && p[i] == p[i - 1] + 1) ++i;
+    // A run's pfns are consecutive, so checking its ends checks all of it (pfn < 2^52,
+    // so the byte address fits 64 bits).
+    if ((p[0] | p[i - 1]) >> 52) return errc::invalid_argument;
+    {
+      std::uint64_t addr = (p[0] << 12) + first_offset;
+      std::uint64_t len = static_cast<std::uint64_t>(i) * page - first_offset;
+      if (i == n) len -= tail_cut;
+      if (!append_split(addr, len, flags)) return fail(cp, errc::out_of_memory);
+    }
+    // Later runs start on a discontinuity, so they never merge with what precedes them; with
+    // no limits set they go straight into the tail segment.
+    std::size_t run_start = i;
+    for (; i < n; ++i) {
+      if (i + 1 < n && p[i + 1] == p[i] + 1) continue;
+      if ((p[run_start] | p[i]) >> 52) return fail(cp, errc::invalid_argument);
+      const std::uint64_t addr = p[run_start] << 12;
+      std::uint64_t len = static_cast<std::uint64_t>(i + 1 - run_start) * page;
+      if (i + 1 == n) len -= tail_cut;
+      if (plain) {
+        if (!push_raw(Range{address<space_type>{addr}, len, flags}))
+          return fail(cp, errc::out_of_memory);
+      } else if (!append_split(addr, len, flags)) {
+        return fail(cp, errc::out_of_memory);
+      }
+      run_start = i + 1;
+    }
+    return {};
+  }
+
+  /// Longest entry that appends may produce (bytes). 0 restores the default (no limit).
+  /// Affects later appends only.
+  void set_max_segment(std::uint64_t bytes) noexcept {
+    assert_unborrowed();
+    max_segment_ = (bytes == 0 || bytes > Range::max_len) ? Range::max_len : bytes;
+  }
+  [[nodiscard]] std::uint64_t max_segment() const noexcept { return max_segment_; }
+  /// No entry produced by later appends crosses a multiple of `bytes` (any non-zero size;
+  /// hardware uses powers of two). 0 removes the boundary.
+  void set_segment_boundary(std::uint64_t bytes) noexcept {
+    assert_unborrowed();
+    boundary_ = bytes;
+  }
+  [[nodiscard]] std::uint64_t segment_boundary() const noexcept { return boundary_; }
+
+  [[nodiscard]] std::size_t size() const noexcept { return size_; }
+  [[nodiscard]] bool empty() const noexcept { return size_ == 0; }
+  [[nodiscard]] std::uint64_t total_bytes() const noexcept { return total_; }
+  /// Smallest start address. The list must not be empty.
+  [[nodiscard]] address<space_type> lowest() const noexcept {
+    PHYR_ASSERT(size_ != 0, "lowest() of an empty list");
+    return address<space_type>{lowest_};
+  }
+  /// Largest last-byte address (inclusive, so a range ending at 2^64 is representable).
+  [[nodiscard]] address<space_type> highest() const noexcept {
+    PHYR_ASSERT(size_ != 0, "highest() of an empty list");
+    return address<space_type>{highest_};
+  }
+  [[nodiscard]] const Range& front() const noexcept {
+    PHYR_ASSERT(size_ != 0, "front() of an empty list");
+    return detail::seg_entries<Range>(&head_.h)[0];
+  }
+  [[nodiscard]] const Range& back() const noexcept {
+    PHYR_ASSERT(size_ != 0, "back() of an empty list");
+    return detail::seg_entries<Range>(tail_)[tail_->count - 1];
+  }
+  [[nodiscard]] iterator begin() const noexcept {
+    return size_ == 0 ? iterator{} : iterator{&head_.h, 0};
+  }
+  [[nodiscard]] iterator end() const noexcept { return iterator{}; }
+  [[nodiscard]] Alloc get_allocator() const noexcept { return alloc_; }
+  /// Heap segments held (live and spare): what the list costs beyond its own object.
+  [[nodiscard]] std::size_t heap_segments() const noexcept { return heap_segments_; }
+  /// Bytes this list occupies: the object plus its heap segments.
+  [[nodiscard]] std::size_t bytes_used() const noexcept {
+    return sizeof(*this) + heap_segments_ * segment_bytes;
+  }
+
+  /// Empties the list; heap segments stay for reuse by later appends.
+  void clear() noexcept {
+    assert_unborrowed();
+    segment_header* s = head_.h.next;
+    while (s != nullptr) {
+      segment_header* next = s->next;
+      s->next = spare_;
+      spare_ = s;
+      s = next;
+    }
+    head_.h.next = nullptr;
+    head_.h.count = 0;
+    tail_ = &head_.h;
+    live_heap_segments_ = 0;
+    size_ = 0;
+    total_ = 0;
+    lowest_ = ~std::uint64_t{0};
+    highest_ = 0;
+  }
+
+  /// Returns spare segments (kept by clear() or a failed append) to the allocator.
+  void shrink_to_fit() noexcept {
+    while (spare_ != nullptr) {
+      segment_header* s = spare_;
+      spare_ = s->next;
+      free_segment(s);
+    }
+  }
+
+  /// The whole list as a view.
+  [[nodiscard]] view_type view() const noexcept {
+    view_type v;
+    if (size_ == 0) {
+      v.borrows_ = &borrows_;
+      return v;
+    }
+    v.seg_ = &head_.h;
+    v.idx_ = 0;
+    v.count_ = size_;
+    v.head_trim_ = 0;
+    const Range& b = back();
+    v.last_len_ = b.len();
+    v.back_addr_ = b.addr().value();
+    v.back_flags_ = b.flags();
+    v.total_ = total_;
+    v.lowest_ = lowest_;
+    v.highest_ = highest_;
+    v.borrows_ = &borrows_;
+    return v;
+  }
+  // NOLINTNEXTLINE(google-explicit-constructor): a list is usable wherever a view is.
+  operator view_type() const noexcept { return view(); }
+
+  /// The bytes [byte_offset, byte_offset + len) of the list's concatenated ranges, as a
+  /// view with its first and last entries trimmed. O(entries up to the slice end).
+  /// Errors: invalid_argument (len == 0), out_of_range (past total_bytes()).
+  [[nodiscard]] result<view_type> try_slice(std::uint64_t byte_offset,
+                                            std::uint64_t len) const noexcept {
+    if (len == 0) return errc::invalid_argument;
+    if (byte_offset >= total_ || len > total_ - byte_offset) return errc::out_of_range;
+    view_type v;
+    v.borrows_ = &borrows_;
+    v.total_ = len;
+    v.lowest_ = ~std::uint64_t{0};
+    v.highest_ = 0;
+    std::uint64_t pos = 0;  // byte offset of the current entry's start
+    const std::uint64_t stop = byte_offset + len;
+    bool started = false;
+    for (const segment_header* s = &head_.h; s != nullptr; s = s->next) {
+      const Range* e = detail::seg_entries<Range>(s);
+      for (std::uint32_t i = 0; i < s->count; ++i) {
+        const std::uint64_t l = e[i].len();
+        if (!started) {
+          if (byte_offset >= pos + l) {
+            pos += l;
+            continue;
+          }
+          started = true;
+          v.seg_ = s;
+          v.idx_ = i;
+          v.head_trim_ = byte_offset - pos;
+        }
+        ++v.count_;
+        const std::uint64_t from = v.count_ == 1 ? v.head_trim_ : 0;
+        const std::uint64_t to = stop - pos < l ? stop - pos : l;  // exclusive, within entry
+        const std::uint64_t a = e[i].addr().value();
+        if (a + from < v.lowest_) v.lowest_ = a + from;
+        if (a + to - 1 > v.highest_) v.highest_ = a + to - 1;
+        if (pos + l >= stop) {
+          v.last_len_ = to - (v.count_ == 1 ? v.head_trim_ : 0);
+          v.back_addr_ = a + (v.count_ == 1 ? v.head_trim_ : 0);
+          v.back_flags_ = e[i].flags();
+          return v;
+        }
+        pos += l;
+      }
+    }
+    PHYR_ASSERT(false, "range_list totals out of sync");
+    return errc::out_of_range;
+  }
+
+  /// Moves all of `other`'s entries to the end of this list by relinking its segments: O(1)
+  /// (at most its two inline entries are copied). The junction coalesces like try_append.
+  /// Both lists must use equal allocators and the same limits (else invalid_argument);
+  /// out_of_memory only when this list's tail segment has no room for the inline entries.
+  /// Strong guarantee; on success `other` is empty.
+  result<void> splice_back(range_list&& other) noexcept {
+    assert_unborrowed();
+    other.assert_unborrowed();
+    if (&other == this) return errc::invalid_argument;
+    if (!(alloc_ == other.alloc_) || max_segment_ != other.max_segment_ ||
+        boundary_ != other.boundary_)
+      return errc::invalid_argument;
+    if (other.size_ == 0) return {};
+    if (other.total_ > ~total_) return errc::overflow;
+    checkpoint cp = save();
+    const Range* oe = detail::seg_entries<Range>(&other.head_.h);
+    for (std::uint32_t i = 0; i < other.head_.h.count; ++i) {
+      if (!append_split(oe[i].addr().value(), oe[i].len(), oe[i].flags()))
+        return fail(cp, errc::out_of_memory);
+    }
+    // Relink other's heap chain after our tail; totals combine.
+    if (other.head_.h.next != nullptr) {
+      tail_->next = other.head_.h.next;
+      tail_ = other.tail_;
+      size_ += other.size_ - other.head_.h.count;
+      // Segments move with their entries; spare segments stay with `other`.
+      heap_segments_ += other.live_heap_segments_;
+      live_heap_segments_ += other.live_heap_segments_;
+      other.heap_segments_ -= other.live_heap_segments_;
+      other.live_heap_segments_ = 0;
+      other.head_.h.next = nullptr;
+    }
+    // The inline entries went through append_split, which already counted them.
+    total_ = cp.total + other.total_;
+    if (other.lowest_ < lowest_) lowest_ = other.lowest_;
+    if (other.highest_ > highest_) highest_ = other.highest_;
+    other.head_.h.count = 0;
+    other.tail_ = &other.head_.h;
+    other.size_ = 0;
+    other.total_ = 0;
+    other.lowest_ = ~std::uint64_t{0};
+    other.highest_ = 0;
+    return {};
+  }
+
+  /// Borrow tracking for aliasing users (identity mappings); no-ops in release builds.
+  void debug_acquire_borrow() const noexcept { borrows_.acquire(); }
+  void debug_release_borrow() const noexcept { borrows_.release(); }
+
+ private:
+  using segment_header = detail::segment_header;
+
+  struct inline_segment {
+    segment_header h;
+    Range e[inline_capacity];
+  };
+  static_assert(offsetof(inline_segment, e) == sizeof(segment_header),
+                "entries must follow the header as in heap segments");
+
+  struct checkpoint {
+    segment_header* tail;
+    std::uint32_t tail_count;
+    Range back;
+    std::size_t size;
+    std::uint64_t total, lowest, highest;
+    std::size_t live_heap_segments;
+  };
+
+  void reset_head() noexcept {
+    head_.h.next = nullptr;
+    head_.h.count = 0;
+    head_.h.capacity = inline_capacity;
+    tail_ = &head_.h;
+  }
+
+  void assert_unborrowed() const noexcept {
+    PHYR_ASSERT(!borrows_.borrowed(), "range_list modified while a mapping borrows it");
+  }
+
+  // Steals o's contents; *this must be empty with a reset head.
+  void take(range_list& o) noexcept {
+    PHYR_ASSERT(!o.borrows_.borrowed(), "range_list moved while a mapping borrows it");
+    head_.h.count = o.head_.h.count;
+    head_.h.next = o.head_.h.next;
+    for (std::uint32_t i = 0; i < o.head_.h.count; ++i) head_.e[i] = o.head_.e[i];
+    tail_ = o.tail_ == &o.head_.h ? &head_.h : o.tail_;
+    spare_ = o.spare_;
+    size_ = o.size_;
+    total_ = o.total_;
+    lowest_ = o.lowest_;
+    highest_ = o.highest_;
+    max_segment_ = o.max_segment_;
+    boundary_ = o.boundary_;
+    heap_segments_ = o.heap_segments_;
+    live_heap_segments_ = o.live_heap_segments_;
+    o.head_.h.next = nullptr;
+    o.head_.h.count = 0;
+    o.tail_ = &o.head_.h;
+    o.spare_ = nullptr;
+    o.size_ = 0;
+    o.total_ = 0;
+    o.lowest_ = ~std::uint64_t{0};
+    o.highest_ = 0;
+    o.heap_segments_ = 0;
+    o.live_heap_segments_ = 0;
+  }
+
+  void release_all() noexcept {
+    clear();
+    shrink_to_fit();
+  }
+
+  void free_segment(segment_header* s) noexcept {
+    alloc_.deallocate(s, segment_bytes, alignof(segment_header));
+    --heap_segments_;
+  }
+
+  [[nodiscard]] checkpoint save() noexcept {
+    spares_taken_ = 0;
+    checkpoint cp{tail_, tail_->count, Range{}, size_, total_, lowest_, highest_,
+                  live_heap_segments_};
+    if (tail_->count != 0) cp.back = detail::seg_entries<Range>(tail_)[tail_->count - 1];
+    return cp;
+  }
+
+  // Undoes everything since `cp`: segments linked after cp.tail go back to the spare stack
+  // (those taken from it) or to the allocator (those allocated since), so a failed call
+  // leaves the allocator balance as it found it.
+  void rollback(const checkpoint& cp) noexcept {
+    segment_header* s = cp.tail->next;
+    std::size_t reused = spares_taken_;
+    while (s != nullptr) {
+      segment_header* next = s->next;
+      if (reused > 0) {
+        --reused;
+        s->next = spare_;
+        spare_ = s;
+      } else {
+        free_segment(s);
+      }
+      s = next;
+    }
+    cp.tail->next = nullptr;
+    tail_ = cp.tail;
+    tail_->count = cp.tail_count;
+    if (cp.tail_count != 0) detail::seg_entries<Range>(tail_)[cp.tail_count - 1] = cp.back;
+    size_ = cp.size;
+    total_ = cp.total;
+    lowest_ = cp.lowest;
+    highest_ = cp.highest;
+    live_heap_segments_ = cp.live_heap_segments;
+    spares_taken_ = 0;
+  }
+
+  [[nodiscard]] errc fail(const checkpoint& cp, errc e) noexcept {
+    rollback(cp);
+    return e;
+  }
+
+  // Links a fresh segment after the tail: a spare one if any, else a new allocation.
+  [[gnu::cold, gnu::noinline]] bool grow() noexcept {
+    segment_header* s = spare_;
+    if (s != nullptr) {
+      spare_ = s->next;
+      ++spares_taken_;
+    } else {
+      void* p = alloc_.allocate(segment_bytes, alignof(segment_header));
+      if (p == nullptr) return false;
+      s = static_cast<segment_header*>(p);
+      ++heap_segments_;
+    }
+    s->next = nullptr;
+    s->count = 0;
+    s->capacity = segment_capacity;
+    tail_->next = s;
+    tail_ = s;
+    ++live_heap_segments_;
+    return true;
+  }
+
+  // Appends without coalescing (the caller knows it cannot merge or does not want it).
+  [[nodiscard]] bool push_raw(const Range& r) noexcept {
+    if (PHYR_UNLIKELY(tail_->count == tail_->capacity) && !grow()) return false;
+    ::new (static_cast<void*>(detail::seg_entries<Range>(tail_) + tail_->count)) Range(r);
+    ++tail_->count;
+    ++size_;
+    total_ += r.len();
+    const std::uint64_t a = r.addr().value();
+    if (a < lowest_) lowest_ = a;
+    if (r.last().value() > highest_) highest_ = r.last().value();
+    return true;
+  }
+
+  // Bytes from `a` to the next boundary multiple (the whole limit when there is none).
+  [[nodiscard]] std::uint64_t boundary_room(std::uint64_t a) const noexcept {
+    if (boundary_ == 0) return ~std::uint64_t{0};
+    return boundary_ - a % boundary_;
+  }
+
+  // The general append: grow the tail entry as far as the limits allow, then push pieces of
+  // at most max_segment bytes that do not cross a boundary. Greedy filling is optimal: every
+  // piece but the last is as long as the limits permit at its start address.
+  [[nodiscard]] bool append_split(std::uint64_t a, std::uint64_t len, range_flags f) noexcept {
+    if (tail_->count != 0) {
+      Range& b = detail::seg_entries<Range>(tail_)[tail_->count - 1];
+      const std::uint64_t b_last = b.last().value();
+      if (b.flags() == f && b_last != ~std::uint64_t{0} && b_last + 1 == a &&
+          b.len() < max_segment_) {
+        std::uint64_t room = max_segment_ - b.len();
+        if (boundary_ != 0) {
+          const std::uint64_t in = (b_last + 1) % boundary_;
+          room = in == 0 ? 0 : (boundary_ - in < room ? boundary_ - in : room);
+        }
+        const std::uint64_t take = len < room ? len : room;
+        if (take != 0) {
+          b = Range{b.addr(), b.len() + take, f};
+          total_ += take;
+          if (b_last + take > highest_) highest_ = b_last + take;
+          a += take;
+          len -= take;
+        }
+      }
+    }
+    while (len != 0) {
+      std::uint64_t take = len < max_segment_ ? len : max_segment_;
+      const std::uint64_t room = boundary_room(a);
+      if (room < take) take = room;
+      if (!push_raw(Range{address<space_type>{a}, take, f})) return false;
+      a += take;
+      len -= take;
+    }
+    return true;
+  }
+
+  inline_segment head_;
+  segment_header* tail_ = nullptr;
+  segment_header* spare_ = nullptr;
+  std::size_t size_ = 0;
+  std::uint64_t total_ = 0;
+  std::uint64_t lowest_ = ~std::uint64_t{0};
+  std::uint64_t highest_ = 0;
+  std::uint64_t max_segment_ = Range::max_len;
+  std::uint64_t boundary_ = 0;
+  std::size_t heap_segments_ = 0;       // live + spare
+  std::size_t live_heap_segments_ = 0;  // in the chain
+  std::size_t spares_taken_ = 0;        // by the current operation, for rollback
+  [[no_unique_address]] Alloc alloc_{};
+  [[no_unique_address]] detail::borrow_counter borrows_;
+};
+
+}  // namespace phyr

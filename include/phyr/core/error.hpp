@@ -1,0 +1,191 @@
+/// Errors as values: `errc` and `result<T>`.
+///
+///   phyr::result<phyr::phys_range> r = phyr::phys_range::create(phyr::address<phyr::cpu_phys>{0x1000}, 4096);
+///   if (!r) return r.error();          // errc::overflow, errc::invalid_argument, ...
+///   use(*r);
+///
+/// `result` is spelled like `std::expected<T, errc>` so it can become one under C++23. The
+/// difference: `value()` on an error asserts instead of throwing (no exceptions under include/).
+/// There is no `ok` enumerator, so "success reported as an error" cannot be written.
+#pragma once
+
+#include <cstdint>
+#include <new>
+#include <type_traits>
+#include <utility>
+
+#include "../config.hpp"
+
+namespace phyr {
+
+enum class errc : std::uint8_t {
+  out_of_memory = 1,   ///< an allocator returned null
+  overflow,            ///< address or length arithmetic would wrap
+  invalid_argument,    ///< zero length, bad flags, malformed input
+  too_long,            ///< a length above the representable maximum
+  misaligned,          ///< input not aligned as the operation requires
+  not_addressable,     ///< above the device's DMA mask
+  out_of_range,        ///< offset/length outside the object
+  exhausted,           ///< a fixed resource (IOVA space, pool) has no room
+  not_mapped,          ///< address has no translation
+  foreign_mapping,     ///< mapping does not belong to this mapper, or was already unmapped
+  p2p_not_supported,   ///< no peer-to-peer path between provider and client
+  straddles_boundary,  ///< a range crosses a window/provider boundary
+  overlaps,            ///< a registration overlaps an existing one
+  not_found,           ///< no such device/file/entry
+  permission_denied,   ///< the OS refused (e.g. pagemap without CAP_SYS_ADMIN)
+  io_error,            ///< an OS read/write failed
+  parse_error,         ///< malformed text from sysfs/procfs
+  not_supported,       ///< operation not available here
+};
+
+/// Stable, allocation-free names for logs (`phyr/fmt.hpp` prints them).
+[[nodiscard]] constexpr const char* to_string(errc e) noexcept {
+  switch (e) {
+    case errc::out_of_memory: return "out_of_memory";
+    case errc::overflow: return "overflow";
+    case errc::invalid_argument: return "invalid_argument";
+    case errc::too_long: return "too_long";
+    case errc::misaligned: return "misaligned";
+    case errc::not_addressable: return "not_addressable";
+    case errc::out_of_range: return "out_of_range";
+    case errc::exhausted: return "exhausted";
+    case errc::not_mapped: return "not_mapped";
+    case errc::foreign_mapping: return "foreign_mapping";
+    case errc::p2p_not_supported: return "p2p_not_supported";
+    case errc::straddles_boundary: return "straddles_boundary";
+    case errc::overlaps: return "overlaps";
+    case errc::not_found: return "not_found";
+    case errc::permission_denied: return "permission_denied";
+    case errc::io_error: return "io_error";
+    case errc::parse_error: return "parse_error";
+    case errc::not_supported: return "not_supported";
+  }
+  return "unknown";
+}
+
+namespace detail {
+// Two storages so result<T> of a trivially destructible T stays trivially destructible and
+// copyable (returned in registers, usable in constant expressions); clang 14 lacks P0848
+// conditionally-trivial destructors, hence the base-class split.
+template <class T, bool = std::is_trivially_destructible_v<T>>
+struct result_storage {
+  union {
+    T val_;
+    errc err_;
+  };
+  bool has_;
+  constexpr result_storage(errc e) noexcept : err_(e), has_(false) {}
+  template <class... A>
+  constexpr result_storage(std::in_place_t, A&&... a) noexcept
+      : val_(std::forward<A>(a)...), has_(true) {}
+};
+
+template <class T>
+struct result_storage<T, false> {
+  union {
+    T val_;
+    errc err_;
+  };
+  bool has_;
+  constexpr result_storage(errc e) noexcept : err_(e), has_(false) {}
+  template <class... A>
+  constexpr result_storage(std::in_place_t, A&&... a) noexcept
+      : val_(std::forward<A>(a)...), has_(true) {}
+  // Placement new, not std::construct_at: <memory> is not a freestanding header, and
+  // owning payloads (lists, mappings) are never built in constant expressions anyway.
+  result_storage(result_storage&& o) noexcept : err_(o.err_), has_(o.has_) {
+    if (has_) ::new (static_cast<void*>(&val_)) T(std::move(o.val_));
+  }
+  result_storage(const result_storage& o) noexcept
+    requires std::is_copy_constructible_v<T>
+      : err_(o.err_), has_(o.has_) {
+    if (has_) ::new (static_cast<void*>(&val_)) T(o.val_);
+  }
+  result_storage& operator=(const result_storage&) = delete;
+  result_storage& operator=(result_storage&&) = delete;
+  constexpr ~result_storage() {
+    if (has_) val_.~T();
+  }
+};
+}  // namespace detail
+
+/// T or an errc. T must be nothrow move constructible (every phyr type is).
+template <class T>
+class [[nodiscard]] result : private detail::result_storage<T> {
+  using base = detail::result_storage<T>;
+  static_assert(std::is_nothrow_move_constructible_v<T>);
+  static_assert(!std::is_reference_v<T>, "result<T&> is not supported; return a pointer");
+
+ public:
+  using value_type = T;
+  constexpr result(errc e) noexcept : base(e) { PHYR_ASSERT(e != errc{}, "errc{} is not an error"); }
+  constexpr result(const T& v) noexcept
+    requires std::is_copy_constructible_v<T>
+      : base(std::in_place, v) {}
+  constexpr result(T&& v) noexcept : base(std::in_place, std::move(v)) {}
+  template <class... A>
+  constexpr explicit result(std::in_place_t, A&&... a) noexcept
+      : base(std::in_place, std::forward<A>(a)...) {}
+
+  [[nodiscard]] constexpr bool has_value() const noexcept { return this->has_; }
+  constexpr explicit operator bool() const noexcept { return this->has_; }
+
+  [[nodiscard]] constexpr errc error() const noexcept {
+    PHYR_ASSERT(!this->has_, "result::error() on a value");
+    return this->err_;
+  }
+  [[nodiscard]] constexpr T& value() & noexcept {
+    PHYR_ASSERT(this->has_, "result::value() on an error");
+    return this->val_;
+  }
+  [[nodiscard]] constexpr const T& value() const& noexcept {
+    PHYR_ASSERT(this->has_, "result::value() on an error");
+    return this->val_;
+  }
+  [[nodiscard]] constexpr T&& value() && noexcept {
+    PHYR_ASSERT(this->has_, "result::value() on an error");
+    return std::move(this->val_);
+  }
+  [[nodiscard]] constexpr T& operator*() & noexcept { return value(); }
+  [[nodiscard]] constexpr const T& operator*() const& noexcept { return value(); }
+  [[nodiscard]] constexpr T&& operator*() && noexcept { return std::move(value()); }
+  [[nodiscard]] constexpr T* operator->() noexcept { return &value(); }
+  [[nodiscard]] constexpr const T* operator->() const noexcept { return &value(); }
+
+  template <class U>
+  [[nodiscard]] constexpr T value_or(U&& fallback) const& noexcept {
+    return this->has_ ? this->val_ : static_cast<T>(std::forward<U>(fallback));
+  }
+};
+
+/// Success-or-errc for operations that produce nothing.
+template <>
+class [[nodiscard]] result<void> {
+ public:
+  using value_type = void;
+  constexpr result() noexcept = default;
+  constexpr result(errc e) noexcept : err_(e) {
+    PHYR_ASSERT(e != errc{}, "errc{} is not an error");
+  }
+  [[nodiscard]] constexpr bool has_value() const noexcept { return err_ == errc{}; }
+  constexpr explicit operator bool() const noexcept { return has_value(); }
+  [[nodiscard]] constexpr errc error() const noexcept {
+    PHYR_ASSERT(!has_value(), "result::error() on a value");
+    return err_;
+  }
+  constexpr void value() const noexcept { PHYR_ASSERT(has_value(), "result::value() on an error"); }
+
+ private:
+  errc err_{};
+};
+
+/// Tests and examples only: unwrap or assert (Serenity's MUST). Library code never calls it.
+template <class T>
+[[nodiscard]] constexpr T must(result<T>&& r) noexcept {
+  PHYR_ASSERT(r.has_value(), "phyr::must on an error");
+  return std::move(*r);
+}
+constexpr void must(result<void> r) noexcept { PHYR_ASSERT(r.has_value(), "phyr::must on an error"); }
+
+}  // namespace phyr

@@ -1,0 +1,165 @@
+/// `range<Space>`: one contiguous chunk [addr, addr + len) of an address space, with flags.
+///
+///   using phyr::phys_range;
+///   auto r = phys_range::create(phyr::phys_addr{0x1000}, 0x2000, phyr::range_flags::pinned);
+///   if (!r) return r.error();            // zero length, too long, or end past 2^64
+///   r->end();                            // phys_addr{0x3000}
+///   r->can_merge(next);                  // adjacent and same flags
+///
+/// Exactly 16 bytes: the address, then one word holding a 56-bit length (64 PiB, far above
+/// the 2^40 bytes required) and 8 flag bits. `end()` never wraps: `create` rejects such a
+/// range and the unchecked constructor asserts. Length is never zero.
+#pragma once
+
+#include <compare>
+#include <cstdint>
+
+#include "../config.hpp"
+#include "address.hpp"
+#include "address_space.hpp"
+#include "error.hpp"
+
+namespace phyr {
+
+/// Per-entry flag bits. Bits 0..4 survive in every packed encoding (the five spare bits of
+/// DESIGN.md's packed word); bits 5..7 are kept too but force the 16-byte packed escape.
+enum class range_flags : std::uint8_t {
+  none = 0,
+  pinned = 1u << 0,    ///< pages pinned for DMA (unpinned when their owner goes away)
+  bus_addr = 1u << 1,  ///< a PCI bus address (P2P through a switch): no IOMMU involved
+  driver0 = 1u << 2,   ///< reserved for drivers, e.g. "GPU-local"
+  driver1 = 1u << 3,   ///< reserved for drivers, e.g. "interconnect"
+  driver2 = 1u << 4,
+  driver3 = 1u << 5,
+  driver4 = 1u << 6,
+  driver5 = 1u << 7,
+};
+/// The flag bits that every packed mode carries inline.
+inline constexpr std::uint8_t compact_flag_mask = 0x1f;
+
+[[nodiscard]] constexpr range_flags operator|(range_flags a, range_flags b) noexcept {
+  return static_cast<range_flags>(static_cast<std::uint8_t>(a) | static_cast<std::uint8_t>(b));
+}
+[[nodiscard]] constexpr range_flags operator&(range_flags a, range_flags b) noexcept {
+  return static_cast<range_flags>(static_cast<std::uint8_t>(a) & static_cast<std::uint8_t>(b));
+}
+[[nodiscard]] constexpr range_flags operator~(range_flags a) noexcept {
+  return static_cast<range_flags>(static_cast<std::uint8_t>(~static_cast<std::uint8_t>(a)));
+}
+constexpr range_flags& operator|=(range_flags& a, range_flags b) noexcept { return a = a | b; }
+constexpr range_flags& operator&=(range_flags& a, range_flags b) noexcept { return a = a & b; }
+/// True when every bit of `bits` is set in `f`.
+[[nodiscard]] constexpr bool has_flags(range_flags f, range_flags bits) noexcept {
+  return (f & bits) == bits;
+}
+
+template <address_space Space>
+class range {
+ public:
+  using space_type = Space;
+  using address_type = address<Space>;
+
+  static constexpr unsigned len_bits = 56;
+  /// The longest representable range, in bytes.
+  static constexpr std::uint64_t max_len = (std::uint64_t{1} << len_bits) - 1;
+
+  /// An empty-looking placeholder (length 0) so arrays of ranges can be default-built;
+  /// every range handed out by phyr has a non-zero length.
+  constexpr range() noexcept = default;
+
+  /// Unchecked: the caller guarantees 0 < len <= max_len and no wrap (asserted in debug).
+  constexpr range(address_type a, std::uint64_t len, range_flags f = range_flags::none) noexcept
+      : addr_(a.value()), meta_(len | (std::uint64_t{static_cast<std::uint8_t>(f)} << len_bits)) {
+    PHYR_ASSERT(len != 0, "zero-length range");
+    PHYR_ASSERT(len <= max_len, "range too long");
+    PHYR_ASSERT(len - 1 <= ~addr_, "range end wraps past 2^64");
+  }
+
+  /// Checked factory: zero length -> invalid_argument, length above `max_len` -> too_long,
+  /// an end past 2^64 -> overflow.
+  [[nodiscard]] static constexpr result<range> create(address_type a, std::uint64_t len,
+                                                      range_flags f = range_flags::none) noexcept {
+    if (len == 0) return errc::invalid_argument;
+    if (len > max_len) return errc::too_long;
+    if (len - 1 > ~a.value()) return errc::overflow;
+    return range{a, len, f};
+  }
+
+  [[nodiscard]] constexpr address_type addr() const noexcept { return address_type{addr_}; }
+  [[nodiscard]] constexpr std::uint64_t len() const noexcept { return meta_ & max_len; }
+  [[nodiscard]] constexpr range_flags flags() const noexcept {
+    return static_cast<range_flags>(meta_ >> len_bits);
+  }
+  /// One past the last byte. A range ending exactly at 2^64 reports end() == 0; use `last()`
+  /// where that matters.
+  [[nodiscard]] constexpr address_type end() const noexcept { return address_type{addr_ + len()}; }
+  /// The last byte (never wraps).
+  [[nodiscard]] constexpr address_type last() const noexcept {
+    return address_type{addr_ + (len() - 1)};
+  }
+
+  [[nodiscard]] constexpr range with_flags(range_flags f) const noexcept {
+    range r = *this;
+    r.meta_ = (meta_ & max_len) | (std::uint64_t{static_cast<std::uint8_t>(f)} << len_bits);
+    return r;
+  }
+
+  [[nodiscard]] constexpr bool contains(address_type a) const noexcept {
+    return a.value() >= addr_ && a.value() - addr_ < len();
+  }
+  [[nodiscard]] constexpr bool contains(const range& o) const noexcept {
+    return o.addr_ >= addr_ && o.last().value() <= last().value();
+  }
+  [[nodiscard]] constexpr bool overlaps(const range& o) const noexcept {
+    return addr_ <= o.last().value() && o.addr_ <= last().value();
+  }
+  /// `o` starts exactly where this range ends (no wrap: a range ending at 2^64 has no successor).
+  [[nodiscard]] constexpr bool adjacent(const range& o) const noexcept {
+    return last().value() != ~std::uint64_t{0} && last().value() + 1 == o.addr_;
+  }
+  /// Adjacent, equal flags, and the merged length still fits `max_len`.
+  [[nodiscard]] constexpr bool can_merge(const range& o) const noexcept {
+    return adjacent(o) && flags() == o.flags() && o.len() <= max_len - len();
+  }
+  /// Checked merge of an adjacent successor.
+  [[nodiscard]] constexpr result<range> try_merge(const range& o) const noexcept {
+    if (!can_merge(o)) return errc::invalid_argument;
+    return range{addr(), len() + o.len(), flags()};
+  }
+  /// Sub-range [addr + offset, addr + offset + n); out_of_range unless it lies inside.
+  [[nodiscard]] constexpr result<range> try_subrange(std::uint64_t offset,
+                                                     std::uint64_t n) const noexcept {
+    if (n == 0) return errc::invalid_argument;
+    if (offset >= len() || n > len() - offset) return errc::out_of_range;
+    return range{address_type{addr_ + offset}, n, flags()};
+  }
+
+  /// Ordered by address, then length, then flags.
+  friend constexpr bool operator==(const range&, const range&) noexcept = default;
+  friend constexpr std::strong_ordering operator<=>(const range& a, const range& b) noexcept {
+    if (auto c = a.addr_ <=> b.addr_; c != 0) return c;
+    if (auto c = a.len() <=> b.len(); c != 0) return c;
+    return a.flags() <=> b.flags();
+  }
+
+ private:
+  std::uint64_t addr_ = 0;
+  std::uint64_t meta_ = 0;  // [55:0] length, [63:56] flags
+};
+
+static_assert(sizeof(range<cpu_phys>) == 16);
+
+using phys_range = range<cpu_phys>;
+template <class Bus>
+using dma_range = range<dma_space<Bus>>;
+
+template <class R>
+inline constexpr bool is_range_v = false;
+template <class S>
+inline constexpr bool is_range_v<range<S>> = true;
+
+/// Any `range<Space>`.
+template <class R>
+concept any_range = is_range_v<R>;
+
+}  // namespace phyr

@@ -1,0 +1,618 @@
+// range_list: coalescing, page arrays, limits, views, splicing, strong guarantee.
+#include <catch2/catch.hpp>
+
+#include <cstdint>
+#include <phyr/container/range_list.hpp>
+#include <random>
+#include <vector>
+
+namespace {
+using phyr::errc;
+using phyr::phys_addr;
+using phyr::phys_range;
+using phyr::range_flags;
+using list = phyr::range_list<phys_range>;
+using flist = phyr::range_list<phys_range, phyr::fault_injecting_allocator>;
+struct bus_a {};
+struct bus_b {};
+// requires-expressions on concrete types must sit in a template to be SFINAE-friendly.
+template <class L, class R>
+concept can_append = requires(L l, R r) { l.try_append(r); };
+template <class L, class M>
+concept can_splice = requires(L l, M m) { l.splice_back(std::move(m)); };
+template <class R>
+concept list_of = requires { typename phyr::range_list<R>; };
+
+template <class L>
+std::vector<phys_range> to_vec(const L& l) {
+  std::vector<phys_range> v;
+  for (const auto& r : l) v.push_back(r);
+  return v;
+}
+
+// The reference model: the same greedy merge/split rule on a std::vector.
+struct model {
+  std::vector<phys_range> v;
+  std::uint64_t max_seg = phys_range::max_len;
+  std::uint64_t boundary = 0;
+
+  std::uint64_t room_at(std::uint64_t a) const {
+    return boundary == 0 ? ~0ull : boundary - a % boundary;
+  }
+  void append(phys_range r) {
+    std::uint64_t a = r.addr().value(), len = r.len();
+    if (!v.empty()) {
+      phys_range& b = v.back();
+      std::uint64_t end = b.addr().value() + b.len();
+      bool wraps = b.last().value() == ~0ull;
+      if (!wraps && end == a && b.flags() == r.flags() && b.len() < max_seg) {
+        std::uint64_t room = max_seg - b.len();
+        if (boundary != 0) {
+          std::uint64_t in = end % boundary;
+          room = in == 0 ? 0 : std::min(room, boundary - in);
+        }
+        std::uint64_t take = std::min(len, room);
+        if (take) {
+          b = phys_range{b.addr(), b.len() + take, b.flags()};
+          a += take;
+          len -= take;
+        }
+      }
+    }
+    while (len) {
+      std::uint64_t take = std::min({len, max_seg, room_at(a)});
+      v.push_back(phys_range{phys_addr{a}, take, r.flags()});
+      a += take;
+      len -= take;
+    }
+  }
+};
+
+// Entry count of the kernel's sg_alloc_table_from_pages_segment for the same input: a new
+// chunk starts at a pfn discontinuity or when the chunk already holds max_segment bytes of
+// whole pages (max_segment aligned down to the page size).
+std::size_t kernel_chunks(const std::vector<std::uint64_t>& pfns, std::uint64_t max_segment) {
+  max_segment &= ~0xfffull;
+  std::size_t chunks = 1;
+  std::uint64_t seg_len = 0;
+  for (std::size_t i = 1; i < pfns.size(); ++i) {
+    seg_len += 4096;
+    if (seg_len >= max_segment || pfns[i] != pfns[i - 1] + 1) {
+      ++chunks;
+      seg_len = 0;
+    }
+  }
+  return chunks;
+}
+
+std::vector<std::uint64_t> random_pfns(std::mt19937_64& rng, std::size_t n) {
+  std::vector<std::uint64_t> p(n);
+  std::uint64_t cur = rng() % (1ull << 30);
+  for (auto& x : p) {
+    switch (rng() % 4) {
+      case 0: cur = rng() % (1ull << 30); break;  // jump
+      default: ++cur; break;                       // contiguous
+    }
+    x = cur;
+  }
+  return p;
+}
+}  // namespace
+
+TEST_CASE("range_list: an empty and a one-entry list allocate nothing", "[range_list]") {
+  phyr::fault_state fs;
+  flist l{phyr::fault_injecting_allocator{&fs}};
+  CHECK(l.empty());
+  CHECK(l.size() == 0);
+  CHECK(l.total_bytes() == 0);
+  CHECK(l.begin() == l.end());
+  REQUIRE(l.try_append(phys_range{phys_addr{0x1000}, 0x1000}));
+  REQUIRE(l.try_append(phys_range{phys_addr{0x9000}, 0x1000}));
+  CHECK(fs.calls == 0);
+  CHECK(l.size() == 2);
+  CHECK(l.heap_segments() == 0);
+}
+
+TEST_CASE("range_list: coalesces adjacent same-flag ranges and tracks totals in O(1)",
+          "[range_list]") {
+  list l;
+  REQUIRE(l.try_append(phys_range{phys_addr{0x1000}, 0x1000}));
+  REQUIRE(l.try_append(phys_range{phys_addr{0x2000}, 0x1000}));  // merges
+  REQUIRE(l.try_append(phys_range{phys_addr{0x3000}, 0x1000, range_flags::pinned}));  // flags differ
+  REQUIRE(l.try_append(phys_range{phys_addr{0x100}, 0x100, range_flags::pinned}));    // not adjacent
+  auto v = to_vec(l);
+  REQUIRE(v.size() == 3);
+  CHECK(v[0] == phys_range{phys_addr{0x1000}, 0x2000});
+  CHECK(v[1] == phys_range{phys_addr{0x3000}, 0x1000, range_flags::pinned});
+  CHECK(v[2] == phys_range{phys_addr{0x100}, 0x100, range_flags::pinned});
+  CHECK(l.size() == 3);
+  CHECK(l.total_bytes() == 0x3100);
+  CHECK(l.lowest() == phys_addr{0x100});
+  CHECK(l.highest() == phys_addr{0x3fff});
+  CHECK(l.front() == v.front());
+  CHECK(l.back() == v.back());
+}
+
+TEST_CASE("range_list: zero-length input and byte-count overflow are errors that change nothing",
+          "[range_list]") {
+  list l;
+  REQUIRE(l.try_append(phys_range{phys_addr{0}, phys_range::max_len}));
+  CHECK(l.try_append(phys_range{}).error() == errc::invalid_argument);
+  for (int i = 0; i < 255; ++i)
+    REQUIRE(l.try_append(phys_range{phys_addr{1ull << 60}, phys_range::max_len}));
+  // 256 * (2^56 - 1) bytes fit; one more max-length range would pass 2^64.
+  const auto before = to_vec(l);
+  CHECK(l.try_append(phys_range{phys_addr{1ull << 61}, phys_range::max_len}).error() ==
+        errc::overflow);
+  CHECK(to_vec(l) == before);
+}
+
+TEST_CASE("range_list: max_segment splits greedily and never exceeds the limit", "[range_list]") {
+  list l;
+  l.set_max_segment(0x3000);
+  CHECK(l.max_segment() == 0x3000);
+  REQUIRE(l.try_append(phys_range{phys_addr{0x1000}, 0x2000}));
+  REQUIRE(l.try_append(phys_range{phys_addr{0x3000}, 0x5000}));  // fills the tail, then splits
+  auto v = to_vec(l);
+  REQUIRE(v.size() == 3);
+  CHECK(v[0] == phys_range{phys_addr{0x1000}, 0x3000});
+  CHECK(v[1] == phys_range{phys_addr{0x4000}, 0x3000});
+  CHECK(v[2] == phys_range{phys_addr{0x7000}, 0x1000});
+  l.set_max_segment(0);  // back to unlimited
+  CHECK(l.max_segment() == phys_range::max_len);
+}
+
+TEST_CASE("range_list: no entry crosses the segment boundary", "[range_list]") {
+  list l;
+  l.set_segment_boundary(0x10000);
+  REQUIRE(l.try_append(phys_range{phys_addr{0xe000}, 0x4000}));
+  REQUIRE(l.try_append(phys_range{phys_addr{0x12000}, 0x20000}));
+  for (const auto& r : l) {
+    CHECK(r.addr().value() / 0x10000 == r.last().value() / 0x10000);
+  }
+  auto v = to_vec(l);
+  REQUIRE(v.size() == 4);
+  CHECK(v[0] == phys_range{phys_addr{0xe000}, 0x2000});
+  CHECK(v[1] == phys_range{phys_addr{0x10000}, 0x10000});
+  CHECK(v[2] == phys_range{phys_addr{0x20000}, 0x10000});
+  CHECK(v[3] == phys_range{phys_addr{0x30000}, 0x2000});
+}
+
+TEST_CASE("range_list: try_append_pages coalesces runs and slices the ends", "[range_list]") {
+  list l;
+  const std::vector<std::uint64_t> pfns{10, 11, 12, 20, 30, 31};
+  REQUIRE(l.try_append_pages(pfns, 0x200, 6 * 4096 - 0x200 - 0x100, range_flags::pinned));
+  auto v = to_vec(l);
+  REQUIRE(v.size() == 3);
+  CHECK(v[0] == phys_range{phys_addr{(10ull << 12) + 0x200}, 3 * 4096 - 0x200, range_flags::pinned});
+  CHECK(v[1] == phys_range{phys_addr{20ull << 12}, 4096, range_flags::pinned});
+  CHECK(v[2] == phys_range{phys_addr{30ull << 12}, 2 * 4096 - 0x100, range_flags::pinned});
+  CHECK(l.total_bytes() == 6 * 4096 - 0x300);
+  CHECK(l.lowest() == phys_addr{(10ull << 12) + 0x200});
+  CHECK(l.highest() == phys_addr{(32ull << 12) - 0x101});
+
+  // a single page with both ends trimmed
+  list one;
+  const std::vector<std::uint64_t> p1{7};
+  REQUIRE(one.try_append_pages(p1, 0x10, 0x20));
+  CHECK(one.front() == phys_range{phys_addr{(7ull << 12) + 0x10}, 0x20});
+  // appending more pages coalesces with the tail when physically adjacent
+  const std::vector<std::uint64_t> p2{33, 34};
+  REQUIRE(l.try_append_pages(p2, 0, 2 * 4096, range_flags::pinned));
+  CHECK(l.size() == 4);  // tail ended mid-page, so no merge
+  list m;
+  REQUIRE(m.try_append_pages(std::vector<std::uint64_t>{1, 2}, 0, 8192));
+  REQUIRE(m.try_append_pages(std::vector<std::uint64_t>{3, 9}, 0, 8192));
+  CHECK(m.size() == 2);
+  CHECK(m.front() == phys_range{phys_addr{0x1000}, 0x3000});
+}
+
+TEST_CASE("range_list: try_append_pages rejects bad input and leaves the list unchanged",
+          "[range_list]") {
+  list l;
+  REQUIRE(l.try_append(phys_range{phys_addr{0x5000}, 0x100}));
+  const auto before = to_vec(l);
+  const std::vector<std::uint64_t> pfns{1, 2, 3};
+  CHECK(l.try_append_pages({}, 0, 1).error() == errc::invalid_argument);
+  CHECK(l.try_append_pages(pfns, 4096, 1).error() == errc::invalid_argument);  // offset >= page
+  CHECK(l.try_append_pages(pfns, 0, 0).error() == errc::invalid_argument);
+  CHECK(l.try_append_pages(pfns, 0, 3 * 4096 + 1).error() == errc::invalid_argument);  // too long
+  CHECK(l.try_append_pages(pfns, 0, 2 * 4096).error() == errc::invalid_argument);  // unused page
+  CHECK(l.try_append_pages(pfns, 0x800, 3 * 4096 - 0x7ff).error() == errc::invalid_argument);
+  // pfns beyond the 52-bit space, at the start, the middle and the end of the array
+  std::vector<std::uint64_t> bad{1, 2, 1ull << 52, 9};
+  CHECK(l.try_append_pages(bad, 0, 4 * 4096).error() == errc::invalid_argument);
+  std::vector<std::uint64_t> bad2(600, 0);
+  for (std::size_t i = 0; i < bad2.size(); ++i) bad2[i] = 2 * i;  // fragmented: uses heap
+  bad2.back() = ~0ull;
+  CHECK(l.try_append_pages(bad2, 0, bad2.size() * 4096).error() == errc::invalid_argument);
+  std::vector<std::uint64_t> bad3{~0ull, 0};
+  CHECK(l.try_append_pages(bad3, 0, 2 * 4096).error() == errc::invalid_argument);
+  CHECK(to_vec(l) == before);
+  CHECK(l.size() == 1);
+  CHECK(l.total_bytes() == 0x100);
+  CHECK(l.highest() == phys_addr{0x50ff});
+}
+
+TEST_CASE("range_list: never more entries than the kernel's sg_alloc_table_from_pages_segment",
+          "[range_list][property]") {
+  std::mt19937_64 rng{20221103};
+  for (int iter = 0; iter < 300; ++iter) {
+    const std::size_t n = 1 + rng() % 2000;
+    auto pfns = random_pfns(rng, n);
+    const std::uint64_t max_seg = std::uint64_t{4096} << (rng() % 10);  // 4 KiB .. 2 MiB
+    list l;
+    l.set_max_segment(max_seg);
+    REQUIRE(l.try_append_pages(pfns, 0, n * 4096));
+    CHECK(l.size() <= kernel_chunks(pfns, max_seg));
+    std::uint64_t sum = 0;
+    for (const auto& r : l) {
+      CHECK(r.len() <= max_seg);
+      sum += r.len();
+    }
+    CHECK(sum == n * 4096);
+    CHECK(l.total_bytes() == sum);
+  }
+}
+
+TEST_CASE("range_list: random append sequences match the std::vector model",
+          "[range_list][property]") {
+  std::mt19937_64 rng{42};
+  for (int iter = 0; iter < 200; ++iter) {
+    list l;
+    model m;
+    if (rng() % 2) {
+      m.max_seg = 512 + rng() % 100000;
+      l.set_max_segment(m.max_seg);
+    }
+    if (rng() % 3 == 0) {
+      m.boundary = std::uint64_t{4096} << (rng() % 6);
+      l.set_segment_boundary(m.boundary);
+    }
+    std::uint64_t cur = rng() % (1ull << 40);
+    const int n = static_cast<int>(rng() % 1500);
+    for (int i = 0; i < n; ++i) {
+      if (rng() % 3 == 0) cur = rng() % (1ull << 40);
+      const std::uint64_t len = 1 + rng() % (rng() % 2 ? 300000 : 5000);
+      const auto f = (rng() % 5 == 0) ? range_flags::pinned : range_flags::none;
+      phys_range r{phys_addr{cur}, len, f};
+      if (rng() % 2) {
+        REQUIRE(l.try_append(r));
+        m.append(r);
+      } else {
+        // the same bytes as whole pages when aligned
+        REQUIRE(l.try_append(r));
+        m.append(r);
+      }
+      cur += len;
+    }
+    REQUIRE(to_vec(l) == m.v);
+    REQUIRE(l.size() == m.v.size());
+    if (!m.v.empty()) {
+      std::uint64_t lo = ~0ull, hi = 0, tot = 0;
+      for (auto& r : m.v) {
+        lo = std::min(lo, r.addr().value());
+        hi = std::max(hi, r.last().value());
+        tot += r.len();
+      }
+      CHECK(l.lowest().value() == lo);
+      CHECK(l.highest().value() == hi);
+      CHECK(l.total_bytes() == tot);
+    }
+  }
+}
+
+TEST_CASE("range_list: page arrays match the model fed page by page", "[range_list][property]") {
+  std::mt19937_64 rng{7};
+  for (int iter = 0; iter < 200; ++iter) {
+    const std::size_t n = 1 + rng() % 1500;
+    auto pfns = random_pfns(rng, n);
+    const std::uint64_t off = rng() % 4096;
+    const std::uint64_t cut = rng() % 4096;
+    std::uint64_t total = n * 4096 - off - cut;
+    if (total == 0) total = 1;
+    if (n == 1 && off + total > 4096) total = 4096 - off;
+    list l;
+    model m;
+    if (rng() % 2) {
+      m.max_seg = std::uint64_t{4096} << (rng() % 8);
+      l.set_max_segment(m.max_seg);
+    }
+    if (rng() % 3 == 0) {
+      m.boundary = std::uint64_t{8192} << (rng() % 6);
+      l.set_segment_boundary(m.boundary);
+    }
+    REQUIRE(l.try_append_pages(pfns, off, total, range_flags::pinned));
+    std::uint64_t left = total;
+    for (std::size_t i = 0; i < n; ++i) {
+      std::uint64_t a = (pfns[i] << 12) + (i == 0 ? off : 0);
+      std::uint64_t len = std::min<std::uint64_t>(left, 4096 - (i == 0 ? off : 0));
+      m.append(phys_range{phys_addr{a}, len, range_flags::pinned});
+      left -= len;
+    }
+    REQUIRE(to_vec(l) == m.v);
+  }
+}
+
+TEST_CASE("range_list: every allocation failure leaves the list exactly as it was",
+          "[range_list][alloc]") {
+  std::mt19937_64 rng{99};
+  auto pfns = random_pfns(rng, 3000);
+  for (int op = 0; op < 4; ++op) {
+    bool completed = false;
+    for (std::uint64_t k = 1; !completed; ++k) {
+      phyr::fault_state fs;
+      {
+        flist l{phyr::fault_injecting_allocator{&fs}};
+        l.set_max_segment(op == 2 ? 8192 : op == 1 ? 4096 : 0);
+        // a prefix that already spans a few segments
+        REQUIRE(l.try_append_pages(std::span{pfns}.first(700), 0, 700 * 4096));
+        const auto before = to_vec(l);
+        const auto size = l.size();
+        const auto total = l.total_bytes();
+        const auto lo = l.lowest();
+        const auto hi = l.highest();
+        const auto segs = l.heap_segments();
+        fs.fail_at = fs.calls + k;
+        phyr::result<void> r;
+        if (op == 0 || op == 2) {
+          r = l.try_append_pages(std::span{pfns}.subspan(700), 0x10, (3000 - 700) * 4096 - 0x20);
+        } else if (op == 1) {
+          // one range split into 600 max_segment pieces: the split path allocates
+          r = l.try_append(phys_range{phys_addr{1ull << 41}, 600 * 4096});
+        } else {
+          auto c = l.try_clone();
+          if (c) {
+            CHECK(to_vec(*c) == before);
+          } else {
+            CHECK(c.error() == errc::out_of_memory);
+          }
+          r = c ? phyr::result<void>{} : phyr::result<void>{c.error()};
+        }
+        if (r) {
+          completed = true;
+        } else {
+          CHECK(r.error() == errc::out_of_memory);
+          CHECK(to_vec(l) == before);
+          CHECK(l.size() == size);
+          CHECK(l.total_bytes() == total);
+          CHECK(l.lowest() == lo);
+          CHECK(l.highest() == hi);
+          CHECK(l.heap_segments() == segs);
+          // still usable after a failure
+          fs.fail_at = 0;
+          REQUIRE(l.try_append(phys_range{phys_addr{1ull << 45}, 4096}));
+        }
+      }
+      CHECK(fs.live == 0);
+      CHECK(fs.live_bytes == 0);
+    }
+  }
+}
+
+TEST_CASE("range_list: clear keeps segments for reuse without allocating", "[range_list][alloc]") {
+  phyr::fault_state fs;
+  flist l{phyr::fault_injecting_allocator{&fs}};
+  std::vector<std::uint64_t> pfns(2000);
+  for (std::size_t i = 0; i < pfns.size(); ++i) pfns[i] = 3 * i;
+  REQUIRE(l.try_append_pages(pfns, 0, pfns.size() * 4096));
+  const auto calls = fs.calls;
+  const auto segs = l.heap_segments();
+  CHECK(segs > 0);
+  for (int round = 0; round < 3; ++round) {
+    l.clear();
+    CHECK(l.empty());
+    CHECK(l.begin() == l.end());
+    REQUIRE(l.try_append_pages(pfns, 0, pfns.size() * 4096));
+    CHECK(l.size() == 2000);
+  }
+  CHECK(fs.calls == calls);
+  CHECK(l.heap_segments() == segs);
+  l.clear();
+  l.shrink_to_fit();
+  CHECK(l.heap_segments() == 0);
+  CHECK(fs.live == 0);
+}
+
+TEST_CASE("range_list: segment pool backs a list without the heap and reports exhaustion",
+          "[range_list][alloc]") {
+  phyr::segment_pool<4096, 2> pool;
+  phyr::range_list<phys_range, phyr::pool_allocator> l{pool.allocator()};
+  std::vector<std::uint64_t> pfns(2 + 2 * 255);
+  for (std::size_t i = 0; i < pfns.size(); ++i) pfns[i] = 2 * i;
+  REQUIRE(l.try_append_pages(pfns, 0, pfns.size() * 4096));
+  CHECK(pool.available() == 0);
+  const auto before = to_vec(l);
+  CHECK(l.try_append(phys_range{phys_addr{1ull << 40}, 4096}).error() == errc::out_of_memory);
+  CHECK(to_vec(l) == before);
+  l.clear();
+  l.shrink_to_fit();
+  CHECK(pool.available() == 2);
+}
+
+TEST_CASE("range_list: move transfers everything, including inline entries", "[range_list]") {
+  list a;
+  REQUIRE(a.try_append(phys_range{phys_addr{0x1000}, 0x10}));
+  list b{std::move(a)};
+  CHECK(a.empty());  // NOLINT(bugprone-use-after-move): moved-from is empty by contract
+  CHECK(b.size() == 1);
+  REQUIRE(b.try_append(phys_range{phys_addr{0x9000}, 0x10}));
+  std::vector<std::uint64_t> pfns(1000);
+  for (std::size_t i = 0; i < pfns.size(); ++i) pfns[i] = 5 * i;
+  REQUIRE(b.try_append_pages(pfns, 0, pfns.size() * 4096));
+  const auto v = to_vec(b);
+  list c;
+  c = std::move(b);
+  CHECK(to_vec(c) == v);
+  REQUIRE(c.try_append(phys_range{phys_addr{1ull << 50}, 1}));  // tail fixed up after move
+  CHECK(c.back() == phys_range{phys_addr{1ull << 50}, 1});
+  CHECK(c.size() == v.size() + 1);
+  // a moved list with only inline entries keeps appending into its own head
+  list d;
+  REQUIRE(d.try_append(phys_range{phys_addr{0x1000}, 0x10}));
+  list e{std::move(d)};
+  REQUIRE(e.try_append(phys_range{phys_addr{0x1010}, 0x10}));
+  CHECK(e.size() == 1);
+  CHECK(e.front().len() == 0x20);
+}
+
+TEST_CASE("range_list: try_clone is a deep, equal copy", "[range_list]") {
+  list a;
+  a.set_max_segment(8192);
+  std::vector<std::uint64_t> pfns(777);
+  for (std::size_t i = 0; i < pfns.size(); ++i) pfns[i] = i % 3 == 0 ? 7 * i : i;
+  REQUIRE(a.try_append_pages(pfns, 0, pfns.size() * 4096));
+  auto c = a.try_clone();
+  REQUIRE(c);
+  CHECK(to_vec(*c) == to_vec(a));
+  CHECK(c->max_segment() == 8192);
+  CHECK(c->lowest() == a.lowest());
+  CHECK(c->highest() == a.highest());
+  a.clear();
+  CHECK(c->size() > 0);
+}
+
+TEST_CASE("range_list: try_slice returns a trimmed view without copying", "[range_list]") {
+  list l;
+  REQUIRE(l.try_append(phys_range{phys_addr{0x10000}, 0x1000}));
+  REQUIRE(l.try_append(phys_range{phys_addr{0x30000}, 0x2000}));
+  REQUIRE(l.try_append(phys_range{phys_addr{0x50000}, 0x1000}));
+  auto s = l.try_slice(0x800, 0x2000);  // [0x800, 0x2800)
+  REQUIRE(s);
+  std::vector<phys_range> got(s->begin(), s->end());
+  REQUIRE(got.size() == 2);
+  CHECK(got[0] == phys_range{phys_addr{0x10800}, 0x800});
+  CHECK(got[1] == phys_range{phys_addr{0x30000}, 0x1800});
+  CHECK(s->size() == 2);
+  CHECK(s->total_bytes() == 0x2000);
+  CHECK(s->lowest() == phys_addr{0x10800});
+  CHECK(s->highest() == phys_addr{0x317ff});
+  CHECK(s->front() == got.front());
+  CHECK(s->back() == got.back());
+  // within one entry
+  auto one = l.try_slice(0x1100, 0x100);
+  REQUIRE(one);
+  REQUIRE(one->size() == 1);
+  CHECK(one->front() == phys_range{phys_addr{0x30100}, 0x100});
+  CHECK(one->back() == one->front());
+  // the whole list
+  auto all = l.try_slice(0, l.total_bytes());
+  REQUIRE(all);
+  CHECK(std::vector<phys_range>(all->begin(), all->end()) == to_vec(l));
+  CHECK(l.try_slice(0, 0).error() == errc::invalid_argument);
+  CHECK(l.try_slice(0x4000, 1).error() == errc::out_of_range);
+  CHECK(l.try_slice(0x3000, 0x1001).error() == errc::out_of_range);
+  CHECK(l.try_slice(~0ull, 2).error() == errc::out_of_range);
+}
+
+TEST_CASE("range_list: slices agree with a byte-level model", "[range_list][property]") {
+  std::mt19937_64 rng{5};
+  list l;
+  std::uint64_t cur = 0;
+  for (int i = 0; i < 900; ++i) {
+    cur += 4096 * (1 + rng() % 3);
+    REQUIRE(l.try_append(phys_range{phys_addr{cur}, 1 + rng() % 9000}));
+  }
+  const auto v = to_vec(l);
+  for (int t = 0; t < 300; ++t) {
+    const std::uint64_t off = rng() % l.total_bytes();
+    const std::uint64_t len = 1 + rng() % (l.total_bytes() - off);
+    auto s = l.try_slice(off, len);
+    REQUIRE(s);
+    // model: walk the entries, cut [off, off+len)
+    std::vector<phys_range> want;
+    std::uint64_t pos = 0;
+    for (const auto& r : v) {
+      const std::uint64_t b = std::max(pos, off), e = std::min(pos + r.len(), off + len);
+      if (b < e) want.push_back(phys_range{r.addr() + (b - pos), e - b, r.flags()});
+      pos += r.len();
+    }
+    REQUIRE(std::vector<phys_range>(s->begin(), s->end()) == want);
+    CHECK(s->size() == want.size());
+    CHECK(s->total_bytes() == len);
+  }
+}
+
+TEST_CASE("range_list: splice_back relinks in O(1) and coalesces at the junction",
+          "[range_list]") {
+  phyr::fault_state fs;
+  flist a{phyr::fault_injecting_allocator{&fs}};
+  flist b{phyr::fault_injecting_allocator{&fs}};
+  std::vector<std::uint64_t> pa(600), pb(600);
+  for (std::size_t i = 0; i < 600; ++i) {
+    pa[i] = 2 * i;
+    pb[i] = 10000 + 2 * i;
+  }
+  pb[0] = 2 * 599 + 1;  // b's first page follows a's last page
+  REQUIRE(a.try_append_pages(pa, 0, 600 * 4096));
+  REQUIRE(b.try_append_pages(pb, 0, 600 * 4096));
+  auto want = to_vec(a);
+  auto vb = to_vec(b);
+  want.back() = phys_range{want.back().addr(), want.back().len() + 4096};
+  want.insert(want.end(), vb.begin() + 1, vb.end());
+  const auto calls = fs.calls;
+  const auto total = a.total_bytes() + b.total_bytes();
+  REQUIRE(a.splice_back(std::move(b)));
+  CHECK(fs.calls == calls);  // relinked, nothing allocated
+  CHECK(b.empty());
+  CHECK(to_vec(a) == want);
+  CHECK(a.size() == want.size());
+  CHECK(a.total_bytes() == total);
+  CHECK(a.highest() == phys_addr{((10000ull + 2 * 599) << 12) + 4095});
+  REQUIRE(a.try_append(phys_range{phys_addr{1ull << 40}, 1}));  // tail is b's old tail
+  CHECK(a.back() == phys_range{phys_addr{1ull << 40}, 1});
+  // b stays usable
+  REQUIRE(b.try_append(phys_range{phys_addr{0x1000}, 1}));
+  CHECK(b.size() == 1);
+}
+
+TEST_CASE("range_list: splice_back refuses mismatched lists and self", "[range_list]") {
+  list a, b;
+  REQUIRE(a.try_append(phys_range{phys_addr{0x1000}, 1}));
+  REQUIRE(b.try_append(phys_range{phys_addr{0x2000}, 1}));
+  b.set_max_segment(4096);
+  CHECK(a.splice_back(std::move(b)).error() == errc::invalid_argument);
+  CHECK(b.size() == 1);
+  CHECK(a.size() == 1);
+  CHECK(a.splice_back(std::move(a)).error() == errc::invalid_argument);
+  phyr::fault_state f1, f2;
+  flist x{phyr::fault_injecting_allocator{&f1}}, y{phyr::fault_injecting_allocator{&f2}};
+  REQUIRE(y.try_append(phys_range{phys_addr{0x2000}, 1}));
+  CHECK(x.splice_back(std::move(y)).error() == errc::invalid_argument);
+  list empty;
+  REQUIRE(a.splice_back(std::move(empty)));
+  CHECK(a.size() == 1);
+}
+
+TEST_CASE("range_list: splice_back into a full tail fails cleanly when memory runs out",
+          "[range_list][alloc]") {
+  phyr::fault_state fs;
+  flist a{phyr::fault_injecting_allocator{&fs}};
+  flist b{phyr::fault_injecting_allocator{&fs}};
+  REQUIRE(a.try_append(phys_range{phys_addr{0x1000}, 1}));
+  REQUIRE(a.try_append(phys_range{phys_addr{0x3000}, 1}));  // inline head full
+  REQUIRE(b.try_append(phys_range{phys_addr{0x5000}, 1}));
+  fs.fail_at = fs.calls + 1;
+  CHECK(a.splice_back(std::move(b)).error() == errc::out_of_memory);
+  CHECK(a.size() == 2);
+  CHECK(b.size() == 1);
+  fs.fail_at = 0;
+  REQUIRE(a.splice_back(std::move(b)));
+  CHECK(a.size() == 3);
+}
+
+TEST_CASE("range_list: the list type fixes the address space", "[range_list][compile-fail]") {
+  using dlist_a = phyr::range_list<phyr::dma_range<bus_a>>;
+  using dlist_b = phyr::range_list<phyr::dma_range<bus_b>>;
+  STATIC_REQUIRE(can_append<dlist_a, phyr::dma_range<bus_a>>);
+  // mixing two buses' ranges in one list does not compile
+  STATIC_REQUIRE_FALSE(can_append<dlist_a, phyr::dma_range<bus_b>>);
+  STATIC_REQUIRE_FALSE(can_append<dlist_a, phys_range>);
+  STATIC_REQUIRE_FALSE(can_append<list, phyr::dma_range<bus_a>>);
+  STATIC_REQUIRE_FALSE(can_splice<dlist_a, dlist_b>);
+  STATIC_REQUIRE(can_splice<dlist_a, dlist_a>);
+  STATIC_REQUIRE_FALSE(std::is_copy_constructible_v<list>);
+  STATIC_REQUIRE(std::is_nothrow_move_constructible_v<list>);
+  STATIC_REQUIRE_FALSE(list_of<int>);
+  STATIC_REQUIRE(list_of<phys_range>);
+}
