@@ -5,6 +5,7 @@
 #pragma once
 
 #include "config.hpp"
+#include "core/accessor.hpp"
 #include "core/address.hpp"
 #include "core/address_space.hpp"
 #include "core/allocator.hpp"

@@ -1,0 +1,70 @@
+/// CPU access to memory named by physical ranges, for spaces that allow it.
+///
+///   // A window of physical memory the CPU has mapped (a kernel direct map, a /dev/mem or
+///   // VFIO BAR mmap, a test buffer standing in for RAM):
+///   phyr::phys_accessor acc{mapped_ptr, phyr::phys_addr{0x100000000}, window_bytes};
+///   std::byte hdr[64];
+///   if (auto r = acc.try_copy_from(range, /*offset=*/0, hdr, sizeof hdr); !r) return r.error();
+///
+/// Only spaces that declare `cpu_accessible` compile here: a DMA address means something to
+/// one device and nothing to the CPU, so copying "through" a dma_range is a type error, not
+/// a runtime check (see the compile-fail tests).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "address.hpp"
+#include "address_space.hpp"
+#include "error.hpp"
+#include "range.hpp"
+
+namespace phyr {
+
+template <cpu_accessible_space Space>
+class basic_phys_accessor {
+ public:
+  using space_type = Space;
+
+  constexpr basic_phys_accessor() noexcept = default;
+  /// `window` bytes of physical memory starting at `base` are visible at `mapped`.
+  constexpr basic_phys_accessor(void* mapped, address<Space> base, std::uint64_t window) noexcept
+      : mapped_(static_cast<std::byte*>(mapped)), base_(base.value()), window_(window) {}
+
+  /// Copies `n` bytes starting `offset` bytes into `r` to `dst`. Errors: out_of_range (the
+  /// bytes are not inside `r`), not_mapped (not inside the accessor's window).
+  [[nodiscard]] result<void> try_copy_from(const range<Space>& r, std::uint64_t offset, void* dst,
+                                           std::size_t n) const noexcept {
+    auto p = locate(r, offset, n);
+    if (!p) return p.error();
+    if (n != 0) __builtin_memcpy(dst, *p, n);
+    return {};
+  }
+  /// Copies `n` bytes from `src` to `offset` bytes into `r`. Errors as try_copy_from.
+  [[nodiscard]] result<void> try_copy_to(const range<Space>& r, std::uint64_t offset,
+                                         const void* src, std::size_t n) const noexcept {
+    auto p = locate(r, offset, n);
+    if (!p) return p.error();
+    if (n != 0) __builtin_memcpy(*p, src, n);
+    return {};
+  }
+
+ private:
+  [[nodiscard]] result<std::byte*> locate(const range<Space>& r, std::uint64_t offset,
+                                          std::uint64_t n) const noexcept {
+    if (offset > r.len() || n > r.len() - offset) return errc::out_of_range;
+    const std::uint64_t a = r.addr().value() + offset;
+    if (mapped_ == nullptr || a < base_ || a - base_ > window_ || n > window_ - (a - base_))
+      return errc::not_mapped;
+    return mapped_ + (a - base_);
+  }
+
+  std::byte* mapped_ = nullptr;
+  std::uint64_t base_ = 0;
+  std::uint64_t window_ = 0;
+};
+
+/// The accessor for CPU physical memory.
+using phys_accessor = basic_phys_accessor<cpu_phys>;
+
+}  // namespace phyr

@@ -1,0 +1,48 @@
+// fmt formatters: one fixed, greppable shape per type.
+#include <catch2/catch.hpp>
+
+#include <phyr/fmt.hpp>
+#include <string>
+
+namespace {
+struct gpu_bus {};
+using phyr::phys_addr;
+using phyr::phys_range;
+using phyr::range_flags;
+}  // namespace
+
+TEST_CASE("fmt: addresses name their space", "[fmt]") {
+  CHECK(fmt::format("{}", phys_addr{0x1000}) == "phys:0x1000");
+  CHECK(fmt::format("{}", phyr::dma_addr<gpu_bus>{0xff}) == "dma:0xff");
+}
+
+TEST_CASE("fmt: ranges print start, length and flags", "[fmt]") {
+  CHECK(fmt::format("{}", phys_range{phys_addr{0x1000}, 0x2000, range_flags::pinned}) ==
+        "phys[0x1000, +0x2000) pinned");
+  CHECK(fmt::format("{}", phys_range{phys_addr{0x1000}, 0x2000}) == "phys[0x1000, +0x2000)");
+  CHECK(fmt::format("{}", phyr::dma_range<gpu_bus>{phyr::dma_addr<gpu_bus>{0x10}, 1,
+                                                   range_flags::bus_addr | range_flags::driver0}) ==
+        "dma[0x10, +0x1) bus_addr|driver0");
+  CHECK(fmt::format("{}", range_flags::none) == "none");
+  CHECK(fmt::format("{}", range_flags::pinned | range_flags::driver5) == "pinned|driver5");
+}
+
+TEST_CASE("fmt: errors print their names", "[fmt]") {
+  CHECK(fmt::format("{}", phyr::errc::out_of_memory) == "out_of_memory");
+  CHECK(fmt::format("{}", phyr::errc::not_addressable) == "not_addressable");
+}
+
+TEST_CASE("fmt: lists print count, bytes and the first entries", "[fmt]") {
+  phyr::range_list<phys_range> l;
+  CHECK(fmt::format("{}", l) == "range_list<phys>{0 entries, 0x0 bytes}");
+  for (std::uint64_t i = 0; i < 6; ++i)
+    REQUIRE(l.try_append(phys_range{phys_addr{0x10000 * (i + 1)}, 0x1000}));
+  CHECK(fmt::format("{}", l) ==
+        "range_list<phys>{6 entries, 0x6000 bytes: phys[0x10000, +0x1000), phys[0x20000, "
+        "+0x1000), phys[0x30000, +0x1000), phys[0x40000, +0x1000), ...}");
+  auto s = l.try_slice(0x800, 0x1000);
+  REQUIRE(s);
+  CHECK(fmt::format("{}", *s) ==
+        "range_list_view<phys>{2 entries, 0x1000 bytes: phys[0x10800, +0x800), phys[0x20000, "
+        "+0x800)}");
+}
