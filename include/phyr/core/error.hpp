@@ -143,13 +143,15 @@ class [[nodiscard]] result : private detail::result_storage<T> {
     PHYR_ASSERT(this->has_, "result::value() on an error");
     return this->val_;
   }
-  [[nodiscard]] constexpr T&& value() && noexcept {
+  /// From an rvalue the value is moved out and returned by value, so
+  /// `for (auto x : *make_result())` iterates a live object, not a destroyed temporary.
+  [[nodiscard]] constexpr T value() && noexcept {
     PHYR_ASSERT(this->has_, "result::value() on an error");
     return std::move(this->val_);
   }
   [[nodiscard]] constexpr T& operator*() & noexcept { return value(); }
   [[nodiscard]] constexpr const T& operator*() const& noexcept { return value(); }
-  [[nodiscard]] constexpr T&& operator*() && noexcept { return std::move(value()); }
+  [[nodiscard]] constexpr T operator*() && noexcept { return std::move(*this).value(); }
   [[nodiscard]] constexpr T* operator->() noexcept { return &value(); }
   [[nodiscard]] constexpr const T* operator->() const noexcept { return &value(); }
 
