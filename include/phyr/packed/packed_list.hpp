@@ -1,0 +1,1086 @@
+/// `packed_list<Space, Alloc>`: the dense long-term form of a list of ranges (DESIGN.md, "The
+/// packed encoding"; the entry format and the smallest-entry rule are in packed/encoding.hpp).
+///
+///   phyr::packed_list<phyr::cpu_phys> pl;
+///   if (auto r = pl.try_append_pages(pfns, /*first_offset=*/0, /*total_len=*/bytes); !r)
+///     return r.error();                       // invalid_argument, overflow, misaligned, oom
+///   pl.for_each([](phyr::phys_range r) { program(r); });  // exactly the ranges that went in
+///   for (phyr::phys_range r : pl) program(r);             // the same, as an iterator
+///   pl.entry_bytes();                         // 8 per discontiguous page, 8 per 2 MiB block
+///   pl.for_each_block(4096, [](phyr::phys_addr a) { mr_page(a); });  // random-access HW
+///   auto rl = pl.to_range_list();             // and back: packed_list::from_ranges(*rl)
+///
+/// What it holds. A header {first_offset, total_len, min_alignment, entry count} and entries
+/// of 8, 12 or 16 bytes in chained segments of 32-bit words (256 bytes, doubling to 4 KiB; an
+/// entry never straddles two segments, so segments end with at most 12 unused bytes). The
+/// first entry's front is trimmed by `first_offset` and the last entry's back by what
+/// `total_len` leaves over, so the ends of a buffer may be encoded as whole (even widened,
+/// naturally aligned) pages while interior entries are exact. Ranges whose interior
+/// boundaries are not page aligned (512-byte direct-I/O chunks, arbitrary lists) take
+/// byte-granular entries: every `range` round-trips.
+///
+/// Semantics. Appending coalesces with the tail exactly like a `range_list` with default
+/// limits (adjacent and same flags; past `max_len` the tail is filled and the rest starts a
+/// new range), so both hold the same ranges and converting either way is lossless. A list
+/// built from a `range_list` with a `max_segment` limit holds the merged ranges (same bytes
+/// and flags); `to_range_list` into a list with the same limit splits them again.
+///
+/// The streaming encoder. The last range (the tail) is kept open, as a plain range inside
+/// the object, while appends can still grow it; when a non-adjacent range arrives it is
+/// closed: encoded once, to the smallest entry, knowing whether it is the list's first
+/// range. The open tail is counted in `entry_bytes()` with the encoding it would get as the
+/// last range, and exported that way by `copy_words`. `try_append_pages` writes runs of
+/// discontiguous pages 8 at a time without a per-page branch (see there).
+///
+/// Walking. `for_each` and `for_each_block` are tight loops per segment with mode 0 decoded
+/// inline: use them on hot paths. The iterators (`begin`/`end`, `blocks()`) carry more state
+/// and are slower (see bench/packed_bench.cpp).
+///
+/// Alignment. `alignment()` is the largest power of two dividing every interior boundary
+/// (the end of each range but the last, the start of each but the first), tracked in O(1):
+/// the largest block size random-access hardware can use (`blocks()`). `set_min_alignment`
+/// makes it a promise: an append that would break it fails with `errc::misaligned`.
+///
+/// Errors and guarantees. Every `try_*` is strong: on failure the list is as before and
+/// nothing leaks. Bad input is an `errc`, never a crash: zero length or a pfn at or above
+/// 2^52 (invalid_argument), total bytes past 2^64 (overflow), a boundary breaking the
+/// promised alignment (misaligned), an allocator returning null (out_of_memory).
+/// `from_words` validates arbitrary words and header values without undefined behaviour.
+#pragma once
+
+#include <bit>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <iterator>
+#include <span>
+#include <type_traits>
+#include <utility>
+
+#include "../config.hpp"
+#include "../container/range_list.hpp"
+#include "../core/address.hpp"
+#include "../core/address_space.hpp"
+#include "../core/allocator.hpp"
+#include "../core/error.hpp"
+#include "../core/range.hpp"
+#include "encoding.hpp"
+
+namespace phyr {
+
+/// The list header as stored and exchanged with `copy_words` / `from_words`.
+struct packed_header {
+  std::uint64_t first_offset = 0;   ///< bytes of the first entry before the data
+  std::uint64_t total_len = 0;      ///< bytes of data in all ranges
+  std::uint64_t entry_count = 0;    ///< entries in the words (each escape piece counts)
+  std::uint8_t min_align_log2 = 0;  ///< promised: interior boundaries are multiples of 2^this
+  friend constexpr bool operator==(const packed_header&, const packed_header&) noexcept = default;
+};
+
+namespace detail {
+
+/// Segment header; `capacity` 32-bit words follow it in the same block.
+struct packed_segment {
+  packed_segment* next;
+  std::uint32_t capacity;  // words
+  std::uint32_t used;      // words holding whole entries
+};
+static_assert(sizeof(packed_segment) == 16);
+
+[[nodiscard]] inline std::uint32_t* seg_words(packed_segment* s) noexcept {
+  return reinterpret_cast<std::uint32_t*>(s + 1);
+}
+[[nodiscard]] inline const std::uint32_t* seg_words(const packed_segment* s) noexcept {
+  return reinterpret_cast<const std::uint32_t*>(s + 1);
+}
+
+/// Reads a head word's mode from its high half (the mode decides the entry's size).
+[[nodiscard]] constexpr packed_mode mode_of(std::uint32_t high) noexcept {
+  return static_cast<packed_mode>(high >> 30);
+}
+
+/// Walks untrusted words + header and hands each range to `emit(addr, len, flags)`;
+/// returns `errc{}` when everything is consistent. Checks: every entry well formed
+/// (validate_entry), escape chains contiguous with equal flags, the header's first_offset
+/// and total_len inside the first/last entries, every range 1..max_len bytes, no two
+/// neighbours mergeable (an encoder always merges them), interior boundaries at the promised
+/// alignment, and entry_count. Overflow-free for any input.
+template <class Emit>
+[[nodiscard]] constexpr errc parse_packed(const packed_header& h,
+                                          std::span<const std::uint32_t> w, Emit&& emit) noexcept {
+  using namespace packed_format;
+  constexpr std::uint64_t max_len = (std::uint64_t{1} << 56) - 1;  // range<>::max_len
+  if (h.min_align_log2 > 63) return errc::invalid_argument;
+  if (w.empty()) {
+    return (h.entry_count == 0 && h.total_len == 0 && h.first_offset == 0)
+               ? errc{}
+               : errc::invalid_argument;
+  }
+  if (h.total_len == 0) return errc::invalid_argument;
+  const std::uint64_t align_mask = (std::uint64_t{1} << h.min_align_log2) - 1;
+
+  struct extent {
+    std::uint64_t start, len;
+    std::uint8_t flags;
+  };
+  std::uint64_t pos = 0, entries = 0, emitted = 0, sum = 0;
+  extent pending{};
+  bool have_pending = false;
+  std::uint64_t prev_start = 0, prev_len = 0;
+  std::uint8_t prev_flags = 0;
+
+  // Turns the pending extent into a range (first/last trims), checks it against the range
+  // before it, and emits it.
+  auto finish = [&](bool last) -> errc {
+    std::uint64_t start = pending.start, len = pending.len;
+    if (emitted == 0) {
+      if (h.first_offset >= len) return errc::invalid_argument;
+      start += h.first_offset;
+      len -= h.first_offset;
+    }
+    if (last) {
+      if (h.total_len < sum) return errc::invalid_argument;
+      const std::uint64_t want = h.total_len - sum;
+      if (want == 0 || want > len) return errc::invalid_argument;
+      len = want;
+    }
+    if (len > max_len) return errc::invalid_argument;
+    if (emitted != 0) {
+      const std::uint64_t prev_last = prev_start + (prev_len - 1);
+      const bool adjacent = prev_last != ~std::uint64_t{0} && prev_last + 1 == start;
+      if (adjacent && prev_flags == pending.flags && prev_len != max_len)
+        return errc::invalid_argument;  // an encoder would have merged them
+      if (((prev_last + 1) | start) & align_mask) return errc::misaligned;
+    }
+    if (len > ~sum) return errc::invalid_argument;
+    sum += len;
+    prev_start = start;
+    prev_len = len;
+    prev_flags = pending.flags;
+    ++emitted;
+    emit(start, len, pending.flags);
+    return errc{};
+  };
+
+  while (pos < w.size()) {
+    checked_entry c = validate_entry(w.data() + pos, w.size() - pos);
+    if (c.error != entry_error::none) return errc::invalid_argument;
+    pos += c.entry.words;
+    ++entries;
+    extent x{c.entry.start, c.entry.len, c.entry.flags};
+    while (c.entry.continued) {
+      c = validate_entry(w.data() + pos, w.size() - pos);
+      if (c.error != entry_error::none || c.entry.mode != packed_mode::escape)
+        return errc::invalid_argument;
+      pos += c.entry.words;
+      ++entries;
+      const std::uint64_t x_last = x.start + (x.len - 1);
+      if (x_last == ~std::uint64_t{0} || x_last + 1 != c.entry.start ||
+          c.entry.flags != x.flags || c.entry.len > max_len - x.len)
+        return errc::invalid_argument;
+      x.len += c.entry.len;
+    }
+    if (have_pending) {
+      if (const errc e = finish(false); e != errc{}) return e;
+    }
+    pending = x;
+    have_pending = true;
+  }
+  if (const errc e = finish(true); e != errc{}) return e;
+  if (entries != h.entry_count) return errc::invalid_argument;
+  return errc{};
+}
+
+}  // namespace detail
+
+template <address_space Space, segment_allocator Alloc = default_allocator>
+class packed_list {
+  using seg = detail::packed_segment;
+
+ public:
+  using space_type = Space;
+  using value_type = range<Space>;
+  using range_type = range<Space>;
+  using allocator_type = Alloc;
+  using address_type = address<Space>;
+
+  static constexpr std::uint64_t page_size = packed_format::page_size;
+  /// Segment sizes: the first is small (a short list stays small), then each doubles.
+  static constexpr std::size_t first_segment_bytes = 256;
+  static constexpr std::size_t max_segment_bytes = 4096;
+
+ private:
+  // Position in the segment chain while decoding.
+  struct cursor {
+    const seg* s;
+    const std::uint32_t* w;  // next word to decode
+    const std::uint32_t* e;  // end of s's entries
+  };
+
+ public:
+  /// Forward iterator over the ranges, by value (the first is trimmed by the header).
+  class const_iterator {
+   public:
+    using iterator_category = std::forward_iterator_tag;
+    using value_type = range_type;
+    using difference_type = std::ptrdiff_t;
+    using reference = range_type;
+    using pointer = void;
+
+    constexpr const_iterator() noexcept = default;
+    [[nodiscard]] range_type operator*() const noexcept { return cur_; }
+    const_iterator& operator++() noexcept {
+      // rem_ counts the ranges from the current one to the end; the open tail is the last.
+      if (--rem_ > 1) {
+        next_committed();
+      } else if (rem_ == 1) {
+        cur_ = tail_;
+      }
+      return *this;
+    }
+    const_iterator operator++(int) noexcept {
+      const_iterator t = *this;
+      ++*this;
+      return t;
+    }
+    friend bool operator==(const const_iterator& a, const const_iterator& b) noexcept {
+      return a.rem_ == b.rem_;
+    }
+
+   private:
+    friend class packed_list;
+    cursor c_{};
+    std::uint64_t rem_ = 0;
+    range_type tail_{};
+    range_type cur_{};
+
+    void next_committed() noexcept {
+      if (PHYR_UNLIKELY(c_.w == c_.e)) {
+        c_.s = c_.s->next;
+        c_.w = detail::seg_words(c_.s);
+        c_.e = c_.w + c_.s->used;
+      }
+      const std::uint64_t head = detail::get_u64(c_.w);
+      if (PHYR_LIKELY((head >> 62) == 0)) {  // mode 0 inline
+        c_.w += 2;
+        cur_ = range_type{address_type{(head & packed_format::pfn::max) << 12},
+                          packed_format::page_size << ((head >> 52) & 31),
+                          static_cast<range_flags>((head >> 57) & 31)};
+        return;
+      }
+      const stepped st = step_slow(c_);
+      c_ = st.c;
+      cur_ = range_type{address_type{st.x.start}, st.x.len, static_cast<range_flags>(st.x.flags)};
+    }
+  };
+  using iterator = const_iterator;
+
+  /// The list cut into `block_size()` blocks (random-access hardware: RDMA MR page lists,
+  /// IOMMU/GPU page tables, NVMe PRPs): yields each block's address, decoded on the fly.
+  /// The data starts `first_offset()` bytes into the first block; `size()` blocks in all.
+  /// Valid while the list is alive and unmodified.
+  class block_view {
+   public:
+    class iterator {
+     public:
+      using iterator_category = std::forward_iterator_tag;
+      using value_type = address_type;
+      using difference_type = std::ptrdiff_t;
+      using reference = address_type;
+      using pointer = void;
+
+      constexpr iterator() noexcept = default;
+      [[nodiscard]] address_type operator*() const noexcept { return address_type{cur_}; }
+      iterator& operator++() noexcept {
+        ++idx_;
+        if (--left_ == 0) {
+          ++it_;
+          if (idx_ < count_) enter(*it_);
+        } else {
+          cur_ += bs_;
+        }
+        return *this;
+      }
+      iterator operator++(int) noexcept {
+        iterator t = *this;
+        ++*this;
+        return t;
+      }
+      friend bool operator==(const iterator& a, const iterator& b) noexcept {
+        return a.idx_ == b.idx_;
+      }
+
+     private:
+      friend class block_view;
+      const_iterator it_{};
+      std::uint64_t cur_ = 0, left_ = 0, idx_ = 0, count_ = 0, bs_ = 0;
+      unsigned shift_ = 0;
+      void enter(const range_type& r) noexcept {
+        const std::uint64_t first = r.addr().value() & ~(bs_ - 1);
+        const std::uint64_t last = r.last().value() & ~(bs_ - 1);
+        cur_ = first;
+        left_ = ((last - first) >> shift_) + 1;
+      }
+    };
+
+    [[nodiscard]] iterator begin() const noexcept {
+      iterator i;
+      i.it_ = first_;
+      i.count_ = count_;
+      i.bs_ = bs_;
+      i.shift_ = static_cast<unsigned>(std::countr_zero(bs_));
+      if (count_ != 0) i.enter(*first_);
+      return i;
+    }
+    [[nodiscard]] iterator end() const noexcept {
+      iterator i;
+      i.idx_ = count_;
+      return i;
+    }
+    [[nodiscard]] std::uint64_t size() const noexcept { return count_; }
+    [[nodiscard]] bool empty() const noexcept { return count_ == 0; }
+    [[nodiscard]] std::uint64_t block_size() const noexcept { return bs_; }
+    /// Where the data starts inside the first block.
+    [[nodiscard]] std::uint64_t first_offset() const noexcept { return offset_; }
+
+   private:
+    friend class packed_list;
+    const_iterator first_{};
+    std::uint64_t count_ = 0, bs_ = 0, offset_ = 0;
+  };
+
+  packed_list() noexcept
+    requires std::is_nothrow_default_constructible_v<Alloc>
+      : alloc_() {}
+  explicit packed_list(Alloc a) noexcept : alloc_(a) {}
+  packed_list(packed_list&& o) noexcept : alloc_(o.alloc_) { steal(o); }
+  packed_list& operator=(packed_list&& o) noexcept {
+    if (this != &o) {
+      release();
+      alloc_ = o.alloc_;
+      steal(o);
+    }
+    return *this;
+  }
+  packed_list(const packed_list&) = delete;
+  packed_list& operator=(const packed_list&) = delete;
+  ~packed_list() { release(); }
+
+  /// A copy with its own segments (only the used words are copied). Strong guarantee.
+  [[nodiscard]] result<packed_list> try_clone() const noexcept {
+    packed_list c{alloc_};
+    for (const seg* s = head_; s != nullptr && s->used != 0; s = s->next) {
+      seg* d = c.add_segment(sizeof(seg) + std::size_t{s->capacity} * 4);
+      if (d == nullptr) return errc::out_of_memory;
+      std::memcpy(detail::seg_words(d), detail::seg_words(s), std::size_t{s->used} * 4);
+      d->used = s->used;
+    }
+    c.words_ = words_;
+    c.entries_ = entries_;
+    c.ranges_ = ranges_;
+    c.first_offset_ = first_offset_;
+    c.total_ = total_;
+    c.align_acc_ = align_acc_;
+    c.tail_ = tail_;
+    c.min_align_log2_ = min_align_log2_;
+    return result<packed_list>{std::move(c)};
+  }
+
+  // ---- appending -----------------------------------------------------------------------------
+
+  /// Appends `r`, merging with the tail when adjacent with equal flags (up to max_len bytes,
+  /// then the rest starts a new range).
+  /// Errors: invalid_argument (zero length), overflow (total bytes past 2^64), misaligned
+  /// (a boundary below `min_alignment()`), out_of_memory. Strong guarantee.
+  result<void> try_append(const range_type& r) noexcept {
+    if (r.len() == 0) return errc::invalid_argument;
+    if (r.len() > ~total_) return errc::overflow;
+    const mark m = save();
+    if (const errc e = append_one(r.addr().value(), r.len(), flag_bits(r.flags())); e != errc{})
+      return fail(m, e);
+    return {};
+  }
+
+  /// Appends the 4 KiB pages `pfns` of a virtually contiguous buffer whose data starts
+  /// `first_offset` bytes into the first page and is `total_len` bytes long (every page holds
+  /// data: range_list::try_append_pages' contract). Physically consecutive pages form one
+  /// range. Errors: invalid_argument (empty span, first_offset >= 4096, total_len not ending
+  /// in the last page, a pfn >= 2^52), too_long (more than 2^43 pages), overflow, misaligned,
+  /// out_of_memory. Strong guarantee.
+  ///
+  /// Hot path: after the first run (which may merge with the tail), each run closes the open
+  /// tail. Fully fragmented stretches go 8 pages at a time: one branch-free check (no pfn
+  /// continues its predecessor, none >= 2^52) and 8 mode-0 words written with vector ORs
+  /// and stores, no division, no allocation check beyond "segment full". Other runs take a
+  /// scalar loop (one compare per page to find the run's end, one entry per run). The
+  /// promised alignment is folded into an accumulator checked once at the end (the whole call
+  /// is rolled back if it fails).
+  result<void> try_append_pages(std::span<const std::uint64_t> pfns, std::uint64_t first_offset,
+                                std::uint64_t total_len,
+                                range_flags flags = range_flags::none) noexcept {
+    constexpr std::uint64_t page = page_size;
+    const std::size_t n = pfns.size();
+    if (n == 0 || first_offset >= page || total_len == 0) return errc::invalid_argument;
+    // Runs of at most 2^43 pages keep every length far below max_len; a larger span could
+    // not be in memory anyway (it would be 64 TiB of pfns).
+    if (static_cast<std::uint64_t>(n) > (std::uint64_t{1} << 43)) return errc::too_long;
+    const std::uint64_t span_bytes = static_cast<std::uint64_t>(n) * page;
+    if (total_len > span_bytes - first_offset || total_len + first_offset <= span_bytes - page)
+      return errc::invalid_argument;
+    if (total_len > ~total_) return errc::overflow;
+
+    const std::uint64_t* p = pfns.data();
+    const std::uint64_t tail_cut = span_bytes - first_offset - total_len;
+    const std::uint8_t fl = flag_bits(flags);
+    const mark m = save();
+
+    // First run: may merge with the current tail, so it takes the general path.
+    std::size_t i = run_end(p, 1, n);
+    // A run's pfns are consecutive, so its ends bound all of it.
+    if ((p[0] | p[i - 1]) >> 52) return errc::invalid_argument;
+    {
+      const std::uint64_t addr = (p[0] << 12) + first_offset;
+      std::uint64_t len = static_cast<std::uint64_t>(i) * page - first_offset;
+      if (i == n) len -= tail_cut;
+      if (const errc e = append_one(addr, len, fl); e != errc{}) return fail(m, e);
+    }
+    if (i == n) return {};
+
+    // Later runs start at a discontinuity: each closes the tail [t_addr, t_end).
+    std::uint64_t t_addr = tail_.addr().value();
+    std::uint64_t t_end = t_addr + tail_.len();  // page aligned (wraps to 0 at 2^64)
+    bool generic = ranges_ == 0 || (fl & ~packed_format::head_flag_mask) != 0;
+    const std::uint64_t fbits = detail::make_head(packed_mode::block, 0, 0, fl);
+    std::uint64_t bnd_acc = 0;  // OR of the interior boundaries, in pages
+    std::uint64_t entries = 0;
+    std::uint32_t* wp = cur_ == nullptr ? nullptr : detail::seg_words(cur_) + cur_->used;
+    std::uint32_t* wend = cur_ == nullptr ? nullptr : detail::seg_words(cur_) + cur_->capacity;
+    errc err{};
+    while (i < n) {
+      // A fully fragmented stretch: the open tail is one aligned page (it is p[i - 1]) and
+      // none of the next 8 pfns continues its predecessor or leaves the 52-bit space. Then
+      // the tail and 7 pages become 8 one-page mode-0 words and p[i + 7] the new tail: an
+      // OR-and-copy with no per-page branch, which compilers vectorize.
+      if (t_end - t_addr == page && !generic) {
+        const std::size_t i0 = i;
+        while (n - i >= 8 && wend - wp >= 16 && write_fragmented(wp, p + i, fbits)) {
+          wp += 16;
+          i += 8;
+        }
+        if (i != i0) {
+          entries += i - i0;
+          bnd_acc |= 1;  // a one-page run has an odd boundary: only 4 KiB alignment is left
+          // The new tail starts at p[i - 1] and takes in the pages that continue it.
+          const std::size_t j = run_end(p, i, n);
+          if (PHYR_UNLIKELY(p[j - 1] >> 52)) {
+            err = errc::invalid_argument;
+            break;
+          }
+          t_addr = p[i - 1] << 12;
+          t_end = (p[j - 1] + 1) << 12;
+          i = j;
+          continue;
+        }
+      }
+      const std::uint64_t s = p[i];
+      const std::size_t j = run_end(p, i + 1, n);
+      const std::uint64_t last = p[j - 1];
+      // Checked before the run is encoded (it is, when the next run closes it). The run's
+      // pfns are consecutive, so its ends bound all of it.
+      if (PHYR_UNLIKELY((s | last) >> 52)) {
+        err = errc::invalid_argument;
+        break;
+      }
+      bnd_acc |= (t_end >> 12) | s;
+      if (PHYR_LIKELY(t_end - t_addr == page && !generic)) {
+        if (PHYR_UNLIKELY(wend - wp < 2)) {
+          sync(wp, entries);
+          if (reserve(2) == nullptr) {
+            err = errc::out_of_memory;
+            break;
+          }
+          wp = detail::seg_words(cur_) + cur_->used;
+          wend = detail::seg_words(cur_) + cur_->capacity;
+        }
+        const std::uint64_t head = (t_addr >> 12) | fbits;
+        detail::put_u64(wp, head);
+        wp += 2;
+        ++entries;
+      } else {
+        sync(wp, entries);
+        if (!commit_range(t_addr, t_end - t_addr, fl, ranges_ == 0)) {
+          err = errc::out_of_memory;
+          break;
+        }
+        wp = detail::seg_words(cur_) + cur_->used;
+        wend = detail::seg_words(cur_) + cur_->capacity;
+        generic = (fl & ~packed_format::head_flag_mask) != 0;
+      }
+      t_addr = s << 12;
+      t_end = (last + 1) << 12;
+      i = j;
+    }
+    if (err == errc{}) {
+      sync(wp, entries);
+      // Boundaries are page multiples, so only promises above 4 KiB can fail here.
+      if ((bnd_acc << 12) & ((std::uint64_t{1} << min_align_log2_) - 1)) err = errc::misaligned;
+    }
+    if (err != errc{}) return fail(m, err);
+    // The boundary between the old tail and the first run was accounted by append_one.
+    align_acc_ |= bnd_acc << 12;
+    tail_ = range_type{address_type{t_addr}, t_end - t_addr - tail_cut,
+                       static_cast<range_flags>(fl)};
+    total_ = m.total + total_len;
+    return {};
+  }
+
+  /// Appends every range of `ranges` (anything iterable yielding `range_type`: a range_list,
+  /// a view, a vector). All or nothing: strong guarantee.
+  template <class Ranges>
+  result<void> try_append_all(const Ranges& ranges) noexcept {
+    const mark m = save();
+    for (const range_type r : ranges) {
+      if (r.len() == 0) return fail(m, errc::invalid_argument);
+      if (r.len() > ~total_) return fail(m, errc::overflow);
+      if (const errc e = append_one(r.addr().value(), r.len(), flag_bits(r.flags()));
+          e != errc{})
+        return fail(m, e);
+    }
+    return {};
+  }
+
+  /// Promises that every interior boundary is a multiple of `align` (a power of two), now and
+  /// for every later append (which fails with misaligned otherwise). Errors: invalid_argument
+  /// (not a power of two), misaligned (the list already breaks it).
+  result<void> set_min_alignment(std::uint64_t align) noexcept {
+    if (align == 0 || !std::has_single_bit(align)) return errc::invalid_argument;
+    if (align > alignment()) return errc::misaligned;
+    min_align_log2_ = static_cast<std::uint8_t>(std::countr_zero(align));
+    return {};
+  }
+  [[nodiscard]] std::uint64_t min_alignment() const noexcept {
+    return std::uint64_t{1} << min_align_log2_;
+  }
+  /// Largest power of two (at most 2^63) dividing every interior boundary; 2^63 with none.
+  [[nodiscard]] std::uint64_t alignment() const noexcept {
+    const std::uint64_t low = align_acc_ & (~align_acc_ + 1);  // lowest set bit
+    return low == 0 ? std::uint64_t{1} << 63 : low;
+  }
+
+  /// Empties the list; segments stay for reuse, the alignment promise stays.
+  void clear() noexcept {
+    for (seg* s = head_; s != nullptr; s = s->next) s->used = 0;
+    cur_ = head_;
+    words_ = entries_ = ranges_ = first_offset_ = total_ = align_acc_ = 0;
+    tail_ = range_type{};
+  }
+
+  // ---- observers -----------------------------------------------------------------------------
+
+  /// Ranges (an escape chain is one range).
+  [[nodiscard]] std::size_t size() const noexcept {
+    return static_cast<std::size_t>(ranges_ + (has_tail() ? 1 : 0));
+  }
+  [[nodiscard]] bool empty() const noexcept { return !has_tail(); }
+  [[nodiscard]] std::uint64_t total_bytes() const noexcept { return total_; }
+  /// Entries of the complete encoding (the header's entry count).
+  [[nodiscard]] std::uint64_t entry_count() const noexcept {
+    return entries_ + (has_tail() ? tail_plan().pieces : 0);
+  }
+  /// Bytes of entries only: 8/12/16 each, the open tail as it would be stored last.
+  [[nodiscard]] std::uint64_t entry_bytes() const noexcept { return word_count() * 4; }
+  /// 32-bit words `copy_words` writes.
+  [[nodiscard]] std::uint64_t word_count() const noexcept {
+    return words_ + (has_tail() ? tail_plan().words : 0);
+  }
+  /// Everything the list costs: the object (header and open tail) plus its segments
+  /// (including unused space at their ends and spares kept by clear()).
+  [[nodiscard]] std::size_t bytes_used() const noexcept { return sizeof(*this) + seg_bytes_; }
+  /// Segments held.
+  [[nodiscard]] std::size_t segment_count() const noexcept {
+    std::size_t k = 0;
+    for (const seg* s = head_; s != nullptr; s = s->next) ++k;
+    return k;
+  }
+  [[nodiscard]] packed_header header() const noexcept {
+    packed_header h;
+    h.min_align_log2 = min_align_log2_;
+    if (!has_tail()) return h;
+    const detail::packed_plan tp = tail_plan();
+    h.first_offset = ranges_ == 0 ? tp.front_trim : first_offset_;
+    h.total_len = total_;
+    h.entry_count = entries_ + tp.pieces;
+    return h;
+  }
+  [[nodiscard]] Alloc get_allocator() const noexcept { return alloc_; }
+
+  [[nodiscard]] const_iterator begin() const noexcept {
+    const_iterator it;
+    it.rem_ = size();
+    it.tail_ = tail_;
+    if (ranges_ == 0) {
+      it.cur_ = tail_;
+      return it;
+    }
+    it.c_ = cursor{head_, detail::seg_words(head_), detail::seg_words(head_) + head_->used};
+    const detail::packed_entry x = next_entry(it.c_);
+    it.cur_ = range_type{address_type{x.start + first_offset_}, x.len - first_offset_,
+                         static_cast<range_flags>(x.flags)};
+    return it;
+  }
+  [[nodiscard]] const_iterator end() const noexcept {
+    const_iterator it;
+    it.rem_ = 0;
+    return it;
+  }
+  [[nodiscard]] range_type front() const noexcept {
+    PHYR_ASSERT(has_tail(), "front() of an empty packed_list");
+    return *begin();
+  }
+  [[nodiscard]] range_type back() const noexcept {
+    PHYR_ASSERT(has_tail(), "back() of an empty packed_list");
+    return tail_;
+  }
+
+  /// Calls `f(range_type)` for every range: the fastest walk (a tight loop per segment).
+  template <class F>
+  void for_each(F&& f) const noexcept {
+    if (!has_tail()) return;
+    if (ranges_ != 0) {
+      // Every live segment, head to cur_, holds only committed entries. The first range
+      // (trimmed by the header) is decoded on its own so the loop carries no "first" test,
+      // and mode 0 is decoded inline.
+      cursor c{head_, detail::seg_words(head_), detail::seg_words(head_) + head_->used};
+      {
+        const detail::packed_entry x = next_entry(c);
+        f(range_type{address_type{x.start + first_offset_}, x.len - first_offset_,
+                     static_cast<range_flags>(x.flags)});
+      }
+      for (;;) {
+        const std::uint32_t* w = c.w;
+        const std::uint32_t* const e = c.e;
+        while (w != e) {
+          const std::uint64_t head = detail::get_u64(w);
+          if (PHYR_LIKELY((head >> 62) == 0)) {
+            w += 2;
+            emit_block(f, head);
+            continue;
+          }
+          c.w = w;
+          const detail::packed_entry x = next_entry(c);
+          f(range_type{address_type{x.start}, x.len, static_cast<range_flags>(x.flags)});
+          if (c.e != e) break;  // an escape chain ended in a later segment
+          w = c.w;
+        }
+        if (c.e == e) c.w = w;
+        if (c.w == c.e) {
+          if (c.s == cur_) break;
+          c.s = c.s->next;
+          c.w = detail::seg_words(c.s);
+          c.e = c.w + c.s->used;
+        }
+      }
+    }
+    f(tail_);
+  }
+
+  /// Fixed-size blocks (see block_view). Errors: invalid_argument (not a power of two),
+  /// misaligned (an interior boundary is not a multiple of `block_size`: the hardware cannot
+  /// describe the list with blocks that big).
+  [[nodiscard]] result<block_view> blocks(std::uint64_t block_size) const noexcept {
+    if (block_size == 0 || !std::has_single_bit(block_size)) return errc::invalid_argument;
+    if (block_size > alignment()) return errc::misaligned;
+    block_view v;
+    v.bs_ = block_size;
+    if (!has_tail()) return v;
+    v.first_ = begin();
+    v.offset_ = (*v.first_).addr().value() & (block_size - 1);
+    // ceil((offset + total) / bs) without overflow: interior boundaries are bs multiples.
+    const std::uint64_t rem = v.offset_ + (total_ & (block_size - 1));
+    v.count_ = total_ / block_size + (rem == 0 ? 0 : rem <= block_size ? 1 : 2);
+    return v;
+  }
+
+  /// Calls `f(address_type)` for every block of blocks(block_size), in order: the fast way
+  /// to fill a page list (one tight loop, no iterator state). Same errors as blocks().
+  template <class F>
+  result<void> for_each_block(std::uint64_t block_size, F&& f) const noexcept {
+    if (block_size == 0 || !std::has_single_bit(block_size)) return errc::invalid_argument;
+    if (block_size > alignment()) return errc::misaligned;
+    const std::uint64_t mask = block_size - 1;
+    const unsigned shift = static_cast<unsigned>(std::countr_zero(block_size));
+    for_each([&](const range_type& r) noexcept {
+      std::uint64_t a = r.addr().value() & ~mask;
+      // Counted, so a range ending at 2^64 cannot wrap the loop.
+      for (std::uint64_t n = (((r.last().value() & ~mask) - a) >> shift) + 1; n != 0; --n) {
+        f(address_type{a});
+        a += block_size;
+      }
+    });
+    return {};
+  }
+
+  // ---- the stored form -----------------------------------------------------------------------
+
+  /// Writes the complete encoding (committed entries, then the tail as the last entry) to
+  /// `out`; returns the words written. out_of_range when `out` has fewer than word_count().
+  [[nodiscard]] result<std::size_t> copy_words(std::span<std::uint32_t> out) const noexcept {
+    const std::uint64_t need = word_count();
+    if (out.size() < need) return errc::out_of_range;
+    std::uint32_t* o = out.data();
+    std::uint64_t left = words_;
+    for (const seg* s = head_; left != 0; s = s->next) {
+      std::memcpy(o, detail::seg_words(s), std::size_t{s->used} * 4);
+      o += s->used;
+      left -= s->used;
+    }
+    if (has_tail()) detail::write_plan(tail_plan(), o);
+    return static_cast<std::size_t>(need);
+  }
+
+  /// Rebuilds a list from a header and words (`header()` + `copy_words()`, or bytes from
+  /// anywhere). Everything is validated first, so arbitrary input gives an errc, never
+  /// undefined behaviour: invalid_argument (malformed entry, inconsistent header, mergeable
+  /// neighbours), misaligned (a boundary below the header's promise), out_of_memory.
+  [[nodiscard]] static result<packed_list> from_words(const packed_header& h,
+                                                      std::span<const std::uint32_t> words,
+                                                      Alloc a = Alloc{}) noexcept {
+    const errc e = detail::parse_packed(h, words, [](std::uint64_t, std::uint64_t,
+                                                     std::uint8_t) noexcept {});
+    if (e != errc{}) return e;
+    packed_list l{a};
+    l.min_align_log2_ = h.min_align_log2;
+    errc oom{};
+    (void)detail::parse_packed(h, words,
+                               [&](std::uint64_t addr, std::uint64_t len, std::uint8_t f) noexcept {
+                                 if (oom == errc{}) oom = l.append_one(addr, len, f);
+                               });
+    if (oom != errc{}) return oom;
+    return result<packed_list>{std::move(l)};
+  }
+
+  // ---- conversions ---------------------------------------------------------------------------
+
+  /// A packed copy of `ranges` (a range_list, a view, or anything iterable over range_type).
+  template <class Ranges>
+  [[nodiscard]] static result<packed_list> from_ranges(const Ranges& ranges,
+                                                       Alloc a = Alloc{}) noexcept {
+    packed_list l{a};
+    if (auto r = l.try_append_all(ranges); !r) return r.error();
+    return result<packed_list>{std::move(l)};
+  }
+
+  /// The same ranges as a range_list (default limits, so nothing is merged or split).
+  template <segment_allocator A2 = default_allocator>
+  [[nodiscard]] result<range_list<range_type, A2>> to_range_list(A2 a = A2{}) const noexcept {
+    range_list<range_type, A2> out{a};
+    errc e{};
+    for_each([&](const range_type& r) noexcept {
+      if (e == errc{}) {
+        if (auto x = out.try_append(r); !x) e = x.error();
+      }
+    });
+    if (e != errc{}) return e;
+    return result<range_list<range_type, A2>>{std::move(out)};
+  }
+
+ private:
+  struct mark {
+    seg* cur;
+    seg* last;
+    std::uint32_t cur_used;
+    std::uint64_t words, entries, ranges, first_offset, total, align_acc;
+    range_type tail;
+  };
+
+  Alloc alloc_;
+  seg* head_ = nullptr;  // first segment
+  seg* cur_ = nullptr;   // segment being filled; those after it are empty spares
+  seg* last_ = nullptr;  // last segment of the chain
+  std::uint64_t seg_bytes_ = 0;
+  std::uint64_t words_ = 0;    // committed words (not counting segment slack)
+  std::uint64_t entries_ = 0;  // committed entries
+  std::uint64_t ranges_ = 0;   // committed ranges (all but the open tail)
+  std::uint64_t first_offset_ = 0;
+  std::uint64_t total_ = 0;
+  std::uint64_t align_acc_ = 0;  // OR of every interior boundary address
+  range_type tail_{};            // the open last range; len 0 when the list is empty
+  std::uint8_t min_align_log2_ = 0;
+
+  [[nodiscard]] bool has_tail() const noexcept { return tail_.len() != 0; }
+
+  // The first j >= i (i >= 1) with p[j] != p[j - 1] + 1, or n. Long runs are skipped 8 pages
+  // per step with a branch-free test that vectorizes.
+  [[nodiscard]] static std::size_t run_end(const std::uint64_t* p, std::size_t i,
+                                           std::size_t n) noexcept {
+    while (n - i >= 8) {
+      std::uint64_t x = 0;
+      for (std::size_t k = 0; k < 8; ++k) x |= p[i + k] - p[i + k - 1] - 1;
+      if (x != 0) break;
+      i += 8;
+    }
+    while (i < n && p[i] == p[i - 1] + 1) ++i;
+    return i;
+  }
+
+  // Eight one-page mode-0 words for p[0..8) when none of them is its predecessor + 1 and
+  // all are below 2^52; false (and `w` beyond the committed words possibly scribbled on,
+  // which is free space) otherwise. Branch-free so it vectorizes: with x = p[k] - p[k-1] - 1,
+  // zero exactly for consecutive frames, (x - 1) & ~x has its top bit set exactly when x is
+  // 0, and OR-ing in the pfns themselves puts any pfn >= 2^52 in bits 52..63 as well. A
+  // non-zero x sets bits 52..63 only if it is a multiple of 2^52, impossible for two pfns
+  // below 2^52 (and a false alarm would only send the chunk down the scalar path).
+  [[nodiscard]] static bool write_fragmented(std::uint32_t* w, const std::uint64_t* p,
+                                             std::uint64_t fbits) noexcept {
+#if defined(__GNUC__) && !defined(PHYR_NO_VECTOR_EXTENSIONS)
+    if constexpr (std::endian::native == std::endian::little) {
+      typedef std::uint64_t v2 __attribute__((vector_size(16)));
+      v2 z = {0, 0};
+      for (std::size_t k = 0; k < 8; k += 2) {
+        v2 prev, cur;
+        std::memcpy(&prev, p + k - 1, sizeof prev);
+        std::memcpy(&cur, p + k, sizeof cur);
+        const v2 x = cur - prev - 1;
+        z |= ((x - 1) & ~x) | cur;
+        const v2 out = prev | fbits;
+        std::memcpy(w + 2 * k, &out, sizeof out);
+      }
+      return ((z[0] | z[1]) >> 52) == 0;
+    }
+#endif
+    std::uint64_t z = 0;
+    for (std::size_t k = 0; k < 8; ++k) {
+      const std::uint64_t x = p[k] - p[k - 1] - 1;
+      z |= ((x - 1) & ~x) | p[k];
+      detail::put_u64(w + 2 * k, p[k - 1] | fbits);
+    }
+    return (z >> 52) == 0;
+  }
+
+  struct stepped {
+    detail::packed_entry x;
+    cursor c;
+  };
+  // next_entry by value, out of line: the iterator calls it for modes 1-3 and its cursor
+  // never has its address taken, so it stays in registers.
+  [[gnu::noinline]] static stepped step_slow(cursor c) noexcept {
+    const detail::packed_entry x = next_entry(c);
+    return {x, c};
+  }
+  // Calls f with the range of a mode-0 head word (decoded inline: the hot case).
+  template <class F>
+  static void emit_block(F& f, std::uint64_t head) noexcept {
+    const std::uint64_t start = (head & packed_format::pfn::max) << packed_format::page_shift;
+    const std::uint64_t len = packed_format::page_size << ((head >> 52) & 31);
+    f(range_type{address_type{start}, len, static_cast<range_flags>((head >> 57) & 31)});
+  }
+  // The entry at `c` (moving to the next segment first if `c` is at the end of one), joined
+  // with the rest of its escape chain; `c` moves past it.
+  static detail::packed_entry next_entry(cursor& c) noexcept {
+    if (c.w == c.e) {
+      c.s = c.s->next;
+      c.w = detail::seg_words(c.s);
+      c.e = c.w + c.s->used;
+    }
+    detail::packed_entry x = detail::decode_entry(c.w);
+    c.w += x.words;
+    if (PHYR_UNLIKELY(x.continued)) x = join_chain(c, x);
+    return x;
+  }
+  // The rest of an escape chain (ranges >= 8 PiB), possibly across segments.
+  [[gnu::cold, gnu::noinline]] static detail::packed_entry join_chain(
+      cursor& c, detail::packed_entry x) noexcept {
+    while (x.continued) {
+      if (c.w == c.e) {
+        c.s = c.s->next;
+        c.w = detail::seg_words(c.s);
+        c.e = c.w + c.s->used;
+      }
+      const detail::packed_entry n = detail::decode_entry(c.w);
+      c.w += n.words;
+      x.len += n.len;
+      x.continued = n.continued;
+    }
+    return x;
+  }
+
+  [[nodiscard]] static constexpr std::uint8_t flag_bits(range_flags f) noexcept {
+    return static_cast<std::uint8_t>(f);
+  }
+  [[nodiscard]] detail::packed_plan tail_plan() const noexcept {
+    return detail::plan_entry(tail_.addr().value(), tail_.len(), flag_bits(tail_.flags()),
+                              ranges_ == 0, true);
+  }
+
+  // Appends without the total/zero checks (callers did them); errc{} on success. Not atomic
+  // by itself: callers hold a mark.
+  errc append_one(std::uint64_t addr, std::uint64_t len, std::uint8_t fl) noexcept {
+    if (has_tail()) {
+      std::uint64_t t_last = tail_.last().value();
+      if (flag_bits(tail_.flags()) == fl && t_last != ~std::uint64_t{0} && t_last + 1 == addr) {
+        // Merge; past max_len fill the tail and start a new range (range_list's greedy rule).
+        const std::uint64_t room = range_type::max_len - tail_.len();
+        const std::uint64_t take = len < room ? len : room;
+        tail_ = range_type{tail_.addr(), tail_.len() + take, tail_.flags()};
+        total_ += take;
+        if (take == len) return errc{};
+        addr += take;
+        len -= take;
+        t_last += take;
+      }
+      const std::uint64_t b = (t_last + 1) | addr;
+      if (b & ((std::uint64_t{1} << min_align_log2_) - 1)) return errc::misaligned;
+      if (!commit_range(tail_.addr().value(), tail_.len(), flag_bits(tail_.flags()),
+                        ranges_ == 0))
+        return errc::out_of_memory;
+      align_acc_ |= b;
+    }
+    tail_ = range_type{address_type{addr}, len, static_cast<range_flags>(fl)};
+    total_ += len;
+    return errc{};
+  }
+
+  // Encodes the closed range [addr, addr + len) (not the list's last) into the segments.
+  // Returns false on allocation failure, possibly after writing part of an escape chain:
+  // callers roll back.
+  bool commit_range(std::uint64_t addr, std::uint64_t len, std::uint8_t fl, bool first) noexcept {
+    const detail::packed_plan p = detail::plan_entry(addr, len, fl, first, false);
+    if (p.pieces == 1) {
+      std::uint32_t* w = reserve(p.words);
+      if (w == nullptr) return false;
+      detail::write_plan(p, w);
+      cur_->used += p.words;
+    } else {
+      std::uint64_t a = p.start, left = p.len;
+      for (std::uint32_t i = 0; i < p.pieces; ++i) {
+        std::uint32_t* w = reserve(4);
+        if (w == nullptr) return false;
+        const std::uint64_t take =
+            left < packed_format::max_escape_len ? left : packed_format::max_escape_len;
+        detail::write_escape(w, a, take, p.flags, i + 1 < p.pieces);
+        cur_->used += 4;
+        a += take;
+        left -= take;
+      }
+    }
+    words_ += p.words;
+    entries_ += p.pieces;
+    if (first) first_offset_ = p.front_trim;
+    ++ranges_;
+    return true;
+  }
+
+  // Room for `n` words in the current segment, moving to a spare or a new segment when the
+  // current one is full. Null when the allocator fails (nothing changed then).
+  std::uint32_t* reserve(std::uint32_t n) noexcept {
+    if (cur_ != nullptr && cur_->capacity - cur_->used >= n)
+      return detail::seg_words(cur_) + cur_->used;
+    if (cur_ != nullptr && cur_->next != nullptr) {  // a spare (from clear); all are >= 60 words
+      cur_ = cur_->next;
+      return detail::seg_words(cur_);
+    }
+    std::size_t bytes = first_segment_bytes;
+    if (last_ != nullptr) {
+      const std::size_t prev = sizeof(seg) + std::size_t{last_->capacity} * 4;
+      bytes = prev * 2 > max_segment_bytes ? max_segment_bytes : prev * 2;
+    }
+    seg* s = add_segment(bytes);
+    return s == nullptr ? nullptr : detail::seg_words(s);
+  }
+
+  // Links a new empty segment of `bytes` at the end of the chain and makes it current.
+  seg* add_segment(std::size_t bytes) noexcept {
+    void* mem = alloc_.allocate(bytes, alignof(seg));
+    if (mem == nullptr) return nullptr;
+    seg* s = ::new (mem) seg{nullptr, static_cast<std::uint32_t>((bytes - sizeof(seg)) / 4), 0};
+    if (last_ == nullptr) {
+      head_ = s;
+    } else {
+      last_->next = s;
+    }
+    last_ = s;
+    cur_ = s;
+    seg_bytes_ += bytes;
+    return s;
+  }
+
+  void sync(std::uint32_t* wp, std::uint64_t& entries) noexcept {
+    if (cur_ != nullptr) {
+      const auto used = static_cast<std::uint32_t>(wp - detail::seg_words(cur_));
+      words_ += used - cur_->used;
+      cur_->used = used;
+    }
+    entries_ += entries;
+    ranges_ += entries;
+    entries = 0;
+  }
+
+  [[nodiscard]] mark save() const noexcept {
+    return mark{cur_,     last_,        cur_ == nullptr ? 0u : cur_->used,
+                words_,   entries_,     ranges_,
+                first_offset_, total_,  align_acc_,
+                tail_};
+  }
+
+  result<void> fail(const mark& m, errc e) noexcept {
+    // Segments allocated since the mark are freed; spares used since are emptied again.
+    seg* fresh = m.last == nullptr ? head_ : m.last->next;
+    while (fresh != nullptr) {
+      seg* next = fresh->next;
+      free_segment(fresh);
+      fresh = next;
+    }
+    if (m.last == nullptr) {
+      head_ = nullptr;
+    } else {
+      m.last->next = nullptr;
+      for (seg* s = m.cur == nullptr ? head_ : m.cur->next; s != nullptr; s = s->next) s->used = 0;
+      if (m.cur != nullptr) m.cur->used = m.cur_used;
+    }
+    cur_ = m.cur;
+    last_ = m.last;
+    words_ = m.words;
+    entries_ = m.entries;
+    ranges_ = m.ranges;
+    first_offset_ = m.first_offset;
+    total_ = m.total;
+    align_acc_ = m.align_acc;
+    tail_ = m.tail;
+    return e;
+  }
+
+  void free_segment(seg* s) noexcept {
+    const std::size_t bytes = sizeof(seg) + std::size_t{s->capacity} * 4;
+    seg_bytes_ -= bytes;
+    s->~seg();
+    alloc_.deallocate(s, bytes, alignof(seg));
+  }
+
+  void release() noexcept {
+    seg* s = head_;
+    while (s != nullptr) {
+      seg* next = s->next;
+      free_segment(s);
+      s = next;
+    }
+    head_ = cur_ = last_ = nullptr;
+  }
+
+  void steal(packed_list& o) noexcept {
+    head_ = std::exchange(o.head_, nullptr);
+    cur_ = std::exchange(o.cur_, nullptr);
+    last_ = std::exchange(o.last_, nullptr);
+    seg_bytes_ = std::exchange(o.seg_bytes_, 0);
+    words_ = std::exchange(o.words_, 0);
+    entries_ = std::exchange(o.entries_, 0);
+    ranges_ = std::exchange(o.ranges_, 0);
+    first_offset_ = std::exchange(o.first_offset_, 0);
+    total_ = std::exchange(o.total_, 0);
+    align_acc_ = std::exchange(o.align_acc_, 0);
+    tail_ = std::exchange(o.tail_, range_type{});
+    min_align_log2_ = o.min_align_log2_;
+  }
+};
+
+}  // namespace phyr
