@@ -1,0 +1,232 @@
+/// The `dma_mapper` concept: how a list of CPU physical ranges becomes a list of DMA ranges
+/// that one device (one `Bus`) can use, and how that is undone.
+///
+///   struct nvme0 {};
+///   phyr::identity_mapper<nvme0> m;        // any phyr::dma_mapper
+///   auto mp = m.try_map(cpu_list, phyr::dma_direction::to_device);
+///   if (!mp) return mp.error();            // not_addressable, out_of_memory, ...
+///   for (phyr::dma_range<nvme0> r : *mp) program_descriptor(r.addr().value(), r.len());
+///   phyr::must(m.unmap(std::move(*mp)));   // foreign_mapping if not ours
+///
+/// A mapper is instantiated per bus, so its output lives in `dma_space<Bus>` and cannot be
+/// handed to a device on another bus, nor mapped again (try_map takes only `phys_range` lists).
+/// Mappers are the only sanctioned place where a physical address becomes a DMA address.
+///
+/// What a mapping costs is the mapper's business, following Gunthorpe's 2022 sketch: without an
+/// IOMMU it may alias the CPU list (no allocation at all), an IOMMU may return one entry for the
+/// whole buffer, and only the awkward cases (bus offsets, legacy scatterlists) allocate a full
+/// list. Callers see the same `dma_mapping` interface in every case.
+#pragma once
+
+#include <atomic>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+#include <utility>
+
+#include "../container/range_list.hpp"
+#include "../core/address_space.hpp"
+#include "../core/error.hpp"
+#include "../core/range.hpp"
+
+namespace phyr {
+
+/// Which way the device moves data; IOMMU mappers turn it into page permissions, cache
+/// maintenance layers into flush/invalidate choices.
+enum class dma_direction : std::uint8_t {
+  to_device,      ///< device reads memory (DMA_TO_DEVICE)
+  from_device,    ///< device writes memory (DMA_FROM_DEVICE)
+  bidirectional,  ///< both
+};
+
+[[nodiscard]] constexpr const char* to_string(dma_direction d) noexcept {
+  switch (d) {
+    case dma_direction::to_device:
+      return "to_device";
+    case dma_direction::from_device:
+      return "from_device";
+    case dma_direction::bidirectional:
+      return "bidirectional";
+  }
+  return "unknown";
+}
+
+/// False for a value outside the enumeration (e.g. cast from a foreign integer); mappers reject
+/// it with `errc::invalid_argument`.
+[[nodiscard]] constexpr bool is_valid(dma_direction d) noexcept {
+  return d == dma_direction::to_device || d == dma_direction::from_device ||
+         d == dma_direction::bidirectional;
+}
+
+/// The opt-in marker every mapper names as `mapper_concept`.
+struct dma_mapper_tag {};
+
+/// The mask for a device that drives `bits` address lines (the kernel's DMA_BIT_MASK).
+/// 1..64 bits; anything else is `errc::invalid_argument`.
+[[nodiscard]] constexpr result<std::uint64_t> dma_mask_from_bits(unsigned bits) noexcept {
+  if (bits == 0 || bits > 64) return errc::invalid_argument;
+  return bits == 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << bits) - 1;
+}
+
+namespace detail {
+
+/// A string usable as a template argument, so a failed concept prints its message.
+template <std::size_t N>
+struct mapper_message {
+  char text[N];
+  consteval mapper_message(const char (&s)[N]) noexcept {  // NOLINT: implicit on purpose
+    for (std::size_t i = 0; i < N; ++i) text[i] = s[i];
+  }
+};
+
+/// mp-units' trick: put `|| mapper_unsatisfied<"why", T>()` last in a concept so the compiler's
+/// "constraints not satisfied" note quotes the reason (and the offending type) verbatim.
+template <mapper_message Msg, class... T>
+[[nodiscard]] consteval bool mapper_unsatisfied() noexcept {
+  return false;
+}
+
+template <class It, class Space>
+concept yields_range_of = requires(It it) {
+  requires std::same_as<std::remove_cvref_t<decltype(*it)>, range<Space>>;
+  { ++it } -> std::same_as<It&>;
+};
+
+template <class Mp, class Space>
+concept mapping_iterable = requires(const Mp& m) {
+  m.begin();
+  m.end();
+  { m.begin() != m.end() } -> std::convertible_to<bool>;
+  requires yields_range_of<decltype(m.begin()), Space>;
+};
+
+template <class Mp>
+concept mapping_sized = requires(const Mp& m) {
+  { m.size() } -> std::convertible_to<std::size_t>;
+  { m.total_bytes() } -> std::convertible_to<std::uint64_t>;
+};
+
+template <class M>
+concept mapper_opted_in = (requires { typename M::mapper_concept; } &&
+                           std::same_as<typename M::mapper_concept, dma_mapper_tag>) ||
+                          mapper_unsatisfied<
+                              "dma_mapper: the type must opt in with "
+                              "`using mapper_concept = phyr::dma_mapper_tag;`",
+                              M>();
+
+template <class M>
+concept mapper_names_its_types =
+    (requires {
+      typename M::bus_type;
+      typename M::space_type;
+      typename M::mapping;
+    } &&
+     std::same_as<typename M::space_type, dma_space<typename M::bus_type>>) ||
+    mapper_unsatisfied<
+        "dma_mapper: the type must name `bus_type`, `space_type` "
+        "(= phyr::dma_space<bus_type>) and `mapping`",
+        M>();
+
+}  // namespace detail
+
+/// A type `Mp` is a DMA mapping of `Space` if:
+///  1. iterating it (const) yields `range<Space>` values, by value or by const reference;
+///  2. `size()` gives the number of ranges and `total_bytes()` their summed length;
+///  3. it is nothrow move constructible (it travels in `result<>`).
+/// It does not check that the ranges are what the device may use; the mapper guarantees that.
+template <class Mp, class Space>
+concept dma_mapping = (address_space<Space> && std::is_nothrow_move_constructible_v<Mp> &&
+                       detail::mapping_iterable<Mp, Space> && detail::mapping_sized<Mp>) ||
+                      detail::mapper_unsatisfied<
+                          "dma_mapping: needs begin()/end() yielding phyr::range<Space>, "
+                          "size(), total_bytes(), and a noexcept move constructor",
+                          Mp, Space>();
+
+namespace detail {
+
+template <class M>
+concept mapper_maps = requires(M& m, const range_list<phys_range>& list,
+                               range_list_view<phys_range> view, dma_direction dir) {
+  { m.try_map(list, dir) }
+  noexcept->std::same_as<result<typename M::mapping>>;
+  { m.try_map(view, dir) }
+  noexcept->std::same_as<result<typename M::mapping>>;
+}
+|| mapper_unsatisfied<
+       "dma_mapper: needs noexcept `result<mapping> try_map(const "
+       "range_list<phys_range>&, dma_direction)` and the same for "
+       "range_list_view<phys_range>",
+       M>();
+
+template <class M>
+concept mapper_unmaps = requires(M& m, typename M::mapping& mp) {
+  { m.unmap(std::move(mp)) }
+  noexcept->std::same_as<result<void>>;
+}
+|| mapper_unsatisfied<"dma_mapper: needs noexcept `result<void> unmap(mapping&&)`", M>();
+
+template <class M>
+concept mapper_output_is_mapping = dma_mapping<typename M::mapping, typename M::space_type> ||
+    mapper_unsatisfied<"dma_mapper: `mapping` must satisfy phyr::dma_mapping<mapping, space_type>",
+                       M>();
+
+}  // namespace detail
+
+/// A type `M` is a DMA mapper if:
+///  1. it opts in with `using mapper_concept = phyr::dma_mapper_tag;`;
+///  2. it names `bus_type`, `space_type` (= `dma_space<bus_type>`) and `mapping`;
+///  3. `mapping` is a `dma_mapping` of `space_type`;
+///  4. `m.try_map(list_or_view, dir)` is noexcept and returns `result<mapping>` for both a
+///     `const range_list<phys_range>&` and a `range_list_view<phys_range>` (real mappers take
+///     any allocator);
+///  5. `m.unmap(std::move(mapping))` is noexcept and returns `result<void>`; a mapping this
+///     mapper did not make, or already unmapped, gives `errc::foreign_mapping` and is left as is.
+/// It does not check thread safety or what a mapping borrows; each mapper documents both.
+/// Conventions every phyr mapper follows: an empty list, or a direction that is not one of the
+/// three enumerators, is `errc::invalid_argument`; an address above the device's DMA mask is
+/// `errc::not_addressable`; a failed map changes nothing and leaks nothing.
+template <class M>
+concept dma_mapper = detail::mapper_opted_in<M> && detail::mapper_names_its_types<M> &&
+    detail::mapper_output_is_mapping<M> && detail::mapper_maps<M> && detail::mapper_unmaps<M>;
+
+namespace detail {
+
+/// Identity of a mapper object, stamped into each mapping so `unmap` can reject foreign
+/// mappings in O(1). Not the object's address: a mapper that is moved keeps its identity
+/// (its outstanding mappings stay valid), a copy is a new mapper with a new identity, and
+/// 0 never names a mapper, so an unmapped or moved-from mapping carries 0.
+class mapper_id {
+ public:
+  mapper_id() noexcept : v_(next()) {}
+  mapper_id(const mapper_id&) noexcept : v_(next()) {}
+  mapper_id(mapper_id&& o) noexcept : v_(o.v_) { o.v_ = next(); }
+  mapper_id& operator=(const mapper_id& o) noexcept {
+    if (this != &o) v_ = next();
+    return *this;
+  }
+  mapper_id& operator=(mapper_id&& o) noexcept {
+    if (this != &o) {
+      v_ = o.v_;
+      o.v_ = next();
+    }
+    return *this;
+  }
+  [[nodiscard]] std::uint64_t value() const noexcept { return v_; }
+
+ private:
+  static std::uint64_t next() noexcept {
+    // Relaxed: only uniqueness matters, not ordering with other memory.
+    static std::atomic<std::uint64_t> counter{0};
+    return counter.fetch_add(1, std::memory_order_relaxed) + 1;
+  }
+  std::uint64_t v_;
+};
+
+}  // namespace detail
+
+/// The mapping type of mapper `M`.
+template <dma_mapper M>
+using mapping_t = typename M::mapping;
+
+}  // namespace phyr
