@@ -1,0 +1,466 @@
+/// IOMMU mapping: `iommu_domain` (an IOVA allocator plus a 4-level I/O page table) and
+/// `iommu_mapper<Bus>`, the `dma_mapper` that maps CPU lists through it.
+///
+///   struct gpu0 {};
+///   phyr::iommu_domain dom;                        // 48-bit IOVA, 4 KiB granule; allocates
+///   nothing phyr::iommu_mapper<gpu0> m{dom}; auto mp = m.try_map(cpu_list,
+///   phyr::dma_direction::bidirectional); if (!mp) return mp.error();                    //
+///   out_of_memory, exhausted, not_addressable, ... mp->size(); // 1 for a page list: one
+///   contiguous IOVA range m.translate(mp->begin()->addr());              // walks the page table
+///   back to the CPU address phyr::must(m.unmap(std::move(*mp)));           // clears the PTEs,
+///   frees tables and IOVA
+///
+/// How a list is mapped (the approach of Linux's iommu_dma_map_sg): the whole list gets ONE
+/// size-aligned IOVA block. Consecutive ranges whose shared boundary is granule-aligned on both
+/// sides (or that are physically adjacent) form a group, mapped at consecutive IOVA offsets; a
+/// group's DMA range starts at its IOVA page plus the first range's offset in its page. A page
+/// list (every interior boundary aligned, only the first start and last end ragged) is one
+/// group: one output entry, whatever its length. A boundary unaligned on either side cannot be
+/// made contiguous in IOVA space (one IOVA page maps one physical page), so each such boundary
+/// starts a new group on the next IOVA page and costs exactly one more entry: the fewest
+/// possible. The page table uses 2 MiB and 1 GiB leaves wherever IOVA and physical address
+/// agree on that alignment; to make them agree, a group of 2 MiB or more starts congruent to
+/// its first physical page modulo 2 MiB (the block's first group: modulo 1 GiB when it spans
+/// 1 GiB), so a buffer that begins mid-hugepage still gets huge leaves. The padding costs IOVA
+/// space only, never page-table memory.
+///
+/// Output entries keep each range's flags (ranges with different flags inside one group give
+/// adjacent entries). Failure anywhere (IOVA exhausted, a table or list segment not allocated,
+/// a physical address above 2^52) unmaps and frees everything the call did: the domain, its
+/// memory and its IOVA space are as before. Empty lists and invalid directions are
+/// `invalid_argument`. One block per list (not one per group) keeps unmap O(1) in bookkeeping,
+/// the rollback exact and the IOVA allocator out of the per-group path; the price is that a
+/// list needs one hole the size of all its groups.
+///
+/// Memory: page tables, IOVA metadata and output lists come from the domain's
+/// `segment_allocator`; an idle domain (nothing mapped, caches flushed) holds none.
+/// Thread safety: any number of threads may map, unmap and translate through one domain at
+/// once, given a thread-safe allocator (default_allocator is; fault_injecting_allocator and
+/// pools are not). Page-table updates are serialised by one mutex per domain (a map holds it
+/// for its whole list); IOVA allocation has its own lock and per-thread caches.
+/// Lifetime: the domain must outlive its mappers and their mappings. Dropping a mapping
+/// without `unmap` leaves its IOVA mapped until the domain is destroyed (like forgetting
+/// dma_unmap_sg); destroying the domain frees everything regardless.
+#pragma once
+
+#include <atomic>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <type_traits>
+#include <utility>
+
+#include "../config.hpp"
+#include "../container/range_list.hpp"
+#include "../core/address.hpp"
+#include "../core/allocator.hpp"
+#include "../core/error.hpp"
+#include "../core/range.hpp"
+#include "io_page_table.hpp"
+#include "iova_allocator.hpp"
+#include "mapper.hpp"
+
+namespace phyr {
+
+/// The IOVA space of a domain: [iova_base, 2^iova_bits).
+struct iommu_domain_config {
+  unsigned iova_bits = 48;  ///< 13..48: the 4-level table reaches 48 bits
+  /// Lowest IOVA handed out (a multiple of 4 KiB). Page 0 is kept out by default so that no
+  /// mapping ever has DMA address 0, which drivers often treat as "none".
+  std::uint64_t iova_base = 4096;
+};
+
+struct iommu_domain_stats {
+  io_page_table_stats page_table;  ///< tables and leaves by size
+  iova_allocator_stats iova;       ///< blocks out, cached, tree extents, cache hits
+  std::uint64_t maps = 0;          ///< successful try_map calls
+  std::uint64_t unmaps = 0;        ///< successful unmap calls
+  std::uint64_t failed_maps = 0;   ///< try_map calls that failed (bad input included)
+};
+
+template <class Bus, segment_allocator Alloc>
+class iommu_mapper;
+
+/// One IOMMU translation context (what a device or group is attached to): IOVA allocator and
+/// page table. Default-constructible (48-bit IOVA space, 4 KiB granule) and never fails to
+/// construct: the root table and allocator metadata appear on the first map. Not copyable or
+/// movable (mappers point to it).
+template <segment_allocator Alloc = default_allocator>
+class basic_iommu_domain {
+ public:
+  using allocator_type = Alloc;
+  using page_table_type = io_page_table<Alloc>;
+  using iova_allocator_type = iova_allocator<Alloc>;
+  static constexpr std::uint64_t granule = 4096;
+  static constexpr unsigned granule_shift = 12;
+
+  basic_iommu_domain() noexcept requires std::default_initializable<Alloc>
+      : basic_iommu_domain(Alloc{}, iommu_domain_config{}) {}
+  explicit basic_iommu_domain(
+      iommu_domain_config c) noexcept requires std::default_initializable<Alloc>
+      : basic_iommu_domain(Alloc{}, c) {}
+  /// A bad config (iova_bits outside 13..48, a misaligned base, no room above the base) is a
+  /// programming error: asserted, then clamped to something usable.
+  explicit basic_iommu_domain(Alloc a, iommu_domain_config c = {}) noexcept
+      : alloc_(a),
+        cfg_(checked(c)),
+        iova_(cfg_.iova_base >> granule_shift, std::uint64_t{1} << (cfg_.iova_bits - granule_shift),
+              a),
+        pt_(a) {}
+  basic_iommu_domain(const basic_iommu_domain&) = delete;
+  basic_iommu_domain& operator=(const basic_iommu_domain&) = delete;
+
+  [[nodiscard]] const iommu_domain_config& config() const noexcept { return cfg_; }
+  [[nodiscard]] Alloc get_allocator() const noexcept { return alloc_; }
+
+  /// Walks the page table: the CPU physical address an IOVA reaches, or not_mapped.
+  [[nodiscard]] result<phys_addr> translate(std::uint64_t iova) const noexcept {
+    std::lock_guard lk(pt_mu_);
+    return pt_.translate(iova);
+  }
+  /// Like translate, with the leaf size and permissions.
+  [[nodiscard]] result<io_translation> lookup(std::uint64_t iova) const noexcept {
+    std::lock_guard lk(pt_mu_);
+    return pt_.lookup(iova);
+  }
+
+  [[nodiscard]] iommu_domain_stats stats() const noexcept {
+    iommu_domain_stats s;
+    {
+      std::lock_guard lk(pt_mu_);
+      s.page_table = pt_.stats();
+    }
+    s.maps = maps_.load(std::memory_order_relaxed);
+    s.unmaps = unmaps_.load(std::memory_order_relaxed);
+    s.failed_maps = failed_maps_.load(std::memory_order_relaxed);
+    s.iova = iova_.stats();
+    return s;
+  }
+
+  /// Returns the IOVA blocks parked in the per-thread caches to the allocator's tree and frees
+  /// the magazines (the domain then holds memory only for what is mapped).
+  void flush_iova_caches() noexcept { iova_.flush_caches(); }
+
+  /// The IOVA allocator, for code that manages its own IOVA (legacy map_sg emulations, bridges).
+  /// Thread-safe on its own.
+  [[nodiscard]] iova_allocator_type& iova() noexcept { return iova_; }
+
+  /// Runs `f(page_table_type&)` under the page-table lock and returns what it returns: the way
+  /// for such code to map and unmap pages (`map`, `unmap`, `lookup`) consistently with mappers.
+  template <class F>
+  decltype(auto) with_page_table(F&& f) noexcept(
+      std::is_nothrow_invocable_v<F&&, page_table_type&>) {
+    std::lock_guard lk(pt_mu_);
+    return std::forward<F>(f)(pt_);
+  }
+
+ private:
+  template <class, segment_allocator>
+  friend class iommu_mapper;
+
+  static iommu_domain_config checked(iommu_domain_config c) noexcept {
+    PHYR_ASSERT(c.iova_bits >= 13 && c.iova_bits <= 48, "iova_bits must be 13..48");
+    PHYR_ASSERT(c.iova_base % granule == 0, "iova_base must be a multiple of 4 KiB");
+    if (c.iova_bits < 13) c.iova_bits = 13;
+    if (c.iova_bits > 48) c.iova_bits = 48;
+    c.iova_base &= ~(granule - 1);
+    const std::uint64_t top = std::uint64_t{1} << c.iova_bits;
+    PHYR_ASSERT(c.iova_base < top, "iova_base above the IOVA space");
+    if (c.iova_base >= top) c.iova_base = top - granule;
+    return c;
+  }
+
+  [[no_unique_address]] Alloc alloc_;
+  iommu_domain_config cfg_;
+  iova_allocator_type iova_;
+  mutable std::mutex pt_mu_;
+  page_table_type pt_;
+  std::atomic<std::uint64_t> maps_{0};
+  std::atomic<std::uint64_t> unmaps_{0};
+  std::atomic<std::uint64_t> failed_maps_{0};
+};
+
+/// The domain type outside code names: heap-backed.
+using iommu_domain = basic_iommu_domain<>;
+
+/// What `iommu_mapper` returns: the DMA ranges (owned) plus what the mapper needs to undo them.
+/// Move-only; an empty (default-built, moved-from or unmapped) mapping is foreign to every
+/// mapper.
+template <class Bus, segment_allocator Alloc = default_allocator>
+class iommu_mapping {
+ public:
+  using space_type = dma_space<Bus>;
+  using value_type = dma_range<Bus>;
+  using list_type = range_list<dma_range<Bus>, Alloc>;
+  using const_iterator = typename list_type::const_iterator;
+  using iterator = const_iterator;
+
+  iommu_mapping() noexcept = default;
+  iommu_mapping(iommu_mapping&& o) noexcept
+      : list_(std::move(o.list_)),
+        owner_(o.owner_),
+        iova_pfn_(o.iova_pfn_),
+        iova_pages_(o.iova_pages_) {
+    o.forget();
+  }
+  iommu_mapping& operator=(iommu_mapping&& o) noexcept {
+    if (this != &o) {
+      list_ = std::move(o.list_);
+      owner_ = o.owner_;
+      iova_pfn_ = o.iova_pfn_;
+      iova_pages_ = o.iova_pages_;
+      o.forget();
+    }
+    return *this;
+  }
+  iommu_mapping(const iommu_mapping&) = delete;
+  iommu_mapping& operator=(const iommu_mapping&) = delete;
+  ~iommu_mapping() = default;
+
+  [[nodiscard]] const_iterator begin() const noexcept { return list_.begin(); }
+  [[nodiscard]] const_iterator end() const noexcept { return list_.end(); }
+  [[nodiscard]] std::size_t size() const noexcept { return list_.size(); }
+  [[nodiscard]] bool empty() const noexcept { return list_.empty(); }
+  [[nodiscard]] std::uint64_t total_bytes() const noexcept { return list_.total_bytes(); }
+  [[nodiscard]] bool mapped() const noexcept { return owner_ != 0; }
+  /// The DMA list itself (e.g. to slice it or take a view).
+  [[nodiscard]] const list_type& ranges() const noexcept { return list_; }
+  /// The IOVA block behind the mapping: its first address and its size in granules (padding
+  /// between groups and before the first one included). 0 when not mapped.
+  [[nodiscard]] dma_addr<Bus> iova_base() const noexcept { return dma_addr<Bus>{iova_pfn_ << 12}; }
+  [[nodiscard]] std::uint64_t iova_pages() const noexcept { return iova_pages_; }
+  /// IOVA blocks behind the mapping: 1 (a whole list shares one block), 0 when not mapped.
+  [[nodiscard]] std::uint64_t iova_ranges() const noexcept { return owner_ != 0 ? 1 : 0; }
+
+ private:
+  template <class, segment_allocator>
+  friend class iommu_mapper;
+  iommu_mapping(list_type&& l, std::uint64_t owner, std::uint64_t pfn, std::uint64_t pages) noexcept
+      : list_(std::move(l)), owner_(owner), iova_pfn_(pfn), iova_pages_(pages) {}
+  void forget() noexcept {
+    owner_ = 0;
+    iova_pfn_ = 0;
+    iova_pages_ = 0;
+  }
+
+  list_type list_{};
+  std::uint64_t owner_ = 0;
+  std::uint64_t iova_pfn_ = 0;
+  std::uint64_t iova_pages_ = 0;
+};
+
+/// The `dma_mapper` of a device on bus `Bus` attached to a domain. Cheap to copy (a copy is a
+/// new mapper: it cannot unmap the original's mappings); any number may share a domain.
+template <class Bus, segment_allocator Alloc = default_allocator>
+class iommu_mapper {
+ public:
+  using mapper_concept = dma_mapper_tag;
+  using bus_type = Bus;
+  using space_type = dma_space<Bus>;
+  using mapping = iommu_mapping<Bus, Alloc>;
+  using domain_type = basic_iommu_domain<Alloc>;
+  static constexpr std::uint64_t granule = domain_type::granule;
+  static constexpr unsigned granule_shift = domain_type::granule_shift;
+
+  explicit iommu_mapper(domain_type& d) noexcept : d_(&d) {}
+
+  [[nodiscard]] domain_type& domain() const noexcept { return *d_; }
+
+  /// Maps `list` (see the file comment). Errors: empty list or invalid direction ->
+  /// invalid_argument; a range reaching above 2^52 -> not_addressable; no IOVA block big
+  /// enough -> exhausted; out_of_memory. Strong guarantee: on error nothing stays mapped,
+  /// allocated or reserved.
+  template <segment_allocator A>
+  [[nodiscard]] result<mapping> try_map(const range_list<phys_range, A>& list,
+                                        dma_direction dir) noexcept {
+    return map_impl(list, dir);
+  }
+  [[nodiscard]] result<mapping> try_map(range_list_view<phys_range> view,
+                                        dma_direction dir) noexcept {
+    return map_impl(view, dir);
+  }
+
+  /// Clears the page-table entries of `m`, frees emptied tables and its IOVA blocks.
+  /// foreign_mapping (and `m` left as it was) for a mapping another mapper made, or one already
+  /// unmapped.
+  [[nodiscard]] result<void> unmap(mapping&& m) noexcept {
+    if (m.owner_ == 0 || m.owner_ != id_.value()) return errc::foreign_mapping;
+    {
+      std::lock_guard lk(d_->pt_mu_);
+      [[maybe_unused]] const std::uint64_t bytes =
+          d_->pt_.unmap(m.iova_pfn_ << granule_shift, m.iova_pages_ << granule_shift);
+      PHYR_ASSERT(bytes != 0, "an IOMMU mapping with nothing in the page table");
+      d_->iova_.free(m.iova_pfn_, m.iova_pages_);
+      d_->unmaps_.fetch_add(1, std::memory_order_relaxed);
+    }
+    [[maybe_unused]] const typename mapping::list_type freed = std::move(m.list_);
+    m.forget();
+    return {};
+  }
+
+  /// The CPU address a DMA address of this bus reaches: not_mapped when nothing translates it.
+  [[nodiscard]] result<phys_addr> translate(dma_addr<Bus> a) const noexcept {
+    return d_->translate(a.value());
+  }
+  /// Like translate, with the leaf size and permissions.
+  [[nodiscard]] result<io_translation> lookup(dma_addr<Bus> a) const noexcept {
+    return d_->lookup(a.value());
+  }
+
+ private:
+  static constexpr std::uint64_t phys_limit = std::uint64_t{1} << 52;
+
+  [[nodiscard]] static constexpr io_perm perm_of(dma_direction d) noexcept {
+    return d == dma_direction::to_device     ? io_perm::read
+           : d == dma_direction::from_device ? io_perm::write
+                                             : io_perm::read_write;
+  }
+
+  // ---- the layout of a list in its IOVA block --------------------------------------------------
+  // Consecutive ranges stay in one group (contiguous in IOVA) when the boundary between them
+  // is granule-aligned on both sides or they are physically adjacent.
+  [[nodiscard]] static constexpr bool continues(std::uint64_t prev_end, std::uint64_t a) noexcept {
+    return ((prev_end | a) & (granule - 1)) == 0 || a == prev_end;
+  }
+  // Padding (bytes) before a group at block offset `off` whose first range starts at `a` and
+  // is `len` long: a group that could hold a 2 MiB leaf starts congruent to its physical
+  // address modulo 2 MiB, so its aligned runs line up (later groups are decided on their
+  // first range, so both passes agree without looking ahead).
+  [[nodiscard]] static constexpr std::uint64_t pad_for(std::uint64_t off, std::uint64_t a,
+                                                       std::uint64_t len) noexcept {
+    if (len < io_page_table<Alloc>::size_2m) return 0;
+    constexpr std::uint64_t m = io_page_table<Alloc>::size_2m - 1;
+    return ((a & m & ~(granule - 1)) - (off & m)) & m;
+  }
+
+  [[nodiscard]] errc failed(errc e) noexcept {
+    d_->failed_maps_.fetch_add(1, std::memory_order_relaxed);
+    return e;
+  }
+
+  template <class List>
+  [[nodiscard]] result<mapping> map_impl(const List& list, dma_direction dir) noexcept {
+    if (!is_valid(dir) || list.empty()) return errc::invalid_argument;
+    const io_perm perm = perm_of(dir);
+    const std::uint64_t space = (std::uint64_t{1} << d_->cfg_.iova_bits) - d_->cfg_.iova_base;
+
+    // Pass 1: validate and size the block. The first group's span picks the block's phase:
+    // starting it congruent to the first page modulo 2 MiB (1 GiB for a group of 1 GiB or
+    // more) lets a buffer that begins mid-hugepage still get large leaves.
+    const std::uint64_t first_page = (*list.begin()).addr().value() & ~(granule - 1);
+    auto phase_for = [first_page](std::uint64_t span) noexcept -> std::uint64_t {
+      if (span >= io_page_table<Alloc>::size_1g)
+        return first_page & (io_page_table<Alloc>::size_1g - 1);
+      if (span >= io_page_table<Alloc>::size_2m)
+        return first_page & (io_page_table<Alloc>::size_2m - 1);
+      return 0;
+    };
+    std::uint64_t phase = 0;
+    std::uint64_t off = 0;  // block bytes before the current group (granule multiple)
+    std::uint64_t group_bytes = 0;
+    std::uint64_t prev_end = 0;
+    bool first = true;
+    bool phased = false;
+    for (const phys_range r : list) {
+      const std::uint64_t a = r.addr().value();
+      if (r.last().value() >= phys_limit) return failed(errc::not_addressable);
+      if (first || !continues(prev_end, a)) {
+        if (!first) {
+          if (!phased) off = phase = phase_for(group_bytes);  // closing the first group
+          phased = true;
+          off += (group_bytes + granule - 1) & ~(granule - 1);
+          off += pad_for(off, a, r.len());
+        }
+        group_bytes = a & (granule - 1);
+        first = false;
+      }
+      if (r.len() > space || group_bytes > space - r.len() || off > space) {
+        return failed(errc::exhausted);  // more than the whole IOVA space
+      }
+      group_bytes += r.len();
+      prev_end = a + r.len();
+    }
+    if (!phased) off = phase = phase_for(group_bytes);  // a single group
+    off += (group_bytes + granule - 1) & ~(granule - 1);
+    if (off > space) return failed(errc::exhausted);
+    const std::uint64_t pages = off >> granule_shift;
+
+    typename mapping::list_type out{d_->alloc_};
+    auto& pt = d_->pt_;
+    std::lock_guard lk(d_->pt_mu_);
+    result<iova_block> block = d_->iova_.try_alloc(pages);
+    if (!block) return failed(block.error());
+    const std::uint64_t base = block->pfn << granule_shift;
+
+    // Pass 2: map each range at its offset; one output entry per group (or flag change).
+    errc err{};
+    off = phase;
+    std::uint64_t dma = 0;        // DMA address of the current range
+    std::uint64_t mapped_to = 0;  // the page table is filled up to here in the current group
+    std::uint64_t run_start = 0;  // the output entry being grown
+    range_flags run_flags = range_flags::none;
+    first = true;
+    for (const phys_range r : list) {
+      const std::uint64_t a = r.addr().value();
+      const std::uint64_t len = r.len();
+      const bool new_group = first || !continues(prev_end, a);
+      if (new_group || r.flags() != run_flags) {
+        if (!first) {
+          if (auto x = out.try_append(
+                  dma_range<Bus>{dma_addr<Bus>{run_start}, dma - run_start, run_flags});
+              !x) {
+            err = x.error();
+            break;
+          }
+        }
+        if (new_group) {
+          if (!first) {
+            off = mapped_to - base;
+            off += pad_for(off, a, len);
+          }
+          dma = base + off + (a & (granule - 1));
+          mapped_to = base + off;
+        }
+        run_start = dma;
+        run_flags = r.flags();
+        first = false;
+      }
+      std::uint64_t lo = dma & ~(granule - 1);
+      const std::uint64_t hi = (dma + len + granule - 1) & ~(granule - 1);
+      std::uint64_t plo = a & ~(granule - 1);
+      if (lo < mapped_to) {  // first page shared with the previous (adjacent) range
+        plo += mapped_to - lo;
+        lo = mapped_to;
+      }
+      if (lo < hi) {
+        if (auto m = pt.map(lo, phys_addr{plo}, hi - lo, perm); !m) {
+          err = m.error();
+          break;
+        }
+        mapped_to = hi;
+      }
+      dma += len;
+      prev_end = a + len;
+    }
+    if (err == errc{}) {
+      if (auto x =
+              out.try_append(dma_range<Bus>{dma_addr<Bus>{run_start}, dma - run_start, run_flags});
+          !x)
+        err = x.error();
+    }
+    if (err != errc{}) {
+      // Everything this call mapped lies in its own block: clear the block, give it back.
+      pt.unmap(base, pages << granule_shift);
+      d_->iova_.undo(*block);
+      return failed(err);
+    }
+    d_->maps_.fetch_add(1, std::memory_order_relaxed);
+    return mapping{std::move(out), id_.value(), block->pfn, pages};
+  }
+
+  domain_type* d_;
+  detail::mapper_id id_{};
+};
+
+}  // namespace phyr
