@@ -1,0 +1,18 @@
+/// All of device/: what a device accepts and how lists are fed to it.
+///
+///   #include <phyr/device.hpp>
+///   phyr::dma_constraints c{.max_segment_size = 1u << 20, .virt_boundary_mask = 4095};
+///   for (auto seg : phyr::split(mapping, c)) post(seg);             // streaming engines
+///   auto pg = phyr::try_best_page_size(mapping, sizes, iova);        // random-access engines
+///   auto blocks = phyr::try_blocks(mapping, *pg);   // keep the result: `for (x : *try_...())`
+///   for (auto blk : *blocks) mr_page(blk);          // would iterate a destroyed temporary
+///
+/// Every function takes any `range_source` (a range_list, a view, a DMA mapping, a span of
+/// ranges), so the same code serves CPU lists and DMA mappings.
+#pragma once
+
+#include "config.hpp"
+#include "device/blocks.hpp"
+#include "device/constraints.hpp"
+#include "device/page_size.hpp"
+#include "device/split.hpp"

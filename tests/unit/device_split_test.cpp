@@ -1,0 +1,385 @@
+// device/split.hpp: try_validate, split, try_split against the rules and a byte-level model.
+#include <catch2/catch.hpp>
+
+#include <array>
+#include <cstdint>
+#include <iterator>
+#include <phyr/container/range_list.hpp>
+#include <phyr/device/split.hpp>
+#include <phyr/map/identity_mapper.hpp>
+#include <random>
+#include <ranges>
+#include <span>
+#include <utility>
+#include <vector>
+
+namespace {
+using phyr::dma_constraints;
+using phyr::errc;
+using phyr::gap_policy;
+using phyr::phys_addr;
+using phyr::phys_range;
+using phyr::range_flags;
+using list = phyr::range_list<phys_range>;
+struct nvme0 {};
+
+phys_range pr(std::uint64_t a, std::uint64_t len, range_flags f = range_flags::none) {
+  return phys_range{phys_addr{a}, len, f};
+}
+
+template <class L>
+std::vector<phys_range> segments(const L& l, const dma_constraints& c) {
+  std::vector<phys_range> out;
+  for (const phys_range s : phyr::split(l, c)) out.push_back(s);
+  return out;
+}
+
+// A requires-expression on concrete types must sit in a template to be SFINAE-friendly.
+template <class L>
+concept splittable = requires(L&& l, const dma_constraints& c) {
+  phyr::split(std::forward<L>(l), c);
+};
+
+// ---- the byte-level model -----------------------------------------------------------------------
+
+// Walks every byte: a segment ends before a byte that sits on a (mask + 1) boundary or would
+// make it longer than the aligned limit.
+std::vector<phys_range> model_split(const std::vector<phys_range>& in, const dma_constraints& c) {
+  const std::uint64_t limit = c.max_segment_size / c.alignment * c.alignment;
+  std::vector<phys_range> out;
+  for (const phys_range& r : in) {
+    std::uint64_t start = r.addr().value();
+    for (std::uint64_t i = 1; i < r.len(); ++i) {
+      const std::uint64_t b = r.addr().value() + i;
+      if ((b & c.segment_boundary_mask) == 0 || b - start == limit) {
+        out.push_back(pr(start, b - start, r.flags()));
+        start = b;
+      }
+    }
+    out.push_back(pr(start, r.last().value() + 1 - start, r.flags()));
+  }
+  return out;
+}
+
+// The validation rules, byte by byte and entry by entry.
+phyr::result<phyr::split_stats> model_validate(const std::vector<phys_range>& in,
+                                               const dma_constraints& c, gap_policy p) {
+  phyr::split_stats s;
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    const phys_range& r = in[i];
+    for (std::uint64_t k = 0; k < r.len(); ++k)
+      if (r.addr().value() + k > c.dma_mask) return errc::not_addressable;
+    if (r.addr().value() % c.alignment != 0) return errc::misaligned;
+    if (i != 0 && c.virt_boundary_mask != 0) {
+      const std::uint64_t prev_next = in[i - 1].last().value() + 1;
+      const std::uint64_t unit = c.virt_boundary_mask + 1;
+      if (r.addr().value() != prev_next &&
+          (prev_next % unit != 0 || r.addr().value() % unit != 0)) {
+        if (p == gap_policy::reject) return errc::misaligned;
+        if (s.gaps++ == 0) s.first_gap = i;
+      }
+    }
+    s.bytes += r.len();
+    ++s.entries;
+  }
+  s.segments = model_split(in, c).size();
+  return s;
+}
+
+std::uint64_t pick(std::mt19937_64& g, std::uint64_t lo, std::uint64_t hi) {
+  return std::uniform_int_distribution<std::uint64_t>{lo, hi}(g);
+}
+
+dma_constraints random_constraints(std::mt19937_64& g) {
+  dma_constraints c;
+  c.alignment = std::uint64_t{1} << pick(g, 0, 5);
+  const unsigned k = static_cast<unsigned>(pick(g, 5, 12));
+  c.segment_boundary_mask = pick(g, 0, 4) == 0 ? ~0ull : (std::uint64_t{1} << k) - 1;
+  c.max_segment_size = pick(g, c.alignment, 900);
+  c.virt_boundary_mask = pick(g, 0, 2) == 0 ? 0 : (std::uint64_t{1} << pick(g, 2, 9)) - 1;
+  c.dma_mask = pick(g, 0, 3) == 0 ? pick(g, 0, 1 << 16) : ~0ull;
+  return c;
+}
+
+// Entries near a random base: sometimes adjacent, sometimes on page-ish boundaries, near the
+// top of the address space now and then.
+std::vector<phys_range> random_list(std::mt19937_64& g) {
+  std::vector<phys_range> v;
+  const std::size_t n = pick(g, 1, 7);
+  std::uint64_t base = pick(g, 0, 3) == 0 ? ~0ull - (1 << 20) : pick(g, 0, 1 << 18);
+  base &= ~((std::uint64_t{1} << pick(g, 0, 10)) - 1);
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::uint64_t len = pick(g, 1, 2500);
+    v.push_back(pr(base, len, pick(g, 0, 3) == 0 ? range_flags::pinned : range_flags::none));
+    const std::uint64_t next = base + len;
+    switch (pick(g, 0, 3)) {
+      case 0: base = next; break;                                      // contiguous
+      case 1: base = (next + 4095) & ~4095ull; break;                  // next page
+      case 2: base = next + pick(g, 1, 3000); break;                   // a gap anywhere
+      default: base = (next & ~511ull) + 512 * pick(g, 1, 8); break;   // 512-aligned
+    }
+    if (base > ~0ull - 4096) break;
+  }
+  return v;
+}
+
+}  // namespace
+
+TEST_CASE("split passes a range within the limits through unchanged, flags included") {
+  list l;
+  phyr::must(l.try_append(pr(0x10200, 0x3000, range_flags::pinned)));
+  const auto s = segments(l, dma_constraints{});
+  REQUIRE(s.size() == 1);
+  CHECK(s[0] == pr(0x10200, 0x3000, range_flags::pinned));
+}
+
+TEST_CASE("split cuts a long range into max_segment_size pieces and a remainder") {
+  list l;
+  phyr::must(l.try_append(pr(0x100000, 0x25000)));
+  const auto s = segments(l, dma_constraints{});
+  REQUIRE(s.size() == 3);
+  CHECK(s[0] == pr(0x100000, 0x10000));
+  CHECK(s[1] == pr(0x110000, 0x10000));
+  CHECK(s[2] == pr(0x120000, 0x5000));
+}
+
+TEST_CASE("split never lets a segment cross a multiple of segment_boundary_mask + 1") {
+  list l;
+  phyr::must(l.try_append(pr(0xffffe000, 0x3000)));  // crosses 4 GiB
+  const auto s = segments(l, dma_constraints{});
+  REQUIRE(s.size() == 2);
+  CHECK(s[0] == pr(0xffffe000, 0x2000));
+  CHECK(s[1] == pr(0x100000000, 0x1000));
+
+  // The boundary restarts the max-size count: 0x800 before it, then full pieces.
+  const dma_constraints c{.max_segment_size = 0x1000, .segment_boundary_mask = 0xffff};
+  const auto t = segments(std::array{pr(0xf800, 0x2900)}, c);
+  REQUIRE(t.size() == 4);
+  CHECK(t[0] == pr(0xf800, 0x800));
+  CHECK(t[1] == pr(0x10000, 0x1000));
+  CHECK(t[2] == pr(0x11000, 0x1000));
+  CHECK(t[3] == pr(0x12000, 0x100));
+}
+
+TEST_CASE("split handles a range ending at 2^64 with no boundary and no size limit") {
+  const dma_constraints c{.max_segment_size = phys_range::max_len, .segment_boundary_mask = ~0ull};
+  const auto s = segments(std::array{pr(~0ull - 0xfff, 0x1000)}, c);
+  REQUIRE(s.size() == 1);
+  CHECK(s[0].last().value() == ~0ull);
+  const auto st = phyr::try_validate(std::array{pr(~0ull - 0xfff, 0x1000)}, c);
+  REQUIRE(st);
+  CHECK(st->segments == 1);
+}
+
+TEST_CASE("split rounds max_segment_size down to the alignment so every cut starts aligned") {
+  const dma_constraints c{.max_segment_size = 1000, .alignment = 512};
+  STATIC_REQUIRE(dma_constraints{.max_segment_size = 1000, .alignment = 512}.segment_limit() ==
+                 512);
+  const auto s = segments(std::array{pr(0x1000, 1300)}, c);
+  REQUIRE(s.size() == 3);
+  CHECK(s[1].addr().value() == 0x1200);
+  CHECK(s[2] == pr(0x1400, 276));
+}
+
+TEST_CASE("try_validate counts the segments split yields, per entry in closed form") {
+  list l;
+  phyr::must(l.try_append(pr(0xffff0000, 0x30000)));  // 0x10000 below 4 GiB, 0x20000 above
+  phyr::must(l.try_append(pr(0x200000000, 0x1234)));
+  const auto st = phyr::try_validate(l, dma_constraints{});
+  REQUIRE(st);
+  CHECK(st->entries == 2);
+  CHECK(st->bytes == 0x31234);
+  CHECK(st->segments == 4);
+  CHECK(st->segments == segments(l, dma_constraints{}).size());
+  CHECK_FALSE(st->needs_bounce());
+
+  // A 1 GiB hugepage at 64 KiB per segment: 16384 segments, counted without walking them.
+  const auto big = phyr::try_validate(std::array{pr(0x40000000, 1ull << 30)}, dma_constraints{});
+  REQUIRE(big);
+  CHECK(big->segments == 16384);
+}
+
+TEST_CASE("try_validate reports bad lists with the errc of the first offending entry") {
+  const dma_constraints c{.alignment = 512, .dma_mask = 0xffffffff};
+  SECTION("constraints that fail validate()") {
+    CHECK(phyr::try_validate(std::array{pr(0, 512)}, dma_constraints{.alignment = 3}).error() ==
+          errc::invalid_argument);
+  }
+  SECTION("an empty list") {
+    list empty;
+    CHECK(phyr::try_validate(empty, c).error() == errc::invalid_argument);
+  }
+  SECTION("a zero-length entry (a default range in a span)") {
+    const std::array<phys_range, 2> a{pr(0x1000, 512), phys_range{}};
+    CHECK(phyr::try_validate(std::span{a}, c).error() == errc::invalid_argument);
+  }
+  SECTION("a byte above the DMA mask") {
+    CHECK(phyr::try_validate(std::array{pr(0xfffffe00, 512)}, c).has_value());
+    CHECK(phyr::try_validate(std::array{pr(0xfffffe00, 513)}, c).error() ==
+          errc::not_addressable);
+  }
+  SECTION("a start not aligned to the required alignment") {
+    CHECK(phyr::try_validate(std::array{pr(0x1000, 512), pr(0x2100, 512)}, c).error() ==
+          errc::misaligned);
+  }
+  SECTION("a total length past 2^64 - 1") {
+    const std::vector<phys_range> v(257, pr(0, phys_range::max_len));
+    CHECK(phyr::try_validate(v, dma_constraints{.segment_boundary_mask = ~0ull}).error() ==
+          errc::overflow);
+  }
+  SECTION("a policy outside the enumeration") {
+    CHECK(phyr::try_validate(std::array{pr(0, 512)}, c, static_cast<gap_policy>(7)).error() ==
+          errc::invalid_argument);
+  }
+}
+
+TEST_CASE("the virtual boundary allows an unaligned first start and last end, not a gap") {
+  const dma_constraints nvme{.max_segment_size = 0xffffffff, .alignment = 4,
+                             .virt_boundary_mask = 4095};
+  // First starts mid-page, last ends mid-page, every gap is page aligned on both sides.
+  const std::array ok{pr(0x10200, 0xe00), pr(0x30000, 0x2000), pr(0x50000, 0x10)};
+  const auto st = phyr::try_validate(ok, nvme);
+  REQUIRE(st);
+  CHECK_FALSE(st->needs_bounce());
+
+  // A middle entry ending mid-page leaves a gap the device cannot describe.
+  const std::array bad{pr(0x10200, 0xe00), pr(0x30000, 0x1800), pr(0x50000, 0x1000)};
+  CHECK(phyr::try_validate(bad, nvme).error() == errc::misaligned);
+  // A middle entry starting mid-page, likewise.
+  const std::array bad2{pr(0x10000, 0x1000), pr(0x30200, 0xe00), pr(0x50000, 0x1000)};
+  CHECK(phyr::try_validate(bad2, nvme).error() == errc::misaligned);
+}
+
+TEST_CASE("gap_policy::report counts virtual-boundary gaps as 'bounce needed' instead of failing") {
+  const dma_constraints nvme{.max_segment_size = 0xffffffff, .virt_boundary_mask = 4095};
+  const std::array bad{pr(0x10000, 0x1000), pr(0x30000, 0x1800), pr(0x50000, 0x1000),
+                       pr(0x70100, 0x100)};
+  const auto st = phyr::try_validate(bad, nvme, gap_policy::report);
+  REQUIRE(st);
+  CHECK(st->needs_bounce());
+  CHECK(st->gaps == 2);
+  CHECK(st->first_gap == 2);
+  CHECK(st->entries == 4);
+  // Other errors still fail under report.
+  CHECK(phyr::try_validate(bad, dma_constraints{.virt_boundary_mask = 4095, .dma_mask = 0xffff},
+                           gap_policy::report)
+            .error() == errc::not_addressable);
+}
+
+TEST_CASE("a junction without a gap is not a virtual-boundary violation") {
+  // Adjacent entries with different flags meet mid-page: the bytes are contiguous.
+  const dma_constraints c{.max_segment_size = 0x800, .virt_boundary_mask = 4095};
+  const std::array l{pr(0x10000, 0x1234), pr(0x11234, 0xdcc, range_flags::pinned)};
+  const auto st = phyr::try_validate(l, c);
+  REQUIRE(st);
+  CHECK(st->gaps == 0);
+  // split's own cuts (every 0x800 bytes, mid-page) are contiguous too.
+  CHECK(st->segments == segments(l, c).size());
+}
+
+TEST_CASE("try_split validates then splits, and split with invalid constraints yields nothing") {
+  const std::array l{pr(0x1000, 0x3000)};
+  const auto v = phyr::try_split(l, dma_constraints{.max_segment_size = 0x1000});
+  REQUIRE(v);
+  CHECK(std::distance(v->begin(), v->end()) == 3);
+  CHECK(phyr::try_split(l, dma_constraints{.alignment = 0x2000}).error() == errc::misaligned);
+  CHECK(phyr::try_split(l, dma_constraints{.max_segment_size = 0}).error() ==
+        errc::invalid_argument);
+  CHECK(phyr::split(l, dma_constraints{.max_segment_size = 0}).empty());
+}
+
+TEST_CASE("split skips zero-length entries of an unvalidated span instead of looping") {
+  const std::array<phys_range, 4> a{phys_range{}, pr(0x1000, 0x10), phys_range{}, phys_range{}};
+  const auto s = segments(std::span{a}, dma_constraints{});
+  REQUIRE(s.size() == 1);
+  CHECK(s[0] == pr(0x1000, 0x10));
+}
+
+TEST_CASE("split of a DMA mapping yields DMA ranges of that bus") {
+  list cpu;
+  phyr::must(cpu.try_append(pr(0x80000, 0x30000, range_flags::pinned)));
+  phyr::identity_mapper<nvme0> m;
+  auto mp = phyr::must(m.try_map(cpu, phyr::dma_direction::to_device));
+  auto v = phyr::split(mp, dma_constraints{});
+  STATIC_REQUIRE(std::same_as<decltype(*v.begin()), phyr::dma_range<nvme0>>);
+  std::vector<phyr::dma_range<nvme0>> out(v.begin(), v.end());
+  REQUIRE(out.size() == 3);
+  CHECK(out[2].addr().value() == 0xa0000);
+  CHECK(out[2].flags() == range_flags::pinned);
+  const auto st = phyr::try_validate(mp, dma_constraints{});
+  REQUIRE(st);
+  CHECK(st->segments == 3);
+  phyr::must(m.unmap(std::move(mp)));
+}
+
+TEST_CASE("split's result is a multi-pass forward range and works at compile time") {
+  using view = decltype(phyr::split(std::declval<const list&>(), dma_constraints{}));
+  STATIC_REQUIRE(std::forward_iterator<view::iterator>);
+  STATIC_REQUIRE(std::ranges::forward_range<view>);
+  STATIC_REQUIRE(phyr::range_source<view>);  // split output feeds other device/ functions
+
+  constexpr auto count = [] {
+    constexpr std::array l{phys_range{phys_addr{0xfff0}, 0x30}, phys_range{phys_addr{0x20000}, 9}};
+    const dma_constraints c{.max_segment_size = 0x10, .segment_boundary_mask = 0xffff};
+    std::size_t n = 0;
+    for (const phys_range s : phyr::split(l, c)) n += s.len() != 0 ? 1 : 0;
+    return n;
+  }();
+  STATIC_REQUIRE(count == 4);
+  constexpr auto st = phyr::try_validate(
+      std::array{phys_range{phys_addr{0xfff0}, 0x30}, phys_range{phys_addr{0x20000}, 9}},
+      dma_constraints{.max_segment_size = 0x10, .segment_boundary_mask = 0xffff});
+  STATIC_REQUIRE(st.value().segments == 4);
+
+  list l;
+  phyr::must(l.try_append(pr(0, 0x30000)));
+  const auto v = phyr::split(l, dma_constraints{});
+  auto a = v.begin();
+  auto b = a;
+  CHECK(*a++ == *b);
+  CHECK(a != b);
+  CHECK(*++b == *a);
+  CHECK(a == b);
+}
+
+TEST_CASE("split keeps iterators only into lvalues or borrowed views, never a temporary list") {
+  STATIC_REQUIRE(splittable<const list&>);
+  STATIC_REQUIRE(splittable<list&>);
+  STATIC_REQUIRE(splittable<phyr::range_list_view<phys_range>>);  // a temporary view is fine
+  STATIC_REQUIRE(splittable<std::span<const phys_range>>);
+  STATIC_REQUIRE_FALSE(splittable<list>);  // its segments die with it
+  STATIC_REQUIRE_FALSE(splittable<std::vector<phys_range>>);
+  STATIC_REQUIRE_FALSE(splittable<std::vector<int>&>);
+}
+
+TEST_CASE("split and try_validate match the byte-level model on seeded random lists") {
+  std::mt19937_64 g(0x5eed5117ull);
+  int validated = 0;
+  for (int iter = 0; iter < 3000; ++iter) {
+    const dma_constraints c = random_constraints(g);
+    REQUIRE(c.validate());
+    const std::vector<phys_range> in = random_list(g);
+    const gap_policy p = pick(g, 0, 1) == 0 ? gap_policy::reject : gap_policy::report;
+    INFO("iteration " << iter);
+
+    const auto want = model_split(in, c);
+    CHECK(segments(in, c) == want);
+
+    const auto got = phyr::try_validate(in, c, p);
+    const auto exp = model_validate(in, c, p);
+    REQUIRE(got.has_value() == exp.has_value());
+    if (!exp) {
+      CHECK(got.error() == exp.error());
+      continue;
+    }
+    ++validated;
+    CHECK(*got == *exp);
+    for (const phys_range& s : want) {
+      CHECK(s.addr().value() % c.alignment == 0);
+      CHECK(s.len() <= c.max_segment_size);
+      CHECK((s.addr().value() & ~c.segment_boundary_mask) ==
+            (s.last().value() & ~c.segment_boundary_mask));
+    }
+  }
+  CHECK(validated > 300);  // the generator reaches the success path often enough
+}
