@@ -616,3 +616,33 @@ TEST_CASE("range_list: the list type fixes the address space", "[range_list][com
   STATIC_REQUIRE_FALSE(list_of<int>);
   STATIC_REQUIRE(list_of<phys_range>);
 }
+
+TEST_CASE("range_list: with no limits set, merging past max_len fills the tail first",
+          "[range_list]") {
+  list l;
+  const std::uint64_t big = phys_range::max_len - 0x1000;
+  REQUIRE(l.try_append(phys_range{phys_addr{0}, big}));
+  REQUIRE(l.try_append(phys_range{phys_addr{big}, 0x3000}));
+  const auto v = to_vec(l);
+  REQUIRE(v.size() == 2);
+  CHECK(v[0] == phys_range{phys_addr{0}, phys_range::max_len});
+  CHECK(v[1] == phys_range{phys_addr{phys_range::max_len}, 0x2000});
+  CHECK(l.total_bytes() == big + 0x3000);
+  CHECK(l.highest() == phys_addr{big + 0x2fff});
+}
+
+TEST_CASE("range_list: page arrays with frames that wrap past 2^64 are rejected unchanged",
+          "[range_list]") {
+  list l;
+  REQUIRE(l.try_append(phys_range{phys_addr{0x1000}, 0x1000}));
+  // consecutive as integers, wrapping from 2^64 - 1 to 0, in the middle and at the end
+  const std::vector<std::uint64_t> wrap_mid{5, ~0ull - 1, ~0ull, 0, 1, 9};
+  CHECK(l.try_append_pages(wrap_mid, 0, 6 * 4096).error() == errc::invalid_argument);
+  const std::vector<std::uint64_t> wrap_end{5, 7, ~0ull, 0};
+  CHECK(l.try_append_pages(wrap_end, 0, 4 * 4096).error() == errc::invalid_argument);
+  const std::vector<std::uint64_t> big_last{5, 7, 1ull << 52};
+  CHECK(l.try_append_pages(big_last, 0, 3 * 4096).error() == errc::invalid_argument);
+  CHECK(l.size() == 1);
+  CHECK(l.total_bytes() == 0x1000);
+  CHECK(l.highest() == phys_addr{0x1fff});
+}

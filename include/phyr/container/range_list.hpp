@@ -38,6 +38,7 @@
 #include "../core/allocator.hpp"
 #include "../core/error.hpp"
 #include "../core/range.hpp"
+#include "pfn_runs.hpp"
 
 namespace phyr {
 
@@ -294,12 +295,32 @@ class range_list {
     assert_unborrowed();
     if (r.len() == 0) return errc::invalid_argument;
     if (r.len() > ~total_) return errc::overflow;
-    checkpoint cp = save();
-    if (!append_split(r.addr().value(), r.len(), r.flags())) {
-      rollback(cp);
-      return errc::out_of_memory;
+    // Fast path (no limits set, the common case for building from ranges one at a time):
+    // grow the tail entry or write into free room of the tail segment, no checkpoint.
+    if (PHYR_LIKELY(max_segment_ == Range::max_len && boundary_ == 0)) {
+      const std::uint32_t c = tail_->count;
+      if (c != 0) {
+        Range& b = detail::seg_entries<Range>(tail_)[c - 1];
+        if (b.adjacent(r) && b.flags() == r.flags()) {
+          // Past max_len the greedy rule fills the tail first: the slow path does that.
+          if (r.len() > Range::max_len - b.len()) return append_slow(r);
+          b = Range{b.addr(), b.len() + r.len(), b.flags()};
+          total_ += r.len();
+          if (r.last().value() > highest_) highest_ = r.last().value();
+          return {};
+        }
+      }
+      if (c != tail_->capacity) {
+        ::new (static_cast<void*>(detail::seg_entries<Range>(tail_) + c)) Range(r);
+        tail_->count = c + 1;
+        ++size_;
+        total_ += r.len();
+        if (r.addr().value() < lowest_) lowest_ = r.addr().value();
+        if (r.last().value() > highest_) highest_ = r.last().value();
+        return {};
+      }
     }
-    return {};
+    return append_slow(r);
   }
 
   /// Appends the 4 KiB pages `pfns` of a virtually contiguous buffer: the data starts
@@ -339,22 +360,15 @@ class range_list {
       if (i == n) len -= tail_cut;
       if (!append_split(addr, len, flags)) return fail(cp, errc::out_of_memory);
     }
-    // Later runs start on a discontinuity, so they never merge with what precedes them; with
-    // no limits set they go straight into the tail segment.
-    std::size_t run_start = i;
-    for (; i < n; ++i) {
-      if (i + 1 < n && p[i + 1] == p[i] + 1) continue;
-      if ((p[run_start] | p[i]) >> 52) return fail(cp, errc::invalid_argument);
-      const std::uint64_t addr = p[run_start] << 12;
-      std::uint64_t len = static_cast<std::uint64_t>(i + 1 - run_start) * page;
-      if (i + 1 == n) len -= tail_cut;
+    // Later runs start on a discontinuity, so they never merge with what precedes them.
+    if (i < n) {
       if (plain) {
-        if (!push_raw(Range{address<space_type>{addr}, len, flags}))
-          return fail(cp, errc::out_of_memory);
-      } else if (!append_split(addr, len, flags)) {
-        return fail(cp, errc::out_of_memory);
+        if (!append_runs_plain(p, i, n, tail_cut, flags)) return fail(cp, i_error_);
+        // every byte of the input is in the list now; the first run counted its own
+        total_ = cp.total + total_len;
+      } else if (!append_runs_split(p, i, n, tail_cut, flags)) {
+        return fail(cp, i_error_);
       }
-      run_start = i + 1;
     }
     return {};
   }
@@ -742,6 +756,128 @@ class range_list {
     return true;
   }
 
+  [[gnu::noinline]] result<void> append_slow(const Range& r) noexcept {
+    checkpoint cp = save();
+    if (!append_split(r.addr().value(), r.len(), r.flags())) return fail(cp, errc::out_of_memory);
+    return {};
+  }
+
+  // Runs p[i..n) with no limits set, i.e. the pinned-pages fast path. Entries go straight
+  // into the tail segment with the bookkeeping in locals (written back once). The per-page
+  // work on fragmented input is one compare, two stores and a min/max of the frame number;
+  // long runs are skipped eight frames per step. Frames >= 2^52 are detected from the
+  // maximum after the loop (the caller rolls back), so the loop has no per-run range check.
+  // Sets i_error_ and returns false on failure; the caller rolls back.
+  [[nodiscard]] bool append_runs_plain(const std::uint64_t* p, std::size_t i, std::size_t n,
+                                       std::uint64_t tail_cut, range_flags flags) noexcept {
+    constexpr std::uint64_t page = 4096;
+    segment_header* seg = tail_;
+    Range* e = detail::seg_entries<Range>(seg);
+    std::uint32_t cnt = seg->count;
+    std::uint32_t cap = seg->capacity;
+    std::size_t added = 0;  // entries in segments already left behind (minus start count)
+    const std::uint32_t start_cnt = cnt;
+    const bool has_full = n - i >= 2;  // every page but the final one is fully used
+    std::uint64_t mn = ~std::uint64_t{0}, mx = 0;  // frames; mx over fully used pages
+    auto put = [&](std::uint64_t addr, std::uint64_t len) noexcept {
+      if (PHYR_UNLIKELY(cnt == cap)) {
+        seg->count = cnt;
+        added += cnt;
+        if (!grow()) return false;
+        seg = tail_;
+        e = detail::seg_entries<Range>(seg);
+        cnt = 0;
+        cap = seg->capacity;
+      }
+      ::new (static_cast<void*>(e + cnt)) Range(Range::make_unchecked(addr, len, flags));
+      ++cnt;
+      return true;
+    };
+    const std::size_t last = n - 1;
+    while (i < last) {
+      // One-page runs (the fragmented case) in a tight loop bounded by the room left in the
+      // tail segment, so the loop body has no capacity check.
+      if (PHYR_UNLIKELY(cnt == cap)) {
+        seg->count = cnt;
+        added += cnt;
+        if (!grow()) return oom();
+        seg = tail_;
+        e = detail::seg_entries<Range>(seg);
+        cnt = 0;
+        cap = seg->capacity;
+      }
+      const std::size_t room = cap - cnt;
+      const std::size_t lim = last - i < room ? last : i + room;
+      while (i < lim && p[i + 1] != p[i] + 1) {
+        const std::uint64_t a = p[i];
+        ::new (static_cast<void*>(e + cnt)) Range(Range::make_unchecked(a << 12, page, flags));
+        ++cnt;
+        mn = a < mn ? a : mn;
+        mx = a > mx ? a : mx;
+        ++i;
+      }
+      if (i == lim) continue;
+      const std::uint64_t a = p[i];
+      const std::size_t j = detail::pfn_run_end(p, i + 2, n);
+      if (j == n) break;  // the run holds the final page: done below
+      if (!put(a << 12, static_cast<std::uint64_t>(j - i) * page)) return oom();
+      // Both ends: a "run" may wrap past 2^64 - 1, and then its start is the largest frame.
+      const std::uint64_t b = p[j - 1];
+      mn = a < mn ? a : mn;
+      mn = b < mn ? b : mn;
+      mx = a > mx ? a : mx;
+      mx = b > mx ? b : mx;
+      i = j;
+    }
+    // The final run [i, n): its last page is cut by tail_cut.
+    const std::uint64_t a = p[i];
+    if (!put(a << 12, static_cast<std::uint64_t>(n - i) * page - tail_cut)) return oom();
+    seg->count = cnt;
+    mn = a < mn ? a : mn;
+    if (n - i >= 2) {
+      mx = a > mx ? a : mx;
+      mx = p[n - 2] > mx ? p[n - 2] : mx;
+    }
+    if ((mx | a | p[last]) >> 52) {
+      i_error_ = errc::invalid_argument;
+      return false;
+    }
+    size_ += added + cnt - start_cnt;
+    const std::uint64_t lo = mn << 12;
+    std::uint64_t hi = (p[last] << 12) + (page - 1 - tail_cut);
+    if (has_full && (mx << 12) + (page - 1) > hi) hi = (mx << 12) + (page - 1);
+    if (lo < lowest_) lowest_ = lo;
+    if (hi > highest_) highest_ = hi;
+    return true;
+  }
+
+  [[nodiscard]] bool oom() noexcept {
+    i_error_ = errc::out_of_memory;
+    return false;
+  }
+
+  // Runs p[i..n) when max_segment or a boundary is set: each run goes through append_split.
+  [[nodiscard]] bool append_runs_split(const std::uint64_t* p, std::size_t i, std::size_t n,
+                                       std::uint64_t tail_cut, range_flags flags) noexcept {
+    constexpr std::uint64_t page = 4096;
+    while (i < n) {
+      std::size_t j = i + 1;
+      if (j < n && p[j] == p[i] + 1) j = detail::pfn_run_end(p, j + 1, n);
+      if ((p[i] | p[j - 1]) >> 52) {
+        i_error_ = errc::invalid_argument;
+        return false;
+      }
+      std::uint64_t len = static_cast<std::uint64_t>(j - i) * page;
+      if (j == n) len -= tail_cut;
+      if (!append_split(p[i] << 12, len, flags)) {
+        i_error_ = errc::out_of_memory;
+        return false;
+      }
+      i = j;
+    }
+    return true;
+  }
+
   inline_segment head_;
   segment_header* tail_ = nullptr;
   segment_header* spare_ = nullptr;
@@ -754,6 +890,7 @@ class range_list {
   std::size_t heap_segments_ = 0;       // live + spare
   std::size_t live_heap_segments_ = 0;  // in the chain
   std::size_t spares_taken_ = 0;        // by the current operation, for rollback
+  errc i_error_ = errc::out_of_memory;  // why a run helper failed
   [[no_unique_address]] Alloc alloc_{};
   [[no_unique_address]] detail::borrow_counter borrows_;
 };

@@ -75,6 +75,16 @@ class range {
     PHYR_ASSERT(len - 1 <= ~addr_, "range end wraps past 2^64");
   }
 
+  /// No checks, not even debug asserts: for batch builders that validate a whole batch after
+  /// writing it and discard it on failure, so a bad input must not trap halfway.
+  [[nodiscard]] static constexpr range make_unchecked(std::uint64_t addr, std::uint64_t len,
+                                                      range_flags f) noexcept {
+    range r;
+    r.addr_ = addr;
+    r.meta_ = len | (std::uint64_t{static_cast<std::uint8_t>(f)} << len_bits);
+    return r;
+  }
+
   /// Checked factory: zero length -> invalid_argument, length above `max_len` -> too_long,
   /// an end past 2^64 -> overflow.
   [[nodiscard]] static constexpr result<range> create(address_type a, std::uint64_t len,

@@ -59,6 +59,7 @@
 #include <utility>
 
 #include "../config.hpp"
+#include "../container/pfn_runs.hpp"
 #include "../container/range_list.hpp"
 #include "../core/address.hpp"
 #include "../core/address_space.hpp"
@@ -810,18 +811,9 @@ class packed_list {
 
   [[nodiscard]] bool has_tail() const noexcept { return tail_.len() != 0; }
 
-  // The first j >= i (i >= 1) with p[j] != p[j - 1] + 1, or n. Long runs are skipped 8 pages
-  // per step with a branch-free test that vectorizes.
   [[nodiscard]] static std::size_t run_end(const std::uint64_t* p, std::size_t i,
                                            std::size_t n) noexcept {
-    while (n - i >= 8) {
-      std::uint64_t x = 0;
-      for (std::size_t k = 0; k < 8; ++k) x |= p[i + k] - p[i + k - 1] - 1;
-      if (x != 0) break;
-      i += 8;
-    }
-    while (i < n && p[i] == p[i - 1] + 1) ++i;
-    return i;
+    return detail::pfn_run_end(p, i, n);
   }
 
   // Eight one-page mode-0 words for p[0..8) when none of them is its predecessor + 1 and
