@@ -104,6 +104,8 @@ class range_list_view {
     constexpr iterator() noexcept = default;
     [[nodiscard]] Range operator*() const noexcept {
       Range r = detail::seg_entries<Range>(seg_)[idx_];
+      // Whole-list views (what identity mappings hold) never trim: one predictable branch.
+      if (PHYR_LIKELY(!trimmed_)) return r;
       if (pos_ == 0 && head_trim_ != 0) {
         r = Range{r.addr() + head_trim_, r.len() - head_trim_, r.flags()};
       }
@@ -135,6 +137,7 @@ class range_list_view {
     std::size_t count_ = 0;
     std::uint64_t head_trim_ = 0;
     std::uint64_t last_len_ = 0;
+    bool trimmed_ = false;
   };
   using const_iterator = iterator;
 
@@ -147,6 +150,7 @@ class range_list_view {
     it.count_ = count_;
     it.head_trim_ = head_trim_;
     it.last_len_ = last_len_;
+    it.trimmed_ = trimmed_;
     return it;
   }
   [[nodiscard]] iterator end() const noexcept {
@@ -195,6 +199,7 @@ class range_list_view {
   std::uint64_t last_len_ = 0;
   std::uint64_t back_addr_ = 0;
   range_flags back_flags_ = range_flags::none;
+  bool trimmed_ = false;  // first or last entry is cut (slices only)
   std::uint64_t total_ = 0;
   std::uint64_t lowest_ = 0;
   std::uint64_t highest_ = 0;
@@ -513,6 +518,7 @@ class range_list {
           v.last_len_ = to - (v.count_ == 1 ? v.head_trim_ : 0);
           v.back_addr_ = a + (v.count_ == 1 ? v.head_trim_ : 0);
           v.back_flags_ = e[i].flags();
+          v.trimmed_ = v.head_trim_ != 0 || v.last_len_ != l;
           return v;
         }
         pos += l;
