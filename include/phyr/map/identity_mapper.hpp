@@ -159,10 +159,7 @@ class identity_mapper {
   /// Sets the DMA mask to `bits` address bits (1..64); other values are invalid_argument and
   /// keep the old mask. Affects later maps only.
   [[nodiscard]] result<void> set_dma_mask(unsigned bits) noexcept {
-    auto m = dma_mask_from_bits(bits);
-    if (!m) return m.error();
-    mask_ = *m;
-    return {};
+    return detail::assign_dma_mask(mask_, bits);
   }
   [[nodiscard]] std::uint64_t dma_mask() const noexcept { return mask_; }
 
@@ -189,7 +186,7 @@ class identity_mapper {
   /// Ends `m`'s borrow of its CPU list and empties it. A mapping made by another mapper, or
   /// already unmapped, is `foreign_mapping` and left untouched.
   [[nodiscard]] result<void> unmap(mapping&& m) const noexcept {
-    if (m.owner_ == 0 || m.owner_ != id_.value()) return errc::foreign_mapping;
+    if (!id_.owns(m.owner_)) return errc::foreign_mapping;
     m.release();
     return {};
   }

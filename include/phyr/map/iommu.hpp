@@ -2,13 +2,13 @@
 /// `iommu_mapper<Bus>`, the `dma_mapper` that maps CPU lists through it.
 ///
 ///   struct gpu0 {};
-///   phyr::iommu_domain dom;                        // 48-bit IOVA, 4 KiB granule; allocates
-///   nothing phyr::iommu_mapper<gpu0> m{dom}; auto mp = m.try_map(cpu_list,
-///   phyr::dma_direction::bidirectional); if (!mp) return mp.error();                    //
-///   out_of_memory, exhausted, not_addressable, ... mp->size(); // 1 for a page list: one
-///   contiguous IOVA range m.translate(mp->begin()->addr());              // walks the page table
-///   back to the CPU address phyr::must(m.unmap(std::move(*mp)));           // clears the PTEs,
-///   frees tables and IOVA
+///   phyr::iommu_domain dom;            // 48-bit IOVA, 4 KiB granule; allocates nothing yet
+///   phyr::iommu_mapper<gpu0> m{dom};
+///   auto mp = m.try_map(cpu_list, phyr::dma_direction::bidirectional);
+///   if (!mp) return mp.error();        // out_of_memory, exhausted, not_addressable, ...
+///   mp->size();                        // 1 for a page list: one contiguous IOVA range
+///   m.translate(mp->begin()->addr());  // walks the page table back to the CPU address
+///   phyr::must(m.unmap(std::move(*mp)));  // clears the PTEs, frees tables and IOVA
 ///
 /// How a list is mapped (the approach of Linux's iommu_dma_map_sg): the whole list gets ONE
 /// size-aligned IOVA block. Consecutive ranges whose shared boundary is granule-aligned on both
@@ -188,64 +188,44 @@ using iommu_domain = basic_iommu_domain<>;
 /// Move-only; an empty (default-built, moved-from or unmapped) mapping is foreign to every
 /// mapper.
 template <class Bus, segment_allocator Alloc = default_allocator>
-class iommu_mapping {
- public:
-  using space_type = dma_space<Bus>;
-  using value_type = dma_range<Bus>;
-  using list_type = range_list<dma_range<Bus>, Alloc>;
-  using const_iterator = typename list_type::const_iterator;
-  using iterator = const_iterator;
+class iommu_mapping : public detail::owned_dma_list<Bus, Alloc> {
+  using base = detail::owned_dma_list<Bus, Alloc>;
 
+ public:
   iommu_mapping() noexcept = default;
   iommu_mapping(iommu_mapping&& o) noexcept
-      : list_(std::move(o.list_)),
-        owner_(o.owner_),
-        iova_pfn_(o.iova_pfn_),
-        iova_pages_(o.iova_pages_) {
+      : base(std::move(o)), iova_pfn_(o.iova_pfn_), iova_pages_(o.iova_pages_) {
     o.forget();
   }
   iommu_mapping& operator=(iommu_mapping&& o) noexcept {
     if (this != &o) {
-      list_ = std::move(o.list_);
-      owner_ = o.owner_;
+      base::operator=(std::move(o));
       iova_pfn_ = o.iova_pfn_;
       iova_pages_ = o.iova_pages_;
       o.forget();
     }
     return *this;
   }
-  iommu_mapping(const iommu_mapping&) = delete;
-  iommu_mapping& operator=(const iommu_mapping&) = delete;
-  ~iommu_mapping() = default;
 
-  [[nodiscard]] const_iterator begin() const noexcept { return list_.begin(); }
-  [[nodiscard]] const_iterator end() const noexcept { return list_.end(); }
-  [[nodiscard]] std::size_t size() const noexcept { return list_.size(); }
-  [[nodiscard]] bool empty() const noexcept { return list_.empty(); }
-  [[nodiscard]] std::uint64_t total_bytes() const noexcept { return list_.total_bytes(); }
-  [[nodiscard]] bool mapped() const noexcept { return owner_ != 0; }
-  /// The DMA list itself (e.g. to slice it or take a view).
-  [[nodiscard]] const list_type& ranges() const noexcept { return list_; }
   /// The IOVA block behind the mapping: its first address and its size in granules (padding
   /// between groups and before the first one included). 0 when not mapped.
   [[nodiscard]] dma_addr<Bus> iova_base() const noexcept { return dma_addr<Bus>{iova_pfn_ << 12}; }
   [[nodiscard]] std::uint64_t iova_pages() const noexcept { return iova_pages_; }
   /// IOVA blocks behind the mapping: 1 (a whole list shares one block), 0 when not mapped.
-  [[nodiscard]] std::uint64_t iova_ranges() const noexcept { return owner_ != 0 ? 1 : 0; }
+  [[nodiscard]] std::uint64_t iova_ranges() const noexcept { return this->mapped() ? 1 : 0; }
 
  private:
   template <class, segment_allocator>
   friend class iommu_mapper;
-  iommu_mapping(list_type&& l, std::uint64_t owner, std::uint64_t pfn, std::uint64_t pages) noexcept
-      : list_(std::move(l)), owner_(owner), iova_pfn_(pfn), iova_pages_(pages) {}
+  iommu_mapping(typename base::list_type&& l, std::uint64_t owner, std::uint64_t pfn,
+                std::uint64_t pages) noexcept
+      : base(std::move(l), owner), iova_pfn_(pfn), iova_pages_(pages) {}
   void forget() noexcept {
-    owner_ = 0;
+    this->owner_ = 0;
     iova_pfn_ = 0;
     iova_pages_ = 0;
   }
 
-  list_type list_{};
-  std::uint64_t owner_ = 0;
   std::uint64_t iova_pfn_ = 0;
   std::uint64_t iova_pages_ = 0;
 };
@@ -285,7 +265,7 @@ class iommu_mapper {
   /// foreign_mapping (and `m` left as it was) for a mapping another mapper made, or one already
   /// unmapped.
   [[nodiscard]] result<void> unmap(mapping&& m) noexcept {
-    if (m.owner_ == 0 || m.owner_ != id_.value()) return errc::foreign_mapping;
+    if (!id_.owns(m.owner_)) return errc::foreign_mapping;
     {
       std::lock_guard lk(d_->pt_mu_);
       [[maybe_unused]] const std::uint64_t bytes =
@@ -294,7 +274,7 @@ class iommu_mapper {
       d_->iova_.free(m.iova_pfn_, m.iova_pages_);
       d_->unmaps_.fetch_add(1, std::memory_order_relaxed);
     }
-    [[maybe_unused]] const typename mapping::list_type freed = std::move(m.list_);
+    m.drop_list();
     m.forget();
     return {};
   }

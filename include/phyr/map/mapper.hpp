@@ -27,6 +27,7 @@
 
 #include "../container/range_list.hpp"
 #include "../core/address_space.hpp"
+#include "../core/allocator.hpp"
 #include "../core/error.hpp"
 #include "../core/range.hpp"
 
@@ -70,6 +71,14 @@ struct dma_mapper_tag {};
 }
 
 namespace detail {
+
+/// The body of every mapper's `set_dma_mask`: a bad `bits` leaves `mask` as it was.
+[[nodiscard]] constexpr result<void> assign_dma_mask(std::uint64_t& mask, unsigned bits) noexcept {
+  auto m = dma_mask_from_bits(bits);
+  if (!m) return m.error();
+  mask = *m;
+  return {};
+}
 
 /// A string usable as a template argument, so a failed concept prints its message.
 template <std::size_t N>
@@ -213,6 +222,8 @@ class mapper_id {
     return *this;
   }
   [[nodiscard]] std::uint64_t value() const noexcept { return v_; }
+  /// Whether a mapping stamped `owner` was made by this mapper; an unstamped one (0) never is.
+  [[nodiscard]] bool owns(std::uint64_t owner) const noexcept { return owner != 0 && owner == v_; }
 
  private:
   static std::uint64_t next() noexcept {
@@ -221,6 +232,60 @@ class mapper_id {
     return counter.fetch_add(1, std::memory_order_relaxed) + 1;
   }
   std::uint64_t v_;
+};
+
+/// What the mappings that own their DMA list share: the list, the stamp of the mapper that
+/// made it, the read-only interface over both, and moves that leave the source unstamped (so
+/// a moved-from mapping is foreign to every mapper). A public base, so the forwarding is the
+/// mapping's own interface; only a mapping type builds one.
+template <class Bus, segment_allocator Alloc>
+class owned_dma_list {
+ public:
+  using space_type = dma_space<Bus>;
+  using value_type = dma_range<Bus>;
+  using list_type = range_list<dma_range<Bus>, Alloc>;
+  using const_iterator = typename list_type::const_iterator;
+  using iterator = const_iterator;
+
+  [[nodiscard]] const_iterator begin() const noexcept { return list_.begin(); }
+  [[nodiscard]] const_iterator end() const noexcept { return list_.end(); }
+  [[nodiscard]] std::size_t size() const noexcept { return list_.size(); }
+  [[nodiscard]] bool empty() const noexcept { return list_.empty(); }
+  [[nodiscard]] std::uint64_t total_bytes() const noexcept { return list_.total_bytes(); }
+  /// True from a successful `try_map` until `unmap` (or a move away).
+  [[nodiscard]] bool mapped() const noexcept { return owner_ != 0; }
+  /// The DMA list itself (e.g. to slice it or take a view).
+  [[nodiscard]] const list_type& ranges() const noexcept { return list_; }
+
+ protected:
+  owned_dma_list() noexcept = default;
+  explicit owned_dma_list(Alloc a) noexcept : list_(a) {}
+  owned_dma_list(list_type&& l, std::uint64_t owner) noexcept
+      : list_(std::move(l)), owner_(owner) {}
+  owned_dma_list(owned_dma_list&& o) noexcept : list_(std::move(o.list_)), owner_(o.owner_) {
+    o.owner_ = 0;
+  }
+  owned_dma_list& operator=(owned_dma_list&& o) noexcept {
+    if (this != &o) {
+      list_ = std::move(o.list_);
+      owner_ = o.owner_;
+      o.owner_ = 0;
+    }
+    return *this;
+  }
+  owned_dma_list(const owned_dma_list&) = delete;
+  owned_dma_list& operator=(const owned_dma_list&) = delete;
+  ~owned_dma_list() = default;
+
+  /// Frees the list now (moved out, so its segments go back to the allocator on return) and
+  /// unstamps the mapping: the last step of an unmap.
+  void drop_list() noexcept {
+    [[maybe_unused]] const list_type freed = std::move(list_);
+    owner_ = 0;
+  }
+
+  list_type list_{};
+  std::uint64_t owner_ = 0;  // detail::mapper_id of the mapper that made it; 0 = none
 };
 
 }  // namespace detail

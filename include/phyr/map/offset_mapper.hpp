@@ -63,47 +63,17 @@ class offset_mapper;
 /// What `offset_mapper` returns: an owned list of DMA ranges. Move-only; an empty
 /// (default-built, moved-from or unmapped) mapping is foreign to every mapper.
 template <class Bus, segment_allocator Alloc = default_allocator>
-class offset_mapping {
+class offset_mapping : public detail::owned_dma_list<Bus, Alloc> {
+  using base = detail::owned_dma_list<Bus, Alloc>;
+
  public:
-  using space_type = dma_space<Bus>;
-  using value_type = dma_range<Bus>;
-  using list_type = range_list<dma_range<Bus>, Alloc>;
-  using const_iterator = typename list_type::const_iterator;
-  using iterator = const_iterator;
-
   offset_mapping() noexcept = default;
-  offset_mapping(offset_mapping&& o) noexcept : list_(std::move(o.list_)), owner_(o.owner_) {
-    o.owner_ = 0;
-  }
-  offset_mapping& operator=(offset_mapping&& o) noexcept {
-    if (this != &o) {
-      list_ = std::move(o.list_);
-      owner_ = o.owner_;
-      o.owner_ = 0;
-    }
-    return *this;
-  }
-  offset_mapping(const offset_mapping&) = delete;
-  offset_mapping& operator=(const offset_mapping&) = delete;
-  ~offset_mapping() = default;
-
-  [[nodiscard]] const_iterator begin() const noexcept { return list_.begin(); }
-  [[nodiscard]] const_iterator end() const noexcept { return list_.end(); }
-  [[nodiscard]] std::size_t size() const noexcept { return list_.size(); }
-  [[nodiscard]] bool empty() const noexcept { return list_.empty(); }
-  [[nodiscard]] std::uint64_t total_bytes() const noexcept { return list_.total_bytes(); }
-  [[nodiscard]] bool mapped() const noexcept { return owner_ != 0; }
-  /// The DMA list itself (e.g. to slice it or take a view).
-  [[nodiscard]] const list_type& ranges() const noexcept { return list_; }
 
  private:
   template <class, segment_allocator, std::size_t>
   friend class offset_mapper;
-  offset_mapping(list_type&& l, std::uint64_t owner) noexcept
-      : list_(std::move(l)), owner_(owner) {}
-
-  list_type list_{};
-  std::uint64_t owner_ = 0;
+  offset_mapping(typename base::list_type&& l, std::uint64_t owner) noexcept
+      : base(std::move(l), owner) {}
 };
 
 /// The bus-offset mapper of bus `Bus`. Default-constructed with no windows (every map is
@@ -166,10 +136,7 @@ class offset_mapper {
 
   /// DMA mask of `bits` address bits (1..64, else invalid_argument and the mask is kept).
   [[nodiscard]] result<void> set_dma_mask(unsigned bits) noexcept {
-    auto m = dma_mask_from_bits(bits);
-    if (!m) return m.error();
-    mask_ = *m;
-    return {};
+    return detail::assign_dma_mask(mask_, bits);
   }
   [[nodiscard]] std::uint64_t dma_mask() const noexcept { return mask_; }
 
@@ -200,9 +167,8 @@ class offset_mapper {
   /// Frees `m`'s list. A mapping made by another mapper, or already unmapped, is
   /// foreign_mapping and left untouched.
   [[nodiscard]] result<void> unmap(mapping&& m) const noexcept {
-    if (m.owner_ == 0 || m.owner_ != id_.value()) return errc::foreign_mapping;
-    [[maybe_unused]] const typename mapping::list_type freed = std::move(m.list_);
-    m.owner_ = 0;
+    if (!id_.owns(m.owner_)) return errc::foreign_mapping;
+    m.drop_list();
     return {};
   }
 

@@ -150,52 +150,32 @@ class p2p_mapper {
   /// The DMA list (owned) plus Inner's mapping of the RAM and host-bridge pieces, if any.
   /// Move-only; an empty (default-built, moved-from or unmapped) mapping is foreign to every
   /// mapper. Dropping it without `unmap` drops Inner's mapping the same way (see Inner's rule).
-  class mapping {
-   public:
-    using space_type = dma_space<Bus>;
-    using value_type = dma_range<Bus>;
-    using list_type = range_list<dma_range<Bus>, Alloc>;
-    using const_iterator = typename list_type::const_iterator;
-    using iterator = const_iterator;
+  class mapping : public detail::owned_dma_list<Bus, Alloc> {
+    using base = detail::owned_dma_list<Bus, Alloc>;
 
+   public:
     mapping() noexcept = default;
     mapping(mapping&& o) noexcept
-        : list_(std::move(o.list_)),
-          scratch_(o.scratch_),
-          owner_(o.owner_),
-          has_inner_(o.has_inner_),
-          alloc_(o.alloc_) {
+        : base(std::move(o)), scratch_(o.scratch_), has_inner_(o.has_inner_), alloc_(o.alloc_) {
       if (has_inner_) ::new (static_cast<void*>(inner_buf_)) inner_mapping(std::move(o.inner()));
       o.drop_inner();
       o.scratch_ = nullptr;
-      o.owner_ = 0;
     }
     mapping& operator=(mapping&& o) noexcept {
       if (this != &o) {
         release();
-        list_ = std::move(o.list_);
+        base::operator=(std::move(o));
         scratch_ = o.scratch_;
-        owner_ = o.owner_;
         alloc_ = o.alloc_;
         has_inner_ = o.has_inner_;
         if (has_inner_) ::new (static_cast<void*>(inner_buf_)) inner_mapping(std::move(o.inner()));
         o.drop_inner();
         o.scratch_ = nullptr;
-        o.owner_ = 0;
       }
       return *this;
     }
-    mapping(const mapping&) = delete;
-    mapping& operator=(const mapping&) = delete;
     ~mapping() { release(); }
 
-    [[nodiscard]] const_iterator begin() const noexcept { return list_.begin(); }
-    [[nodiscard]] const_iterator end() const noexcept { return list_.end(); }
-    [[nodiscard]] std::size_t size() const noexcept { return list_.size(); }
-    [[nodiscard]] bool empty() const noexcept { return list_.empty(); }
-    [[nodiscard]] std::uint64_t total_bytes() const noexcept { return list_.total_bytes(); }
-    [[nodiscard]] bool mapped() const noexcept { return owner_ != 0; }
-    [[nodiscard]] const list_type& ranges() const noexcept { return list_; }
     /// Inner's mapping of the RAM / host-bridge pieces, or null when the list had none.
     [[nodiscard]] const inner_mapping* inner_part() const noexcept {
       return has_inner_ ? &inner_const() : nullptr;
@@ -203,7 +183,7 @@ class p2p_mapper {
 
    private:
     friend class p2p_mapper;
-    explicit mapping(Alloc a) noexcept : list_(a), alloc_(a) {}
+    explicit mapping(Alloc a) noexcept : base(a), alloc_(a) {}
     [[nodiscard]] inner_mapping& inner() noexcept {
       return *std::launder(reinterpret_cast<inner_mapping*>(inner_buf_));
     }
@@ -222,13 +202,11 @@ class p2p_mapper {
         alloc_.deallocate(scratch_, sizeof(scratch_list), alignof(scratch_list));
         scratch_ = nullptr;
       }
-      list_ = list_type{alloc_};
-      owner_ = 0;
+      this->list_ = typename base::list_type{alloc_};
+      this->owner_ = 0;
     }
 
-    list_type list_{};
     scratch_list* scratch_ = nullptr;  // heap: its address must not change while Inner borrows
-    std::uint64_t owner_ = 0;
     bool has_inner_ = false;
     alignas(inner_mapping) unsigned char inner_buf_[sizeof(inner_mapping)];
     [[no_unique_address]] Alloc alloc_{};
@@ -245,10 +223,7 @@ class p2p_mapper {
 
   /// The device address width for bus-address entries (Inner checks its own). 1..64 bits.
   [[nodiscard]] result<void> set_dma_mask(unsigned bits) noexcept {
-    auto m = dma_mask_from_bits(bits);
-    if (!m) return m.error();
-    mask_ = *m;
-    return {};
+    return detail::assign_dma_mask(mask_, bits);
   }
   [[nodiscard]] std::uint64_t dma_mask() const noexcept { return mask_; }
   [[nodiscard]] pci_bdf client() const noexcept { return client_; }
@@ -372,7 +347,7 @@ class p2p_mapper {
   /// left as it was, for a mapping another mapper made or one already unmapped; an error from
   /// Inner's unmap is passed on, `m` again left as it was.
   [[nodiscard]] result<void> unmap(mapping&& m) noexcept {
-    if (m.owner_ == 0 || m.owner_ != id_.value()) return errc::foreign_mapping;
+    if (!id_.owns(m.owner_)) return errc::foreign_mapping;
     if (m.has_inner_) {
       if (auto r = inner_->unmap(std::move(m.inner())); !r) return r.error();
       m.drop_inner();

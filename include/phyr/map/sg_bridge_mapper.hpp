@@ -71,40 +71,13 @@ class sg_bridge_mapper;
 /// Move-only; an empty (default-built, moved-from or unmapped) mapping is foreign to every
 /// mapper.
 template <class Bus, segment_allocator Alloc = default_allocator>
-class sg_bridge_mapping {
+class sg_bridge_mapping : public detail::owned_dma_list<Bus, Alloc> {
+  using base = detail::owned_dma_list<Bus, Alloc>;
+
  public:
-  using space_type = dma_space<Bus>;
-  using value_type = dma_range<Bus>;
-  using list_type = range_list<dma_range<Bus>, Alloc>;
-  using const_iterator = typename list_type::const_iterator;
-  using iterator = const_iterator;
-
+  // Moves are the implicit ones: the base unstamps the source, unique_sg_table empties it.
   sg_bridge_mapping() noexcept = default;
-  sg_bridge_mapping(sg_bridge_mapping&& o) noexcept
-      : table_(std::move(o.table_)), list_(std::move(o.list_)), dir_(o.dir_), owner_(o.owner_) {
-    o.owner_ = 0;
-  }
-  sg_bridge_mapping& operator=(sg_bridge_mapping&& o) noexcept {
-    if (this != &o) {
-      table_ = std::move(o.table_);
-      list_ = std::move(o.list_);
-      dir_ = o.dir_;
-      owner_ = o.owner_;
-      o.owner_ = 0;
-    }
-    return *this;
-  }
-  sg_bridge_mapping(const sg_bridge_mapping&) = delete;
-  sg_bridge_mapping& operator=(const sg_bridge_mapping&) = delete;
-  ~sg_bridge_mapping() = default;
 
-  [[nodiscard]] const_iterator begin() const noexcept { return list_.begin(); }
-  [[nodiscard]] const_iterator end() const noexcept { return list_.end(); }
-  [[nodiscard]] std::size_t size() const noexcept { return list_.size(); }
-  [[nodiscard]] bool empty() const noexcept { return list_.empty(); }
-  [[nodiscard]] std::uint64_t total_bytes() const noexcept { return list_.total_bytes(); }
-  [[nodiscard]] bool mapped() const noexcept { return owner_ != 0; }
-  [[nodiscard]] const list_type& ranges() const noexcept { return list_; }
   /// The legacy table: `nents` is what map_sg returned, `orig_nents` what it was given.
   [[nodiscard]] const compat::sg_table& table() const noexcept { return table_.table(); }
   [[nodiscard]] dma_direction direction() const noexcept { return dir_; }
@@ -112,14 +85,12 @@ class sg_bridge_mapping {
  private:
   template <class B, legacy_map_sg M, legacy_unmap_sg U, segment_allocator A>
   friend class sg_bridge_mapper;
-  sg_bridge_mapping(compat::unique_sg_table<Alloc>&& t, list_type&& l, dma_direction d,
-                    std::uint64_t owner) noexcept
-      : table_(std::move(t)), list_(std::move(l)), dir_(d), owner_(owner) {}
+  sg_bridge_mapping(compat::unique_sg_table<Alloc>&& t, typename base::list_type&& l,
+                    dma_direction d, std::uint64_t owner) noexcept
+      : base(std::move(l), owner), table_(std::move(t)), dir_(d) {}
 
   compat::unique_sg_table<Alloc> table_{};
-  list_type list_{};
   dma_direction dir_ = dma_direction::bidirectional;
-  std::uint64_t owner_ = 0;
 };
 
 /// The scatterlist bridge of bus `Bus`.
@@ -166,12 +137,11 @@ class sg_bridge_mapper {
   /// Calls unmap_sg on the mapping's table and frees it. A mapping made by another mapper, or
   /// already unmapped, is foreign_mapping and left untouched.
   [[nodiscard]] result<void> unmap(mapping&& m) noexcept {
-    if (m.owner_ == 0 || m.owner_ != id_.value()) return errc::foreign_mapping;
+    if (!id_.owns(m.owner_)) return errc::foreign_mapping;
     compat::sg_table& t = m.table_.table();
     unmap_(t.sgl, static_cast<int>(t.orig_nents), m.dir_);
     m.table_.reset();
-    [[maybe_unused]] const typename mapping::list_type freed = std::move(m.list_);
-    m.owner_ = 0;
+    m.drop_list();
     return {};
   }
 
