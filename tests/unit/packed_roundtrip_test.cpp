@@ -9,6 +9,7 @@
 #include <phyr/container/range_list.hpp>
 #include <phyr/packed/packed_list.hpp>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -181,6 +182,84 @@ TEST_CASE("packed round trip: random mixed lists decode to exactly the ranges ap
     REQUIRE(l.total_bytes() == total);
     check_round_trip(l, model);
   }
+}
+
+TEST_CASE("packed round trip: try_append_all, try_append and the plan_entry rule give equal words",
+          "[packed][property]") {
+  // The append fast paths (direct-I/O chunks, single pages, aligned blocks) must pick exactly
+  // plan_entry's entry: build the same input three ways and compare words with the encoding
+  // the rule gives each model range. Chunk-heavy inputs cross many segment boundaries.
+  for (std::uint64_t seed = 1; seed <= 40; ++seed) {
+    CAPTURE(seed);
+    range_gen g{std::mt19937_64(seed * 7919)};
+    std::vector<phys_range> in;
+    std::vector<phys_range> model;
+    std::uint64_t total = 0;
+    const int n = static_cast<int>(1 + g.below(seed % 4 == 0 ? 3000 : 300));
+    for (int i = 0; i < n; ++i) {
+      phys_range r;
+      switch (g.below(4)) {
+        case 0:  // a 512-byte sector in its own 1 KiB slot, maybe adjacent to the last one
+          r = phys_range{phys_addr{(g.below(std::uint64_t{1} << 30) * 1024) |
+                                   (g.below(2) ? 512 : 0)},
+                         512, seed % 3 == 0 ? g.flags() : range_flags::none};
+          break;
+        case 1:  // one page, or an aligned block
+          r = g.clamp(g.below(std::uint64_t{1} << 30) * page * 4, page << g.below(3),
+                      seed % 3 == 0 ? g.flags() : range_flags::none);
+          break;
+        default:
+          r = g.next();
+      }
+      g.prev = r;
+      if (r.len() > ~total) continue;
+      total += r.len();
+      in.push_back(r);
+      model_append(model, r);
+    }
+    std::vector<std::uint32_t> want;
+    for (std::size_t i = 0; i < model.size(); ++i) {
+      const auto p = phyr::detail::plan_entry(model[i].addr().value(), model[i].len(),
+                                              static_cast<std::uint8_t>(model[i].flags()),
+                                              i == 0, i + 1 == model.size());
+      const std::size_t at = want.size();
+      want.resize(at + p.words);
+      phyr::detail::write_plan(p, want.data() + at);
+    }
+    list all;
+    REQUIRE(all.try_append_all(in));
+    list one;
+    for (const phys_range& r : in) REQUIRE(one.try_append(r));
+    // And in pieces, so try_append_all starts from a list with a tail and committed entries.
+    list split;
+    REQUIRE(split.try_append_all(std::span(in).first(in.size() / 2)));
+    REQUIRE(split.try_append_all(std::span(in).subspan(in.size() / 2)));
+    for (const list* l : {&all, &one, &split}) {
+      REQUIRE(words_of(*l) == want);
+      check_round_trip(*l, model);
+    }
+  }
+}
+
+TEST_CASE("packed round trip: for_each reports flags once any range had them, also after clear",
+          "[packed]") {
+  list l;
+  for (std::uint64_t i = 0; i < 500; ++i) REQUIRE(l.try_append(phys_range{phys_addr{i * 2048}, 512}));
+  REQUIRE(l.try_append(phys_range{phys_addr{0x100000000}, 512, range_flags::driver0}));
+  REQUIRE(l.try_append(phys_range{phys_addr{0x200000000}, page}));
+  REQUIRE(l.try_append(phys_range{phys_addr{0x300000000}, page, range_flags::pinned}));
+  REQUIRE(l.try_append(phys_range{phys_addr{0x400000000}, 100}));
+  std::vector<phys_range> fe;
+  l.for_each([&](phys_range r) { fe.push_back(r); });
+  REQUIRE(fe == ranges_of(l));
+  REQUIRE(fe[500].flags() == range_flags::driver0);
+  REQUIRE(fe[502].flags() == range_flags::pinned);
+  l.clear();
+  for (std::uint64_t i = 0; i < 3; ++i) REQUIRE(l.try_append(phys_range{phys_addr{i * 8192}, page}));
+  fe.clear();
+  l.for_each([&](phys_range r) { fe.push_back(r); });
+  REQUIRE(fe == ranges_of(l));
+  REQUIRE(fe.size() == 3);
 }
 
 TEST_CASE("packed round trip: range_list -> packed_list -> range_list is lossless",
@@ -356,6 +435,37 @@ TEST_CASE("packed fault injection: every allocation failure leaves the list unch
     REQUIRE(fs.live_bytes == 0);
   }
   CHECK(k > 20);  // every segment of pages, batch, clone, conversions and from_words failed once
+}
+
+TEST_CASE("packed fault injection: try_append of chunk after chunk fails cleanly at every allocation",
+          "[packed][alloc]") {
+  for (std::uint64_t k = 1; k <= 6; ++k) {
+    phyr::fault_state fs;
+    {
+      flist l{phyr::fault_injecting_allocator{&fs}};
+      fs.fail_at = k;
+      std::vector<phys_range> model;
+      bool failed = false;
+      for (std::uint64_t i = 0; i < 1500 && !failed; ++i) {
+        const phys_range r{phys_addr{i * 3072 + (i % 3 == 0 ? 0 : 512)}, 512};
+        const auto words = words_of(l);
+        const auto header = l.header();
+        const auto res = l.try_append(r);
+        if (!res) {
+          REQUIRE(res.error() == errc::out_of_memory);
+          REQUIRE(words_of(l) == words);
+          REQUIRE(l.header() == header);
+          REQUIRE(ranges_of(l) == model);
+          failed = true;
+        } else {
+          model_append(model, r);
+        }
+      }
+      REQUIRE(failed);
+      REQUIRE(ranges_of(l) == model);
+    }
+    REQUIRE(fs.live == 0);
+  }
 }
 
 TEST_CASE("packed fault injection: a failed try_append_all restores the exact prior state",

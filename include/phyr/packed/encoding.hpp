@@ -278,6 +278,56 @@ constexpr void put_u64(std::uint32_t* w, std::uint64_t v) noexcept {
   return std::uint64_t{w[0]} | (std::uint64_t{w[1]} << 32);
 }
 
+// Hot-path helpers: encode and decode modes 0 and 2 straight from the head word and the
+// 32-bit word after it, with the shifts spelled out so a walk loop needs no packed_entry.
+// Shifting the head left by page_shift drops the mode, flags and order (the top 12 bits) and
+// leaves the page's byte address, so no mask is needed for the start.
+
+/// Byte address of the page a head word names.
+[[nodiscard]] constexpr std::uint64_t head_page_addr(std::uint64_t head) noexcept {
+  static_assert(packed_format::pfn::offset == 0 &&
+                packed_format::pfn::width + packed_format::page_shift == 64);
+  return head << packed_format::page_shift;
+}
+/// Flag bits 0..4 of a head word.
+[[nodiscard]] constexpr std::uint8_t head_flags(std::uint64_t head) noexcept {
+  return static_cast<std::uint8_t>((head >> packed_format::flags::offset) &
+                                   packed_format::flags::max);
+}
+/// Mode 0: bytes of the block.
+[[nodiscard]] constexpr std::uint64_t block_len(std::uint64_t head) noexcept {
+  return packed_format::page_size << ((head >> packed_format::order::offset) &
+                                      packed_format::order::max);
+}
+/// Mode 2: start and length, from the head and the word after it. The head's `order` holds
+/// length bits 24..20, which is where they already sit once the head is shifted down by 32.
+[[nodiscard]] constexpr std::uint64_t bytes_start(std::uint64_t head, std::uint32_t w2) noexcept {
+  return head_page_addr(head) | (w2 & (packed_format::page_size - 1));
+}
+[[nodiscard]] constexpr std::uint64_t bytes_len(std::uint64_t head, std::uint32_t w2) noexcept {
+  using namespace packed_format;
+  static_assert(order::offset - 32 == bytes_len_low::width && bytes_len_low::offset == 12 &&
+                bytes_offset::offset == 0 && bytes_offset::width == page_shift);
+  constexpr std::uint64_t high_bits = std::uint64_t{order::max} << bytes_len_low::width;
+  return ((head >> 32) & high_bits) | (w2 >> bytes_len_low::offset);
+}
+
+/// Writes a mode 0 entry: the block of 2^order pages at byte address `start` (aligned to it).
+constexpr void write_block(std::uint32_t* w, std::uint64_t start, unsigned order_value,
+                           std::uint8_t flags) noexcept {
+  put_u64(w, make_head(packed_mode::block, start >> packed_format::page_shift,
+                       static_cast<std::uint8_t>(order_value), flags));
+}
+/// Writes a mode 2 entry for [addr, addr + len), 1 <= len <= max_bytes_len.
+constexpr void write_bytes(std::uint32_t* w, std::uint64_t addr, std::uint64_t len,
+                           std::uint8_t flags) noexcept {
+  using namespace packed_format;
+  put_u64(w, make_head(packed_mode::bytes, addr >> page_shift,
+                       static_cast<std::uint8_t>(len >> bytes_len_low::width), flags));
+  w[2] = make<bytes_offset, std::uint32_t>(static_cast<std::uint16_t>(addr & (page_size - 1))) |
+         make<bytes_len_low, std::uint32_t>(static_cast<std::uint32_t>(len & bytes_len_low::max));
+}
+
 /// Writes one escape entry (a piece of a chain when `continued`).
 constexpr void write_escape(std::uint32_t* w, std::uint64_t addr, std::uint64_t len,
                             std::uint8_t flags, bool continued) noexcept {
@@ -296,19 +346,14 @@ constexpr void write_plan(const packed_plan& p, std::uint32_t* w) noexcept {
   using namespace packed_format;
   switch (p.mode) {
     case packed_mode::block:
-      put_u64(w, make_head(packed_mode::block, p.start >> page_shift, p.order, p.flags));
+      write_block(w, p.start, p.order, p.flags);
       return;
     case packed_mode::run:
       put_u64(w, make_head(packed_mode::run, p.start >> page_shift, p.order, p.flags));
       w[2] = make<run_count, std::uint32_t>(static_cast<std::uint32_t>(p.count));
       return;
     case packed_mode::bytes:
-      put_u64(w, make_head(packed_mode::bytes, p.start >> page_shift,
-                           static_cast<std::uint8_t>(p.len >> bytes_len_low::width), p.flags));
-      w[2] = make<bytes_offset, std::uint32_t>(
-                 static_cast<std::uint16_t>(p.start & (page_size - 1))) |
-             make<bytes_len_low, std::uint32_t>(
-                 static_cast<std::uint32_t>(p.len & bytes_len_low::max));
+      write_bytes(w, p.start, p.len, p.flags);
       return;
     case packed_mode::escape: {
       std::uint64_t a = p.start, left = p.len;

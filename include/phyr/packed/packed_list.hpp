@@ -32,8 +32,8 @@
 /// last range, and exported that way by `copy_words`. `try_append_pages` writes runs of
 /// discontiguous pages 8 at a time without a per-page branch (see there).
 ///
-/// Walking. `for_each` and `for_each_block` are tight loops per segment with mode 0 decoded
-/// inline: use them on hot paths. The iterators (`begin`/`end`, `blocks()`) carry more state
+/// Walking. `for_each` and `for_each_block` are tight loops per segment with modes 0 and 2
+/// decoded inline from the words: use them on hot paths. The iterators (`begin`/`end`, `blocks()`) carry more state
 /// and are slower (see bench/packed_bench.cpp).
 ///
 /// Alignment. `alignment()` is the largest power of two dividing every interior boundary
@@ -383,6 +383,7 @@ class packed_list {
     c.first_offset_ = first_offset_;
     c.total_ = total_;
     c.align_acc_ = align_acc_;
+    c.flags_seen_ = flags_seen_;
     c.tail_ = tail_;
     c.min_align_log2_ = min_align_log2_;
     return result<packed_list>{std::move(c)};
@@ -395,11 +396,42 @@ class packed_list {
   /// Errors: invalid_argument (zero length), overflow (total bytes past 2^64), misaligned
   /// (a boundary below `min_alignment()`), out_of_memory. Strong guarantee.
   result<void> try_append(const range_type& r) noexcept {
-    if (r.len() == 0) return errc::invalid_argument;
-    if (r.len() > ~total_) return errc::overflow;
+    const std::uint64_t a = r.addr().value(), len = r.len();
+    const std::uint8_t fl = flag_bits(r.flags());
+    if (len == 0) return errc::invalid_argument;
+    if (len > ~total_) return errc::overflow;
+    // Fast paths that change nothing until they can no longer fail, so need no mark: growing
+    // the tail within max_len, and closing it into the room left in the current segment.
+    if (has_tail()) {
+      const std::uint64_t t_addr = tail_.addr().value(), t_len = tail_.len();
+      const std::uint8_t t_fl = flag_bits(tail_.flags());
+      const std::uint64_t t_end = t_addr + t_len;  // 0 when the tail ends at 2^64
+      if (t_end == a && t_end != 0 && fl == t_fl) {
+        if (len <= range_type::max_len - t_len) {
+          tail_ = range_type::make_unchecked(t_addr, t_len + len, tail_.flags());
+          total_ += len;
+          return {};
+        }
+      } else if (ranges_ != 0 && cur_ != nullptr && cur_->capacity - cur_->used >= 3) {
+        const std::uint64_t b = t_end | a;
+        if ((b & ((std::uint64_t{1} << min_align_log2_) - 1)) != 0) return errc::misaligned;
+        if (const std::uint32_t k =
+                close_fast(detail::seg_words(cur_) + cur_->used, t_addr, t_len, t_fl);
+            k != 0) {
+          cur_->used += k;
+          words_ += k;
+          ++entries_;
+          ++ranges_;
+          align_acc_ |= b;
+          flags_seen_ |= fl;
+          tail_ = r;
+          total_ += len;
+          return {};
+        }
+      }
+    }
     const mark m = save();
-    if (const errc e = append_one(r.addr().value(), r.len(), flag_bits(r.flags())); e != errc{})
-      return fail(m, e);
+    if (const errc e = append_one(a, len, fl); e != errc{}) return fail(m, e);
     return {};
   }
 
@@ -435,6 +467,7 @@ class packed_list {
     const std::uint64_t tail_cut = span_bytes - first_offset - total_len;
     const std::uint8_t fl = flag_bits(flags);
     const mark m = save();
+    flags_seen_ |= fl;
 
     // First run: may merge with the current tail, so it takes the general path.
     std::size_t i = run_end(p, 1, n);
@@ -538,16 +571,42 @@ class packed_list {
 
   /// Appends every range of `ranges` (anything iterable yielding `range_type`: a range_list,
   /// a view, a vector). All or nothing: strong guarantee.
+  ///
+  /// Hot path: a range that does not continue the tail closes it, and when the closed range
+  /// is not the list's first and fits one page-aligned block or one byte-granular entry with
+  /// room left in the segment (the common case: direct-I/O chunks, scattered pages), its
+  /// entry is written in place from state held in locals; everything else (merging, escapes,
+  /// a new segment, the first range) takes append_one. One mark covers the whole call.
   template <class Ranges>
   result<void> try_append_all(const Ranges& ranges) noexcept {
     const mark m = save();
+    const std::uint64_t amask = (std::uint64_t{1} << min_align_log2_) - 1;
+    fast_state st = load_fast();
     for (const range_type r : ranges) {
-      if (r.len() == 0) return fail(m, errc::invalid_argument);
-      if (r.len() > ~total_) return fail(m, errc::overflow);
-      if (const errc e = append_one(r.addr().value(), r.len(), flag_bits(r.flags()));
-          e != errc{})
-        return fail(m, e);
+      const std::uint64_t a = r.addr().value(), len = r.len();
+      const std::uint8_t fl = flag_bits(r.flags());
+      if (len == 0) return fail(m, errc::invalid_argument);
+      if (len > ~st.total) return fail(m, errc::overflow);
+      const std::uint64_t t_end = st.t_addr + st.t_len;  // 0 when the tail ends at 2^64
+      const std::uint64_t b = t_end | a;
+      if (st.t_len != 0 && !st.first && (t_end != a || t_end == 0 || fl != st.t_fl) &&
+          (b & amask) == 0 && st.wend - st.wp >= 3) {
+        if (const std::uint32_t k = close_fast(st.wp, st.t_addr, st.t_len, st.t_fl); k != 0) {
+          st.wp += k;
+          ++st.closed;
+          st.acc |= b;
+          st.seen |= fl;
+          st.t_addr = a;
+          st.t_len = len;
+          st.t_fl = fl;
+          st.total += len;
+          continue;
+        }
+      }
+      if (const errc e = append_generic(st, a, len, fl); e != errc{}) return fail(m, e);
+      st = load_fast();
     }
+    store_fast(st);
     return {};
   }
 
@@ -574,6 +633,7 @@ class packed_list {
     for (seg* s = head_; s != nullptr; s = s->next) s->used = 0;
     cur_ = head_;
     words_ = entries_ = ranges_ = first_offset_ = total_ = align_acc_ = 0;
+    flags_seen_ = 0;
     tail_ = range_type{};
   }
 
@@ -650,37 +710,17 @@ class packed_list {
     if (!has_tail()) return;
     if (ranges_ != 0) {
       // Every live segment, head to cur_, holds only committed entries. The first range
-      // (trimmed by the header) is decoded on its own so the loop carries no "first" test,
-      // and mode 0 is decoded inline.
+      // (trimmed by the header) is decoded on its own so the loop carries no "first" test.
       cursor c{head_, detail::seg_words(head_), detail::seg_words(head_) + head_->used};
       {
         const detail::packed_entry x = next_entry(c);
         f(range_type{address_type{x.start + first_offset_}, x.len - first_offset_,
                      static_cast<range_flags>(x.flags)});
       }
-      for (;;) {
-        const std::uint32_t* w = c.w;
-        const std::uint32_t* const e = c.e;
-        while (w != e) {
-          const std::uint64_t head = detail::get_u64(w);
-          if (PHYR_LIKELY((head >> 62) == 0)) {
-            w += 2;
-            emit_block(f, head);
-            continue;
-          }
-          c.w = w;
-          const detail::packed_entry x = next_entry(c);
-          f(range_type{address_type{x.start}, x.len, static_cast<range_flags>(x.flags)});
-          if (c.e != e) break;  // an escape chain ended in a later segment
-          w = c.w;
-        }
-        if (c.e == e) c.w = w;
-        if (c.w == c.e) {
-          if (c.s == cur_) break;
-          c.s = c.s->next;
-          c.w = detail::seg_words(c.s);
-          c.e = c.w + c.s->used;
-        }
+      if (flags_seen_ == 0) {
+        walk_committed<false>(f, c);
+      } else {
+        walk_committed<true>(f, c);
       }
     }
     f(tail_);
@@ -793,6 +833,7 @@ class packed_list {
     std::uint32_t cur_used;
     std::uint64_t words, entries, ranges, first_offset, total, align_acc;
     range_type tail;
+    std::uint8_t flags_seen;
   };
 
   Alloc alloc_;
@@ -808,6 +849,9 @@ class packed_list {
   std::uint64_t align_acc_ = 0;  // OR of every interior boundary address
   range_type tail_{};            // the open last range; len 0 when the list is empty
   std::uint8_t min_align_log2_ = 0;
+  // OR of the flags of every range appended since the list was last empty (a superset of
+  // the committed entries' flags): when it is 0, for_each builds ranges with constant flags.
+  std::uint8_t flags_seen_ = 0;
 
   [[nodiscard]] bool has_tail() const noexcept { return tail_.len() != 0; }
 
@@ -854,6 +898,52 @@ class packed_list {
     detail::packed_entry x;
     cursor c;
   };
+
+  // for_each's loop over the committed entries from `c` on. Modes 0 and 2 (page lists,
+  // byte-granular chunks) are decoded inline straight from the words; the branches on the
+  // mode predict well on real lists, so the next entry's address never waits for this
+  // entry's load. Modes 1 and 3 go out of line (an escape chain may end in a later segment,
+  // hence the cursor round trip). Without `Flags` (no range ever had flags) the ranges get
+  // constant flags, which lets the compiler drop the flag packing when `f` reads only the
+  // length or the address.
+  template <bool Flags, class F>
+  void walk_committed(F& f, cursor c) const noexcept {
+    const seg* s = c.s;
+    const std::uint32_t* w = c.w;
+    const std::uint32_t* e = c.e;
+    for (;;) {
+      while (w != e) {
+        const std::uint64_t head = detail::get_u64(w);
+        if (PHYR_UNLIKELY((head >> 62) & 1)) {  // modes 1 and 3
+          const stepped st = step_slow(cursor{s, w, e});
+          s = st.c.s;
+          w = st.c.w;
+          e = st.c.e;
+          f(range_type::make_unchecked(st.x.start, st.x.len,
+                                       static_cast<range_flags>(st.x.flags)));
+          continue;
+        }
+        std::uint64_t start = detail::head_page_addr(head);
+        std::uint64_t len;
+        if (PHYR_LIKELY((head >> 63) == 0)) {
+          len = detail::block_len(head);
+          w += 2;
+        } else {
+          const std::uint32_t w2 = w[2];
+          start = detail::bytes_start(head, w2);
+          len = detail::bytes_len(head, w2);
+          w += 3;
+        }
+        f(range_type::make_unchecked(
+            start, len,
+            Flags ? static_cast<range_flags>(detail::head_flags(head)) : range_flags::none));
+      }
+      if (s == cur_) break;
+      s = s->next;
+      w = detail::seg_words(s);
+      e = w + s->used;
+    }
+  }
   // next_entry by value, out of line: the iterator calls it for modes 1-3 and its cursor
   // never has its address taken, so it stays in registers.
   [[gnu::noinline]] static stepped step_slow(cursor c) noexcept {
@@ -897,6 +987,71 @@ class packed_list {
     return x;
   }
 
+  // What try_append_all's loop keeps in registers: the tail, counters and write position.
+  struct fast_state {
+    std::uint64_t t_addr, t_len, total, acc, closed;
+    std::uint32_t* wp;
+    std::uint32_t* wend;
+    std::uint8_t t_fl, seen;
+    bool first;  // the tail is the list's first range
+  };
+  [[nodiscard]] fast_state load_fast() const noexcept {
+    fast_state st;
+    st.t_addr = tail_.addr().value();
+    st.t_len = tail_.len();
+    st.t_fl = flag_bits(tail_.flags());
+    st.total = total_;
+    st.acc = align_acc_;
+    st.closed = 0;
+    st.seen = flags_seen_;
+    st.first = ranges_ == 0;
+    st.wp = cur_ == nullptr ? nullptr : detail::seg_words(cur_) + cur_->used;
+    st.wend = cur_ == nullptr ? nullptr : detail::seg_words(cur_) + cur_->capacity;
+    return st;
+  }
+  void store_fast(const fast_state& st) noexcept {
+    if (cur_ != nullptr) {
+      const auto used = static_cast<std::uint32_t>(st.wp - detail::seg_words(cur_));
+      words_ += used - cur_->used;
+      cur_->used = used;
+    }
+    entries_ += st.closed;
+    ranges_ += st.closed;
+    total_ = st.total;
+    align_acc_ = st.acc;
+    flags_seen_ = st.seen;
+    tail_ = range_type::make_unchecked(st.t_addr, st.t_len, static_cast<range_flags>(st.t_fl));
+  }
+  // Out of line so the fast loop's state stays in registers.
+  [[gnu::noinline]] errc append_generic(fast_state st, std::uint64_t addr,
+                                        std::uint64_t len, std::uint8_t fl) noexcept {
+    store_fast(st);
+    return append_one(addr, len, fl);
+  }
+
+  // Writes the entry of the closed range [addr, addr + len) (not the list's first) at `w`
+  // (room for 3 words) when plan_entry's choice for it is one page-aligned mode 0 block or a
+  // mode 2 entry, decided here in a few instructions; returns the words written, or 0 (and
+  // writes nothing) when plan_entry must decide.
+  [[nodiscard]] static std::uint32_t close_fast(std::uint32_t* w, std::uint64_t addr,
+                                                std::uint64_t len, std::uint8_t fl) noexcept {
+    using namespace packed_format;
+    if ((fl & ~head_flag_mask) != 0) return 0;
+    const std::uint64_t end = addr + len;  // 0 when the range ends at 2^64
+    if (((addr | end) & (page_size - 1)) != 0) {  // not page granular: mode 2 or 3
+      if (len > max_bytes_len) return 0;
+      detail::write_bytes(w, addr, len, fl);
+      return 3;
+    }
+    // Page granular, both ends exact: mode 0 iff the pages are one naturally aligned block.
+    // len is not 0 here; (len & (len - 1)) rather than has_single_bit, which is a libcall
+    // without -mpopcnt.
+    if ((len & (len - 1)) != 0 || (addr & (len - 1)) != 0 || len > (page_size << max_order))
+      return 0;
+    detail::write_block(w, addr, static_cast<unsigned>(std::countr_zero(len)) - page_shift, fl);
+    return 2;
+  }
+
   [[nodiscard]] static constexpr std::uint8_t flag_bits(range_flags f) noexcept {
     return static_cast<std::uint8_t>(f);
   }
@@ -908,6 +1063,7 @@ class packed_list {
   // Appends without the total/zero checks (callers did them); errc{} on success. Not atomic
   // by itself: callers hold a mark.
   errc append_one(std::uint64_t addr, std::uint64_t len, std::uint8_t fl) noexcept {
+    flags_seen_ |= fl;
     if (has_tail()) {
       std::uint64_t t_last = tail_.last().value();
       if (flag_bits(tail_.flags()) == fl && t_last != ~std::uint64_t{0} && t_last + 1 == addr) {
@@ -1012,7 +1168,7 @@ class packed_list {
     return mark{cur_,     last_,        cur_ == nullptr ? 0u : cur_->used,
                 words_,   entries_,     ranges_,
                 first_offset_, total_,  align_acc_,
-                tail_};
+                tail_,    flags_seen_};
   }
 
   result<void> fail(const mark& m, errc e) noexcept {
@@ -1039,6 +1195,7 @@ class packed_list {
     total_ = m.total;
     align_acc_ = m.align_acc;
     tail_ = m.tail;
+    flags_seen_ = m.flags_seen;
     return e;
   }
 
@@ -1070,6 +1227,7 @@ class packed_list {
     first_offset_ = std::exchange(o.first_offset_, 0);
     total_ = std::exchange(o.total_, 0);
     align_acc_ = std::exchange(o.align_acc_, 0);
+    flags_seen_ = std::exchange(o.flags_seen_, std::uint8_t{0});
     tail_ = std::exchange(o.tail_, range_type{});
     min_align_log2_ = o.min_align_log2_;
   }
