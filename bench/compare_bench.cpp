@@ -215,51 +215,44 @@ struct swiotlb_pool {
 
 // ---- build -------------------------------------------------------------------------------------
 
-void bm_build_range_list(benchmark::State& state, std::string wl, std::string size) {
-  const input& in = get_input(wl, size);
+// One timed build of a phyr list type: checked once untimed (contents and bytes per page),
+// then built fresh every iteration.
+template <class List, class Build, class Ok>
+void bm_build_phyr(benchmark::State& state, const input& in, Build build, Ok ok,
+                   const char* what) {
   double bytes_per_page = 0;
   {
-    cpu_list l;
-    if (!check(state, build_list(l, in) && list_ok(l, in), "range_list build is wrong")) return;
+    List l;
+    if (!check(state, build(l, in) && ok(l, in), what)) return;
     bytes_per_page = static_cast<double>(l.bytes_used()) / in.pages_of_data();
   }
   std::size_t entries = 0;
   phyr_bench::cpu_stopwatch watch;
   for (auto _ : state) {
-    cpu_list l;
-    const bool ok = build_list(l, in);
-    benchmark::DoNotOptimize(ok);
+    List l;
+    const bool built = build(l, in);
+    benchmark::DoNotOptimize(built);
     entries = l.size();
     benchmark::DoNotOptimize(l);
     benchmark::ClobberMemory();
   }
   watch.stop();
-  if (!check(state, entries == in.runs, "range_list entries changed while timed")) return;
+  if (!check(state, entries == in.runs, "entries changed while timed")) return;
   set_counters(state, watch, in, static_cast<double>(entries), bytes_per_page);
 }
 
+void bm_build_range_list(benchmark::State& state, std::string wl, std::string size) {
+  bm_build_phyr<cpu_list>(
+      state, get_input(wl, size), [](cpu_list& l, const input& in) { return build_list(l, in); },
+      [](const cpu_list& l, const input& in) { return list_ok(l, in); },
+      "range_list build is wrong");
+}
+
 void bm_build_packed(benchmark::State& state, std::string wl, std::string size) {
-  const input& in = get_input(wl, size);
-  double bytes_per_page = 0;
-  {
-    packed l;
-    if (!check(state, build_packed(l, in) && packed_ok(l, in), "packed_list build is wrong"))
-      return;
-    bytes_per_page = static_cast<double>(l.bytes_used()) / in.pages_of_data();
-  }
-  std::size_t entries = 0;
-  phyr_bench::cpu_stopwatch watch;
-  for (auto _ : state) {
-    packed l;
-    const bool ok = build_packed(l, in);
-    benchmark::DoNotOptimize(ok);
-    entries = l.size();
-    benchmark::DoNotOptimize(l);
-    benchmark::ClobberMemory();
-  }
-  watch.stop();
-  if (!check(state, entries == in.runs, "packed_list entries changed while timed")) return;
-  set_counters(state, watch, in, static_cast<double>(entries), bytes_per_page);
+  bm_build_phyr<packed>(
+      state, get_input(wl, size), [](packed& l, const input& in) { return build_packed(l, in); },
+      [](const packed& l, const input& in) { return packed_ok(l, in); },
+      "packed_list build is wrong");
 }
 
 void bm_build_scatterlist(benchmark::State& state, std::string wl, std::string size) {

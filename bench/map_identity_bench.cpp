@@ -37,6 +37,7 @@
 #include "phyr/core/allocator.hpp"
 #include "phyr/core/range.hpp"
 #include "phyr/map/identity_mapper.hpp"
+#include "workloads.hpp"
 
 #ifndef PHYR_SHARED_DATA_DIR
 #  define PHYR_SHARED_DATA_DIR "../shared/data"
@@ -101,19 +102,6 @@ std::vector<std::uint64_t> fragmented_pfns(std::uint64_t n) {
   return pfns;
 }
 
-std::vector<std::uint64_t> read_trace(const std::string& path) {
-  std::vector<std::uint64_t> out;
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (f == nullptr) return out;
-  unsigned char b[8];
-  while (std::fread(b, 1, 8, f) == 8) {
-    std::uint64_t v = 0;
-    for (int i = 7; i >= 0; --i) v = (v << 8) | b[i];
-    out.push_back(v);
-  }
-  std::fclose(f);
-  return out;
-}
 
 /// Best-of-rounds ns per identity map+unmap of `l`; adds heap and allocator calls to the tallies.
 template <class List>
@@ -244,7 +232,7 @@ const std::vector<std::uint64_t>& trace_4k() {
   static const auto v = [] {
     const char* e = std::getenv("PHYR_SHARED_DATA_DIR");
     const std::string dir = e != nullptr && *e != '\0' ? e : PHYR_SHARED_DATA_DIR;
-    return read_trace(dir + "/pagemap-256MiB-4k.u64");
+    return phyr_bench::detail::read_trace(dir + "/pagemap-256MiB-4k.u64");
   }();
   return v;
 }
