@@ -50,6 +50,31 @@
 
 namespace phyr {
 
+namespace detail {
+/// Reads up to `max_digits` hex digits (either case) at s[i..n) into `out`, advancing `i`;
+/// returns how many it read. Shared by the BDF parser and the sysfs file parser.
+[[nodiscard]] constexpr std::size_t parse_hex_digits(const char* s, std::size_t n,
+                                                     std::size_t& i, std::size_t max_digits,
+                                                     std::uint64_t& out) noexcept {
+  std::size_t d = 0;
+  out = 0;
+  for (; i < n && d < max_digits; ++i, ++d) {
+    const char c = s[i];
+    unsigned v;
+    if (c >= '0' && c <= '9')
+      v = static_cast<unsigned>(c - '0');
+    else if (c >= 'a' && c <= 'f')
+      v = static_cast<unsigned>(c - 'a' + 10);
+    else if (c >= 'A' && c <= 'F')
+      v = static_cast<unsigned>(c - 'A' + 10);
+    else
+      break;
+    out = (out << 4) | v;
+  }
+  return d;
+}
+}  // namespace detail
+
 /// A PCI function address, domain:bus:device.function.
 struct pci_bdf {
   std::uint32_t domain = 0;
@@ -82,25 +107,8 @@ struct pci_bdf {
   [[nodiscard]] static constexpr result<pci_bdf> parse(const char* s, std::size_t n) noexcept {
     std::size_t i = 0;
     auto hex = [&](std::size_t min_digits, std::size_t max_digits,
-                   std::uint64_t & out) constexpr noexcept->bool {
-      std::size_t d = 0;
-      out = 0;
-      while (i < n && d < max_digits) {
-        const char c = s[i];
-        unsigned v;
-        if (c >= '0' && c <= '9')
-          v = static_cast<unsigned>(c - '0');
-        else if (c >= 'a' && c <= 'f')
-          v = static_cast<unsigned>(c - 'a' + 10);
-        else if (c >= 'A' && c <= 'F')
-          v = static_cast<unsigned>(c - 'A' + 10);
-        else
-          break;
-        out = out * 16 + v;
-        ++i;
-        ++d;
-      }
-      return d >= min_digits;
+                   std::uint64_t& out) constexpr noexcept {
+      return detail::parse_hex_digits(s, n, i, max_digits, out) >= min_digits;
     };
     std::uint64_t dom = 0, bus = 0, dev = 0, fn = 0;
     if (!hex(4, 8, dom) || i >= n || s[i++] != ':') return errc::parse_error;

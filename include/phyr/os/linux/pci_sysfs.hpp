@@ -228,24 +228,9 @@ inline result<std::size_t> sysfs_read_file(const char* path, char* buf, std::siz
                                              std::uint64_t& out) noexcept {
   if (i + 2 > n || s[i] != '0' || (s[i + 1] != 'x' && s[i + 1] != 'X')) return false;
   i += 2;
-  std::size_t digits = 0;
-  out = 0;
-  while (i < n) {
-    const char c = s[i];
-    unsigned v;
-    if (c >= '0' && c <= '9')
-      v = static_cast<unsigned>(c - '0');
-    else if (c >= 'a' && c <= 'f')
-      v = static_cast<unsigned>(c - 'a' + 10);
-    else if (c >= 'A' && c <= 'F')
-      v = static_cast<unsigned>(c - 'A' + 10);
-    else
-      break;
-    if (++digits > 16) return false;
-    out = (out << 4) | v;
-    ++i;
-  }
-  return digits != 0;
+  // Reading one digit past 16 tells "too long" from "exactly 16".
+  const std::size_t digits = detail::parse_hex_digits(s, n, i, 17, out);
+  return digits != 0 && digits <= 16;
 }
 
 /// A file holding one hex number ("0x030000\n"), at most `max`.
