@@ -305,38 +305,34 @@ void bm_memcpy(benchmark::State& state, std::string wl, std::string size) {
 
 // ---- walk --------------------------------------------------------------------------------------
 
-void bm_walk_range_list(benchmark::State& state, std::string wl, std::string size) {
-  const input& in = get_input(wl, size);
-  const cpu_list* lp = shared_list(in);
-  if (!check(state, lp != nullptr, "range_list build is wrong")) return;
-  const cpu_list& l = *lp;
+// One timed walk (sum of lengths) over a list built once per input; the sum is checked.
+template <class List, class Sum>
+void bm_walk_phyr(benchmark::State& state, const input& in, const List* lp, Sum sum_of,
+                  const char* what) {
+  if (!check(state, lp != nullptr, what)) return;
+  const List& l = *lp;
   std::uint64_t sum = 0;
   phyr_bench::cpu_stopwatch watch;
   for (auto _ : state) {
-    sum = list_sum(l);
+    sum = sum_of(l);
     benchmark::DoNotOptimize(sum);
   }
   watch.stop();
-  if (!check(state, sum == in.bytes, "range_list walk sum is wrong")) return;
+  if (!check(state, sum == in.bytes, "walk sum is wrong")) return;
   set_counters(state, watch, in, static_cast<double>(l.size()),
                static_cast<double>(l.bytes_used()) / in.pages_of_data());
 }
 
+void bm_walk_range_list(benchmark::State& state, std::string wl, std::string size) {
+  const input& in = get_input(wl, size);
+  bm_walk_phyr(state, in, shared_list(in), [](const cpu_list& l) { return list_sum(l); },
+               "range_list build is wrong");
+}
+
 void bm_walk_packed(benchmark::State& state, std::string wl, std::string size) {
   const input& in = get_input(wl, size);
-  const packed* lp = shared_packed(in);
-  if (!check(state, lp != nullptr, "packed_list build is wrong")) return;
-  const packed& l = *lp;
-  std::uint64_t sum = 0;
-  phyr_bench::cpu_stopwatch watch;
-  for (auto _ : state) {
-    sum = packed_sum(l);
-    benchmark::DoNotOptimize(sum);
-  }
-  watch.stop();
-  if (!check(state, sum == in.bytes, "packed_list walk sum is wrong")) return;
-  set_counters(state, watch, in, static_cast<double>(l.size()),
-               static_cast<double>(l.bytes_used()) / in.pages_of_data());
+  bm_walk_phyr(state, in, shared_packed(in), [](const packed& l) { return packed_sum(l); },
+               "packed_list build is wrong");
 }
 
 void bm_walk_scatterlist(benchmark::State& state, std::string wl, std::string size) {
