@@ -47,7 +47,7 @@
 #include "phyr/core/range.hpp"
 #include "phyr/device/blocks.hpp"
 #include "phyr/map/identity_mapper.hpp"
-#include "phyr/map/iommu.hpp"
+#include "phyr/map/iommu/iommu_mapper.hpp"
 #include "phyr/map/sg_bridge_mapper.hpp"
 #include "phyr/packed/packed_list.hpp"
 #include "workloads.hpp"

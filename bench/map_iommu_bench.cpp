@@ -26,7 +26,7 @@
 
 #include "phyr/container/range_list.hpp"
 #include "phyr/core/range.hpp"
-#include "phyr/map/iommu.hpp"
+#include "phyr/map/iommu/iommu_mapper.hpp"
 #include "workloads.hpp"
 
 namespace {

@@ -28,7 +28,7 @@
 #include <string>
 
 #include "phyr/container/range_list.hpp"
-#include "phyr/map/p2p_registry.hpp"
+#include "phyr/map/p2p/p2p_registry.hpp"
 #include "workloads.hpp"
 
 namespace {

@@ -6,7 +6,7 @@
 #include <cstdio>
 #include <phyr/device.hpp>
 #include <phyr/map/identity_mapper.hpp>
-#include <phyr/map/iommu.hpp>
+#include <phyr/map/iommu/iommu_mapper.hpp>
 #include <phyr/packed/packed_list.hpp>
 #include <phyr/phyr.hpp>
 

@@ -18,7 +18,7 @@
 #  define PHYR_DEBUG 0
 #endif
 
-namespace phyr::detail {
+namespace phyr::inline v0::detail {
 /// Out of line and cold so the assert macro costs one compare-and-branch on hot paths.
 /// No iostream and no exceptions: the message is for a debugger, the trap stops the program.
 [[noreturn, gnu::cold, gnu::noinline]] inline void assert_fail(const char* file, int line,

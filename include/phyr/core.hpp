@@ -4,10 +4,11 @@
 ///   auto r = phyr::phys_range::create(phyr::phys_addr{0x1000}, 4096);
 #pragma once
 
-#include "config.hpp"
-#include "core/accessor.hpp"
-#include "core/address.hpp"
-#include "core/address_space.hpp"
-#include "core/allocator.hpp"
-#include "core/error.hpp"
-#include "core/range.hpp"
+#include <phyr/config.hpp>
+#include <phyr/core/accessor.hpp>
+#include <phyr/core/address.hpp>
+#include <phyr/core/address_space.hpp>
+#include <phyr/core/unsatisfied.hpp>
+#include <phyr/core/allocator.hpp>
+#include <phyr/core/error.hpp>
+#include <phyr/core/range.hpp>

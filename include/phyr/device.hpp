@@ -11,8 +11,8 @@
 /// ranges), so the same code serves CPU lists and DMA mappings.
 #pragma once
 
-#include "config.hpp"
-#include "device/blocks.hpp"
-#include "device/constraints.hpp"
-#include "device/page_size.hpp"
-#include "device/split.hpp"
+#include <phyr/config.hpp>
+#include <phyr/device/blocks.hpp>
+#include <phyr/device/constraints.hpp>
+#include <phyr/device/page_size.hpp>
+#include <phyr/device/split.hpp>

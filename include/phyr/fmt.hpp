@@ -15,12 +15,12 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "container/range_list.hpp"
-#include "core/address.hpp"
-#include "core/error.hpp"
-#include "core/range.hpp"
+#include <phyr/container/range_list.hpp>
+#include <phyr/core/address.hpp>
+#include <phyr/core/error.hpp>
+#include <phyr/core/range.hpp>
 
-namespace phyr::detail {
+namespace phyr::inline v0::detail {
 /// Parse step shared by every formatter: only `{}`.
 struct no_spec_formatter {
   constexpr auto parse(fmt::format_parse_context& ctx) -> decltype(ctx.begin()) {

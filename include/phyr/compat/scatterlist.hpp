@@ -34,12 +34,13 @@
 #include <limits>
 #include <span>
 
-#include "../config.hpp"
-#include "../core/allocator.hpp"
-#include "../core/error.hpp"
-#include "../core/range.hpp"
+#include <phyr/config.hpp>
+#include <phyr/container/range_source.hpp>
+#include <phyr/core/allocator.hpp>
+#include <phyr/core/error.hpp>
+#include <phyr/core/range.hpp>
 
-namespace phyr::compat {
+namespace phyr::inline v0::compat {
 
 static_assert(sizeof(void*) == 8, "the scatterlist model describes a 64-bit kernel");
 
@@ -314,7 +315,8 @@ template <segment_allocator A>
 /// (the builder's first pass needs only the lengths).
 /// Errors: `max_segment` zero, no ranges -> `invalid_argument`; a range above the vmemmap model
 /// (52-bit) -> `out_of_range`; more than 2^32 - 1 entries -> `too_long`; `out_of_memory`.
-template <class Ranges, segment_allocator A>
+template <range_source Ranges, segment_allocator A>
+  requires std::same_as<source_range_t<Ranges>, phys_range>
 [[nodiscard]] inline result<void> sg_alloc_table_from_ranges(sg_table& t, const Ranges& ranges,
                                                              unsigned int max_segment,
                                                              A& a) noexcept {

@@ -8,7 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 
-namespace phyr::detail {
+namespace phyr::inline v0::detail {
 
 /// The first j >= i (i >= 1) with p[j] != p[j - 1] + 1, or n. Long runs are skipped eight
 /// frames per step with a branch-free OR of differences that compilers vectorise, which is

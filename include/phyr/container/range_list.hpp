@@ -33,14 +33,14 @@
 #include <type_traits>
 #include <utility>
 
-#include "../config.hpp"
-#include "../core/address.hpp"
-#include "../core/allocator.hpp"
-#include "../core/error.hpp"
-#include "../core/range.hpp"
-#include "pfn_runs.hpp"
+#include <phyr/config.hpp>
+#include <phyr/core/address.hpp>
+#include <phyr/core/allocator.hpp>
+#include <phyr/core/error.hpp>
+#include <phyr/core/range.hpp>
+#include <phyr/container/pfn_runs.hpp>
 
-namespace phyr {
+namespace phyr::inline v0 {
 
 namespace detail {
 

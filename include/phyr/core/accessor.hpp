@@ -14,12 +14,12 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "address.hpp"
-#include "address_space.hpp"
-#include "error.hpp"
-#include "range.hpp"
+#include <phyr/core/address.hpp>
+#include <phyr/core/address_space.hpp>
+#include <phyr/core/error.hpp>
+#include <phyr/core/range.hpp>
 
-namespace phyr {
+namespace phyr::inline v0 {
 
 template <cpu_accessible_space Space>
 class basic_phys_accessor {

@@ -15,11 +15,11 @@
 #include <compare>
 #include <cstdint>
 
-#include "../config.hpp"
-#include "address_space.hpp"
-#include "error.hpp"
+#include <phyr/config.hpp>
+#include <phyr/core/address_space.hpp>
+#include <phyr/core/error.hpp>
 
-namespace phyr {
+namespace phyr::inline v0 {
 
 /// A displacement in bytes; untagged, like chrono's duration rep.
 using byte_count = std::uint64_t;

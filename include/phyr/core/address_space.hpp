@@ -14,7 +14,7 @@
 #include <concepts>
 #include <type_traits>
 
-namespace phyr {
+namespace phyr::inline v0 {
 
 /// The opt-in marker every address space names as `address_space_concept`.
 struct address_space_tag {};

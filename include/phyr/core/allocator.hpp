@@ -19,9 +19,9 @@
 #include <cstdint>
 #include <new>
 
-#include "../config.hpp"
+#include <phyr/config.hpp>
 
-namespace phyr {
+namespace phyr::inline v0 {
 
 /// A type `A` is a segment allocator if:
 ///  1. `a.allocate(bytes, align)` is noexcept and returns `void*`, null on failure;

@@ -14,9 +14,9 @@
 #include <type_traits>
 #include <utility>
 
-#include "../config.hpp"
+#include <phyr/config.hpp>
 
-namespace phyr {
+namespace phyr::inline v0 {
 
 enum class errc : std::uint8_t {
   out_of_memory = 1,   ///< an allocator returned null

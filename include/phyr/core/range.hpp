@@ -14,12 +14,12 @@
 #include <compare>
 #include <cstdint>
 
-#include "../config.hpp"
-#include "address.hpp"
-#include "address_space.hpp"
-#include "error.hpp"
+#include <phyr/config.hpp>
+#include <phyr/core/address.hpp>
+#include <phyr/core/address_space.hpp>
+#include <phyr/core/error.hpp>
 
-namespace phyr {
+namespace phyr::inline v0 {
 
 /// Per-entry flag bits. Bits 0..4 survive in every packed encoding (the five spare bits of
 /// DESIGN.md's packed word); bits 5..7 are kept too but force the 16-byte packed escape.

@@ -31,13 +31,13 @@
 #include <type_traits>
 #include <utility>
 
-#include "../config.hpp"
-#include "../core/address.hpp"
-#include "../core/error.hpp"
-#include "../core/range.hpp"
-#include "constraints.hpp"
+#include <phyr/config.hpp>
+#include <phyr/core/address.hpp>
+#include <phyr/core/error.hpp>
+#include <phyr/core/range.hpp>
+#include <phyr/device/constraints.hpp>
 
-namespace phyr {
+namespace phyr::inline v0 {
 
 namespace detail {
 /// What try_blocks learned in its pass: where iteration starts and how many blocks there are.

@@ -30,12 +30,13 @@
 #include <type_traits>
 #include <utility>
 
-#include "../config.hpp"
-#include "../container/range_list.hpp"
-#include "../core/error.hpp"
-#include "../core/range.hpp"
+#include <phyr/config.hpp>
+#include <phyr/container/range_list.hpp>
+#include <phyr/container/range_source.hpp>
+#include <phyr/core/error.hpp>
+#include <phyr/core/range.hpp>
 
-namespace phyr {
+namespace phyr::inline v0 {
 
 /// A device's DMA limits. An aggregate, so designated initializers name what differs from the
 /// defaults. Check it with `validate()`; every device/ function does so itself.
@@ -75,87 +76,6 @@ struct dma_constraints {
   friend constexpr bool operator==(const dma_constraints&,
                                    const dma_constraints&) noexcept = default;
 };
-
-namespace detail {
-
-/// A string usable as a template argument, so a failed concept quotes its reason.
-template <std::size_t N>
-struct device_message {
-  char text[N];
-  consteval device_message(const char (&s)[N]) noexcept {  // NOLINT: implicit on purpose
-    for (std::size_t i = 0; i < N; ++i) text[i] = s[i];
-  }
-};
-
-/// mp-units' trick: `|| device_unsatisfied<"why", T>()` last in a concept puts the sentence
-/// (and the offending type) into the compiler's note.
-template <device_message Msg, class... T>
-[[nodiscard]] consteval bool device_unsatisfied() noexcept {
-  return false;
-}
-
-template <class L>
-using source_iterator_t = decltype(std::declval<const L&>().begin());
-
-template <class L>
-using source_range_t = std::remove_cvref_t<decltype(*std::declval<const L&>().begin())>;
-
-template <class L>
-concept has_begin_end = requires(const L& l) {
-  l.begin();
-  l.end();
-};
-
-template <class L>
-concept iterates_ranges =
-    std::same_as<source_iterator_t<L>, decltype(std::declval<const L&>().end())> &&
-    any_range<source_range_t<L>> && std::copyable<source_iterator_t<L>> &&
-    std::default_initializable<source_iterator_t<L>> &&
-    requires(source_iterator_t<L> it) {
-      { ++it } -> std::same_as<source_iterator_t<L>&>;
-      { it == it } -> std::convertible_to<bool>;
-    };
-
-}  // namespace detail
-
-/// A type `L` is a range source if:
-///  1. a `const L&` has `begin()` and `end()` of one iterator type (a common range);
-///  2. dereferencing the iterator gives a `range<Space>` (by value or by reference);
-///  3. the iterator is default-constructible, copyable, pre-incrementable and equality
-///     comparable, and iterating twice gives the same ranges (multi-pass, not checked).
-/// It does not check that lengths are non-zero; device/ functions report that as
-/// `errc::invalid_argument`.
-template <class L>
-concept range_source =
-    (detail::has_begin_end<L> && detail::iterates_ranges<L>) ||
-    detail::device_unsatisfied<"range_source: needs const begin()/end() of one forward iterator "
-                               "type whose elements are phyr::range<Space>",
-                               L>();
-
-/// The `range<Space>` type a source yields, and its address space.
-template <range_source L>
-using source_range_t = detail::source_range_t<L>;
-template <range_source L>
-using source_space_t = typename detail::source_range_t<L>::space_type;
-
-/// True for source types whose iterators stay valid after the source object itself is gone
-/// (views over storage owned elsewhere). Lazy device/ views store iterators, so they accept a
-/// temporary source only when this is true; owning lists must be passed as lvalues.
-/// Specialise it for other non-owning sources (e.g. an aliasing DMA mapping).
-template <class L>
-inline constexpr bool enable_borrowed_source = false;
-template <any_range R>
-inline constexpr bool enable_borrowed_source<range_list_view<R>> = true;
-template <any_range R, std::size_t N>
-inline constexpr bool enable_borrowed_source<std::span<R, N>> = true;
-template <any_range R, std::size_t N>
-inline constexpr bool enable_borrowed_source<std::span<const R, N>> = true;
-
-/// A source a lazy view may keep iterators into: an lvalue, or a borrowed temporary.
-template <class L>
-concept viewable_source =
-    range_source<std::remove_cvref_t<L>> &&
-    (std::is_lvalue_reference_v<L> || enable_borrowed_source<std::remove_cvref_t<L>>);
 
 namespace detail {
 

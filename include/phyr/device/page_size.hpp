@@ -25,12 +25,12 @@
 #include <bit>
 #include <cstdint>
 
-#include "../config.hpp"
-#include "../core/error.hpp"
-#include "../core/range.hpp"
-#include "constraints.hpp"
+#include <phyr/config.hpp>
+#include <phyr/core/error.hpp>
+#include <phyr/core/range.hpp>
+#include <phyr/device/constraints.hpp>
 
-namespace phyr {
+namespace phyr::inline v0 {
 
 /// Largest page size in the bitmap `supported_sizes` (bit k set = 2^k bytes supported) with
 /// which `list`, mapped at IOVA `iova`, can be described as whole pages (see the file comment).

@@ -34,13 +34,13 @@
 #include <type_traits>
 #include <utility>
 
-#include "../config.hpp"
-#include "../core/address.hpp"
-#include "../core/error.hpp"
-#include "../core/range.hpp"
-#include "constraints.hpp"
+#include <phyr/config.hpp>
+#include <phyr/core/address.hpp>
+#include <phyr/core/error.hpp>
+#include <phyr/core/range.hpp>
+#include <phyr/device/constraints.hpp>
 
-namespace phyr {
+namespace phyr::inline v0 {
 
 /// What `try_validate` does with a virtual-boundary gap.
 enum class gap_policy : std::uint8_t {

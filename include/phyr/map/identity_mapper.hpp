@@ -30,14 +30,14 @@
 #include <type_traits>
 #include <utility>
 
-#include "../container/range_list.hpp"
-#include "../core/address.hpp"
-#include "../core/allocator.hpp"
-#include "../core/error.hpp"
-#include "../core/range.hpp"
-#include "mapper.hpp"
+#include <phyr/container/range_list.hpp>
+#include <phyr/core/address.hpp>
+#include <phyr/core/allocator.hpp>
+#include <phyr/core/error.hpp>
+#include <phyr/core/range.hpp>
+#include <phyr/map/mapper.hpp>
 
-namespace phyr {
+namespace phyr::inline v0 {
 
 template <class Bus>
 class identity_mapper;

@@ -25,13 +25,14 @@
 #include <type_traits>
 #include <utility>
 
-#include "../container/range_list.hpp"
-#include "../core/address_space.hpp"
-#include "../core/allocator.hpp"
-#include "../core/error.hpp"
-#include "../core/range.hpp"
+#include <phyr/container/range_list.hpp>
+#include <phyr/core/address_space.hpp>
+#include <phyr/core/allocator.hpp>
+#include <phyr/core/error.hpp>
+#include <phyr/core/range.hpp>
+#include <phyr/core/unsatisfied.hpp>
 
-namespace phyr {
+namespace phyr::inline v0 {
 
 /// Which way the device moves data; IOMMU mappers turn it into page permissions, cache
 /// maintenance layers into flush/invalidate choices.
@@ -80,22 +81,6 @@ namespace detail {
   return {};
 }
 
-/// A string usable as a template argument, so a failed concept prints its message.
-template <std::size_t N>
-struct mapper_message {
-  char text[N];
-  consteval mapper_message(const char (&s)[N]) noexcept {  // NOLINT: implicit on purpose
-    for (std::size_t i = 0; i < N; ++i) text[i] = s[i];
-  }
-};
-
-/// mp-units' trick: put `|| mapper_unsatisfied<"why", T>()` last in a concept so the compiler's
-/// "constraints not satisfied" note quotes the reason (and the offending type) verbatim.
-template <mapper_message Msg, class... T>
-[[nodiscard]] consteval bool mapper_unsatisfied() noexcept {
-  return false;
-}
-
 template <class It, class Space>
 concept yields_range_of = requires(It it) {
   requires std::same_as<std::remove_cvref_t<decltype(*it)>, range<Space>>;
@@ -119,7 +104,7 @@ concept mapping_sized = requires(const Mp& m) {
 template <class M>
 concept mapper_opted_in = (requires { typename M::mapper_concept; } &&
                            std::same_as<typename M::mapper_concept, dma_mapper_tag>) ||
-                          mapper_unsatisfied<
+                          unsatisfied<
                               "dma_mapper: the type must opt in with "
                               "`using mapper_concept = phyr::dma_mapper_tag;`",
                               M>();
@@ -132,7 +117,7 @@ concept mapper_names_its_types =
       typename M::mapping;
     } &&
      std::same_as<typename M::space_type, dma_space<typename M::bus_type>>) ||
-    mapper_unsatisfied<
+    unsatisfied<
         "dma_mapper: the type must name `bus_type`, `space_type` "
         "(= phyr::dma_space<bus_type>) and `mapping`",
         M>();
@@ -147,7 +132,7 @@ concept mapper_names_its_types =
 template <class Mp, class Space>
 concept dma_mapping = (address_space<Space> && std::is_nothrow_move_constructible_v<Mp> &&
                        detail::mapping_iterable<Mp, Space> && detail::mapping_sized<Mp>) ||
-                      detail::mapper_unsatisfied<
+                      detail::unsatisfied<
                           "dma_mapping: needs begin()/end() yielding phyr::range<Space>, "
                           "size(), total_bytes(), and a noexcept move constructor",
                           Mp, Space>();
@@ -162,7 +147,7 @@ concept mapper_maps = requires(M& m, const range_list<phys_range>& list,
   { m.try_map(view, dir) }
   noexcept->std::same_as<result<typename M::mapping>>;
 }
-|| mapper_unsatisfied<
+|| unsatisfied<
        "dma_mapper: needs noexcept `result<mapping> try_map(const "
        "range_list<phys_range>&, dma_direction)` and the same for "
        "range_list_view<phys_range>",
@@ -173,11 +158,11 @@ concept mapper_unmaps = requires(M& m, typename M::mapping& mp) {
   { m.unmap(std::move(mp)) }
   noexcept->std::same_as<result<void>>;
 }
-|| mapper_unsatisfied<"dma_mapper: needs noexcept `result<void> unmap(mapping&&)`", M>();
+|| unsatisfied<"dma_mapper: needs noexcept `result<void> unmap(mapping&&)`", M>();
 
 template <class M>
 concept mapper_output_is_mapping = dma_mapping<typename M::mapping, typename M::space_type> ||
-    mapper_unsatisfied<"dma_mapper: `mapping` must satisfy phyr::dma_mapping<mapping, space_type>",
+    unsatisfied<"dma_mapper: `mapping` must satisfy phyr::dma_mapping<mapping, space_type>",
                        M>();
 
 }  // namespace detail

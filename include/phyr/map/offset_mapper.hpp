@@ -31,14 +31,14 @@
 #include <type_traits>
 #include <utility>
 
-#include "../container/range_list.hpp"
-#include "../core/address.hpp"
-#include "../core/allocator.hpp"
-#include "../core/error.hpp"
-#include "../core/range.hpp"
-#include "mapper.hpp"
+#include <phyr/container/range_list.hpp>
+#include <phyr/core/address.hpp>
+#include <phyr/core/allocator.hpp>
+#include <phyr/core/error.hpp>
+#include <phyr/core/range.hpp>
+#include <phyr/map/mapper.hpp>
 
-namespace phyr {
+namespace phyr::inline v0 {
 
 /// One translation window: `size` bytes from `cpu_start` appear at `dma_start` on bus `Bus`.
 template <class Bus>

@@ -42,15 +42,15 @@
 #include <type_traits>
 #include <utility>
 
-#include "../compat/scatterlist.hpp"
-#include "../container/range_list.hpp"
-#include "../core/address.hpp"
-#include "../core/allocator.hpp"
-#include "../core/error.hpp"
-#include "../core/range.hpp"
-#include "mapper.hpp"
+#include <phyr/compat/scatterlist.hpp>
+#include <phyr/container/range_list.hpp>
+#include <phyr/core/address.hpp>
+#include <phyr/core/allocator.hpp>
+#include <phyr/core/error.hpp>
+#include <phyr/core/range.hpp>
+#include <phyr/map/mapper.hpp>
 
-namespace phyr {
+namespace phyr::inline v0 {
 
 /// An unmap callback for legacy mappers that hold nothing (dma-direct on a coherent device).
 struct no_unmap_sg {

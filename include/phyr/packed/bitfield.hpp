@@ -23,10 +23,10 @@
 #include <limits>
 #include <type_traits>
 
-#include "../config.hpp"
-#include "../core/error.hpp"
+#include <phyr/config.hpp>
+#include <phyr/core/error.hpp>
 
-namespace phyr {
+namespace phyr::inline v0 {
 
 namespace detail {
 template <class T>

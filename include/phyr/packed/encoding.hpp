@@ -55,11 +55,11 @@
 #include <cstring>
 #include <type_traits>
 
-#include "../config.hpp"
-#include "../core/range.hpp"
-#include "bitfield.hpp"
+#include <phyr/config.hpp>
+#include <phyr/core/range.hpp>
+#include <phyr/packed/bitfield.hpp>
 
-namespace phyr {
+namespace phyr::inline v0 {
 
 /// The two mode bits of a packed entry.
 enum class packed_mode : std::uint8_t {

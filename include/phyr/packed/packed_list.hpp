@@ -58,17 +58,18 @@
 #include <type_traits>
 #include <utility>
 
-#include "../config.hpp"
-#include "../container/pfn_runs.hpp"
-#include "../container/range_list.hpp"
-#include "../core/address.hpp"
-#include "../core/address_space.hpp"
-#include "../core/allocator.hpp"
-#include "../core/error.hpp"
-#include "../core/range.hpp"
-#include "encoding.hpp"
+#include <phyr/config.hpp>
+#include <phyr/container/pfn_runs.hpp>
+#include <phyr/container/range_list.hpp>
+#include <phyr/container/range_source.hpp>
+#include <phyr/core/address.hpp>
+#include <phyr/core/address_space.hpp>
+#include <phyr/core/allocator.hpp>
+#include <phyr/core/error.hpp>
+#include <phyr/core/range.hpp>
+#include <phyr/packed/encoding.hpp>
 
-namespace phyr {
+namespace phyr::inline v0 {
 
 /// The list header as stored and exchanged with `copy_words` / `from_words`.
 struct packed_header {
@@ -577,7 +578,8 @@ class packed_list {
   /// room left in the segment (the common case: direct-I/O chunks, scattered pages), its
   /// entry is written in place from state held in locals; everything else (merging, escapes,
   /// a new segment, the first range) takes append_one. One mark covers the whole call.
-  template <class Ranges>
+  template <range_source Ranges>
+    requires std::same_as<source_range_t<Ranges>, range_type>
   result<void> try_append_all(const Ranges& ranges) noexcept {
     const mark m = save();
     const std::uint64_t amask = (std::uint64_t{1} << min_align_log2_) - 1;
@@ -804,7 +806,8 @@ class packed_list {
   // ---- conversions ---------------------------------------------------------------------------
 
   /// A packed copy of `ranges` (a range_list, a view, or anything iterable over range_type).
-  template <class Ranges>
+  template <range_source Ranges>
+    requires std::same_as<source_range_t<Ranges>, range_type>
   [[nodiscard]] static result<packed_list> from_ranges(const Ranges& ranges,
                                                        Alloc a = Alloc{}) noexcept {
     packed_list l{a};

@@ -18,10 +18,10 @@
 #include <cstdint>
 #include <utility>
 
-#include "../../config.hpp"
-#include "../../core/error.hpp"
+#include <phyr/config.hpp>
+#include <phyr/core/error.hpp>
 
-namespace phyr::detail {
+namespace phyr::inline v0::detail {
 
 /// The errc for an errno from open/read on procfs or sysfs.
 [[nodiscard]] constexpr errc errc_from_errno(int e) noexcept {

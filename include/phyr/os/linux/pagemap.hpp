@@ -49,14 +49,14 @@
 #include <span>
 #include <utility>
 
-#include "../../config.hpp"
-#include "../../container/range_list.hpp"
-#include "../../core/allocator.hpp"
-#include "../../core/error.hpp"
-#include "../../core/range.hpp"
-#include "fd.hpp"
+#include <phyr/config.hpp>
+#include <phyr/container/range_list.hpp>
+#include <phyr/core/allocator.hpp>
+#include <phyr/core/error.hpp>
+#include <phyr/core/range.hpp>
+#include <phyr/os/linux/fd.hpp>
 
-namespace phyr {
+namespace phyr::inline v0 {
 
 /// Bits of a `/proc/<pid>/pagemap` word.
 inline constexpr std::uint64_t pagemap_present = std::uint64_t{1} << 63;

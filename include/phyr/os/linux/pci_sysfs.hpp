@@ -49,14 +49,14 @@
 #include <span>
 #include <utility>
 
-#include "../../config.hpp"
-#include "../../core/allocator.hpp"
-#include "../../core/error.hpp"
-#include "../../map/p2p_registry.hpp"
-#include "../../map/pci_topology.hpp"
-#include "fd.hpp"
+#include <phyr/config.hpp>
+#include <phyr/core/allocator.hpp>
+#include <phyr/core/error.hpp>
+#include <phyr/map/p2p/p2p_registry.hpp>
+#include <phyr/map/p2p/pci_topology.hpp>
+#include <phyr/os/linux/fd.hpp>
 
-namespace phyr {
+namespace phyr::inline v0 {
 
 /// Why a sysfs read failed. Fixed buffers: filling it never allocates. Long paths keep their
 /// tail (the part that names the device) and start with "...".

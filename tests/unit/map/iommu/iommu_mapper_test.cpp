@@ -3,7 +3,7 @@
 #include <catch2/catch.hpp>
 #include <cstdint>
 #include <numeric>
-#include <phyr/map/iommu.hpp>
+#include <phyr/map/iommu/iommu_mapper.hpp>
 #include <random>
 #include <thread>
 #include <vector>

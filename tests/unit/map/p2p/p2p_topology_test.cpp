@@ -2,7 +2,7 @@
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <cstring>
-#include <phyr/map/pci_topology.hpp>
+#include <phyr/map/p2p/pci_topology.hpp>
 #include <thread>
 #include <vector>
 

@@ -29,12 +29,12 @@
 #include <cstdint>
 #include <new>
 
-#include "../config.hpp"
-#include "../core/address.hpp"
-#include "../core/allocator.hpp"
-#include "../core/error.hpp"
+#include <phyr/config.hpp>
+#include <phyr/core/address.hpp>
+#include <phyr/core/allocator.hpp>
+#include <phyr/core/error.hpp>
 
-namespace phyr {
+namespace phyr::inline v0 {
 
 /// What the device may do through a translation.
 enum class io_perm : std::uint8_t { none = 0, read = 1, write = 2, read_write = 3 };

@@ -43,12 +43,12 @@
 #include <mutex>
 #include <new>
 
-#include "../config.hpp"
-#include "../core/allocator.hpp"
-#include "../core/error.hpp"
-#include "p2p_registry.hpp"
+#include <phyr/config.hpp>
+#include <phyr/core/allocator.hpp>
+#include <phyr/core/error.hpp>
+#include <phyr/map/p2p/p2p_registry.hpp>
 
-namespace phyr {
+namespace phyr::inline v0 {
 
 namespace detail {
 /// Reads up to `max_digits` hex digits (either case) at s[i..n) into `out`, advancing `i`;

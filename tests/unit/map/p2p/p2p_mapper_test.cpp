@@ -6,8 +6,8 @@
 #include <cstdint>
 #include <optional>
 #include <phyr/map/identity_mapper.hpp>
-#include <phyr/map/iommu.hpp>
-#include <phyr/map/p2p_mapper.hpp>
+#include <phyr/map/iommu/iommu_mapper.hpp>
+#include <phyr/map/p2p/p2p_mapper.hpp>
 #include <phyr/os/linux/pci_sysfs.hpp>
 #include <random>
 #include <string>

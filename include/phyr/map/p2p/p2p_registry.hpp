@@ -40,13 +40,13 @@
 #include <new>
 #include <span>
 
-#include "../config.hpp"
-#include "../core/address.hpp"
-#include "../core/allocator.hpp"
-#include "../core/error.hpp"
-#include "../core/range.hpp"
+#include <phyr/config.hpp>
+#include <phyr/core/address.hpp>
+#include <phyr/core/allocator.hpp>
+#include <phyr/core/error.hpp>
+#include <phyr/core/range.hpp>
 
-namespace phyr {
+namespace phyr::inline v0 {
 
 /// Identifies the device that provides a window. PCI users take it from
 /// `pci_bdf::provider_id()` (pci_topology.hpp); any other 64-bit identity works too.

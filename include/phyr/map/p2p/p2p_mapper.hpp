@@ -52,17 +52,17 @@
 #include <type_traits>
 #include <utility>
 
-#include "../config.hpp"
-#include "../container/range_list.hpp"
-#include "../core/address.hpp"
-#include "../core/allocator.hpp"
-#include "../core/error.hpp"
-#include "../core/range.hpp"
-#include "mapper.hpp"
-#include "p2p_registry.hpp"
-#include "pci_topology.hpp"
+#include <phyr/config.hpp>
+#include <phyr/container/range_list.hpp>
+#include <phyr/core/address.hpp>
+#include <phyr/core/allocator.hpp>
+#include <phyr/core/error.hpp>
+#include <phyr/core/range.hpp>
+#include <phyr/map/mapper.hpp>
+#include <phyr/map/p2p/p2p_registry.hpp>
+#include <phyr/map/p2p/pci_topology.hpp>
 
-namespace phyr {
+namespace phyr::inline v0 {
 
 enum class p2p_policy : std::uint8_t {
   mixed,          ///< RAM and any number of providers in one list, mapped piecewise

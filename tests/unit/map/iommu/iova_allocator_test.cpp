@@ -3,7 +3,7 @@
 #include <catch2/catch.hpp>
 #include <cstdint>
 #include <memory>
-#include <phyr/map/iova_allocator.hpp>
+#include <phyr/map/iommu/iova_allocator.hpp>
 #include <random>
 #include <thread>
 #include <vector>

@@ -2,7 +2,7 @@
 #include <catch2/catch.hpp>
 #include <cstdint>
 #include <map>
-#include <phyr/map/io_page_table.hpp>
+#include <phyr/map/iommu/io_page_table.hpp>
 #include <random>
 #include <vector>
 

@@ -2,7 +2,7 @@
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <cstdint>
-#include <phyr/map/p2p_registry.hpp>
+#include <phyr/map/p2p/p2p_registry.hpp>
 #include <random>
 #include <thread>
 #include <vector>

@@ -42,11 +42,11 @@
 #include <new>
 #include <utility>
 
-#include "../config.hpp"
-#include "../core/allocator.hpp"
-#include "../core/error.hpp"
+#include <phyr/config.hpp>
+#include <phyr/core/allocator.hpp>
+#include <phyr/core/error.hpp>
 
-namespace phyr {
+namespace phyr::inline v0 {
 
 /// A block handed out by `iova_allocator::try_alloc`.
 struct iova_block {

@@ -1,0 +1,89 @@
+/// The `range_source` concept: anything whose const `begin()`/`end()` walk `range<Space>`
+/// values. Containers, views, DMA mappings, spans and arrays of ranges all qualify, so code
+/// that reads a list (device/, packed_list, the compat bridge) takes any of them.
+///
+///   static_assert(phyr::range_source<phyr::range_list<phyr::phys_range>>);
+///   static_assert(phyr::range_source<std::span<const phyr::phys_range>>);
+///   template <phyr::range_source L>
+///   std::uint64_t bytes(const L& l) { std::uint64_t n = 0; for (auto r : l) n += r.len(); return n; }
+#pragma once
+
+#include <concepts>
+#include <cstddef>
+#include <span>
+#include <type_traits>
+#include <utility>
+
+#include <phyr/container/range_list.hpp>
+#include <phyr/core/range.hpp>
+#include <phyr/core/unsatisfied.hpp>
+
+namespace phyr::inline v0 {
+
+namespace detail {
+
+template <class L>
+using source_iterator_t = decltype(std::declval<const L&>().begin());
+
+template <class L>
+using source_range_t = std::remove_cvref_t<decltype(*std::declval<const L&>().begin())>;
+
+template <class L>
+concept has_begin_end = requires(const L& l) {
+  l.begin();
+  l.end();
+};
+
+template <class L>
+concept iterates_ranges =
+    std::same_as<source_iterator_t<L>, decltype(std::declval<const L&>().end())> &&
+    any_range<source_range_t<L>> && std::copyable<source_iterator_t<L>> &&
+    std::default_initializable<source_iterator_t<L>> &&
+    requires(source_iterator_t<L> it) {
+      { ++it } -> std::same_as<source_iterator_t<L>&>;
+      { it == it } -> std::convertible_to<bool>;
+    };
+
+}  // namespace detail
+
+/// A type `L` is a range source if:
+///  1. a `const L&` has `begin()` and `end()` of one iterator type (a common range);
+///  2. dereferencing the iterator gives a `range<Space>` (by value or by reference);
+///  3. the iterator is default-constructible, copyable, pre-incrementable and equality
+///     comparable, and iterating twice gives the same ranges (multi-pass, not checked).
+/// It does not check that lengths are non-zero; device/ functions report that as
+/// `errc::invalid_argument`.
+template <class L>
+concept range_source =
+    (detail::has_begin_end<L> && detail::iterates_ranges<L>) ||
+    detail::unsatisfied<"range_source: needs const begin()/end() of one forward iterator "
+                               "type whose elements are phyr::range<Space>",
+                               L>();
+
+/// The `range<Space>` type a source yields, and its address space.
+template <range_source L>
+using source_range_t = detail::source_range_t<L>;
+template <range_source L>
+using source_space_t = typename detail::source_range_t<L>::space_type;
+
+/// True for source types whose iterators stay valid after the source object itself is gone
+/// (views over storage owned elsewhere). Lazy device/ views store iterators, so they accept a
+/// temporary source only when this is true; owning lists must be passed as lvalues.
+/// Specialise it for other non-owning sources (e.g. an aliasing DMA mapping).
+template <class L>
+inline constexpr bool enable_borrowed_source = false;
+template <any_range R>
+inline constexpr bool enable_borrowed_source<range_list_view<R>> = true;
+template <any_range R, std::size_t N>
+inline constexpr bool enable_borrowed_source<std::span<R, N>> = true;
+template <any_range R, std::size_t N>
+inline constexpr bool enable_borrowed_source<std::span<const R, N>> = true;
+
+/// A source a lazy view may keep iterators into: an lvalue, or a borrowed temporary.
+template <class L>
+concept viewable_source =
+    range_source<std::remove_cvref_t<L>> &&
+    (std::is_lvalue_reference_v<L> || enable_borrowed_source<std::remove_cvref_t<L>>);
+
+
+}  // namespace phyr::inline v0

@@ -1,0 +1,153 @@
+/// One IOMMU translation context: `iommu_domain` = an IOVA allocator plus a 4-level I/O
+/// page table (an in-process model of the hardware's tables, not a real IOMMU).
+///
+///   phyr::iommu_domain dom;                 // 48-bit IOVA, 4 KiB granule; allocates nothing yet
+///   phyr::iommu_mapper<gpu0> m{dom};        // see map/iommu/iommu_mapper.hpp
+///   dom.translate(iova);                    // walks the page table back to the CPU address
+///   dom.stats().page_table.leaves_4k;       // what the mappers built
+///
+/// Thread safety: any number of threads may map, unmap and translate through one domain at
+/// once, given a thread-safe allocator (default_allocator is; fault_injecting_allocator and
+/// pools are not).
+/// Lifetime: the domain must outlive its mappers and their mappings; destroying it frees
+/// every table and all IOVA metadata regardless of what is still mapped.
+#pragma once
+
+#include <atomic>
+#include <concepts>
+#include <cstdint>
+#include <mutex>
+#include <type_traits>
+#include <utility>
+
+#include <phyr/config.hpp>
+#include <phyr/core/allocator.hpp>
+#include <phyr/core/error.hpp>
+#include <phyr/core/range.hpp>
+#include <phyr/map/iommu/io_page_table.hpp>
+#include <phyr/map/iommu/iova_allocator.hpp>
+
+namespace phyr::inline v0 {
+
+/// The IOVA space of a domain: [iova_base, 2^iova_bits).
+struct iommu_domain_config {
+  unsigned iova_bits = 48;  ///< 13..48: the 4-level table reaches 48 bits
+  /// Lowest IOVA handed out (a multiple of 4 KiB). Page 0 is kept out by default so that no
+  /// mapping ever has DMA address 0, which drivers often treat as "none".
+  std::uint64_t iova_base = 4096;
+};
+
+struct iommu_domain_stats {
+  io_page_table_stats page_table;  ///< tables and leaves by size
+  iova_allocator_stats iova;       ///< blocks out, cached, tree extents, cache hits
+  std::uint64_t maps = 0;          ///< successful try_map calls
+  std::uint64_t unmaps = 0;        ///< successful unmap calls
+  std::uint64_t failed_maps = 0;   ///< try_map calls that failed (bad input included)
+};
+
+template <class Bus, segment_allocator Alloc>
+class iommu_mapper;
+
+/// One IOMMU translation context (what a device or group is attached to): IOVA allocator and
+/// page table. Default-constructible (48-bit IOVA space, 4 KiB granule) and never fails to
+/// construct: the root table and allocator metadata appear on the first map. Not copyable or
+/// movable (mappers point to it).
+template <segment_allocator Alloc = default_allocator>
+class basic_iommu_domain {
+ public:
+  using allocator_type = Alloc;
+  using page_table_type = io_page_table<Alloc>;
+  using iova_allocator_type = iova_allocator<Alloc>;
+  static constexpr std::uint64_t granule = 4096;
+  static constexpr unsigned granule_shift = 12;
+
+  basic_iommu_domain() noexcept requires std::default_initializable<Alloc>
+      : basic_iommu_domain(Alloc{}, iommu_domain_config{}) {}
+  explicit basic_iommu_domain(
+      iommu_domain_config c) noexcept requires std::default_initializable<Alloc>
+      : basic_iommu_domain(Alloc{}, c) {}
+  /// A bad config (iova_bits outside 13..48, a misaligned base, no room above the base) is a
+  /// programming error: asserted, then clamped to something usable.
+  explicit basic_iommu_domain(Alloc a, iommu_domain_config c = {}) noexcept
+      : alloc_(a),
+        cfg_(checked(c)),
+        iova_(cfg_.iova_base >> granule_shift, std::uint64_t{1} << (cfg_.iova_bits - granule_shift),
+              a),
+        pt_(a) {}
+  basic_iommu_domain(const basic_iommu_domain&) = delete;
+  basic_iommu_domain& operator=(const basic_iommu_domain&) = delete;
+
+  [[nodiscard]] const iommu_domain_config& config() const noexcept { return cfg_; }
+  [[nodiscard]] Alloc get_allocator() const noexcept { return alloc_; }
+
+  /// Walks the page table: the CPU physical address an IOVA reaches, or not_mapped.
+  [[nodiscard]] result<phys_addr> translate(std::uint64_t iova) const noexcept {
+    std::lock_guard lk(pt_mu_);
+    return pt_.translate(iova);
+  }
+  /// Like translate, with the leaf size and permissions.
+  [[nodiscard]] result<io_translation> lookup(std::uint64_t iova) const noexcept {
+    std::lock_guard lk(pt_mu_);
+    return pt_.lookup(iova);
+  }
+
+  [[nodiscard]] iommu_domain_stats stats() const noexcept {
+    iommu_domain_stats s;
+    {
+      std::lock_guard lk(pt_mu_);
+      s.page_table = pt_.stats();
+    }
+    s.maps = maps_.load(std::memory_order_relaxed);
+    s.unmaps = unmaps_.load(std::memory_order_relaxed);
+    s.failed_maps = failed_maps_.load(std::memory_order_relaxed);
+    s.iova = iova_.stats();
+    return s;
+  }
+
+  /// Returns the IOVA blocks parked in the per-thread caches to the allocator's tree and frees
+  /// the magazines (the domain then holds memory only for what is mapped).
+  void flush_iova_caches() noexcept { iova_.flush_caches(); }
+
+  /// The IOVA allocator, for code that manages its own IOVA (legacy map_sg emulations, bridges).
+  /// Thread-safe on its own.
+  [[nodiscard]] iova_allocator_type& iova() noexcept { return iova_; }
+
+  /// Runs `f(page_table_type&)` under the page-table lock and returns what it returns: the way
+  /// for such code to map and unmap pages (`map`, `unmap`, `lookup`) consistently with mappers.
+  template <class F>
+  decltype(auto) with_page_table(F&& f) noexcept(
+      std::is_nothrow_invocable_v<F&&, page_table_type&>) {
+    std::lock_guard lk(pt_mu_);
+    return std::forward<F>(f)(pt_);
+  }
+
+ private:
+  template <class, segment_allocator>
+  friend class iommu_mapper;
+
+  static iommu_domain_config checked(iommu_domain_config c) noexcept {
+    PHYR_ASSERT(c.iova_bits >= 13 && c.iova_bits <= 48, "iova_bits must be 13..48");
+    PHYR_ASSERT(c.iova_base % granule == 0, "iova_base must be a multiple of 4 KiB");
+    if (c.iova_bits < 13) c.iova_bits = 13;
+    if (c.iova_bits > 48) c.iova_bits = 48;
+    c.iova_base &= ~(granule - 1);
+    const std::uint64_t top = std::uint64_t{1} << c.iova_bits;
+    PHYR_ASSERT(c.iova_base < top, "iova_base above the IOVA space");
+    if (c.iova_base >= top) c.iova_base = top - granule;
+    return c;
+  }
+
+  [[no_unique_address]] Alloc alloc_;
+  iommu_domain_config cfg_;
+  iova_allocator_type iova_;
+  mutable std::mutex pt_mu_;
+  page_table_type pt_;
+  std::atomic<std::uint64_t> maps_{0};
+  std::atomic<std::uint64_t> unmaps_{0};
+  std::atomic<std::uint64_t> failed_maps_{0};
+};
+
+/// The domain type outside code names: heap-backed.
+using iommu_domain = basic_iommu_domain<>;
+
+}  // namespace phyr
