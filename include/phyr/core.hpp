@@ -11,4 +11,5 @@
 #include <phyr/core/unsatisfied.hpp>
 #include <phyr/core/allocator.hpp>
 #include <phyr/core/error.hpp>
+#include <phyr/core/page.hpp>
 #include <phyr/core/range.hpp>

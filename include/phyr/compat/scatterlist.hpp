@@ -34,6 +34,7 @@
 #include <limits>
 #include <span>
 
+#include <phyr/core/page.hpp>
 #include <phyr/config.hpp>
 #include <phyr/container/range_source.hpp>
 #include <phyr/core/allocator.hpp>
@@ -44,8 +45,8 @@ namespace phyr::inline v0::compat {
 
 static_assert(sizeof(void*) == 8, "the scatterlist model describes a 64-bit kernel");
 
-inline constexpr unsigned page_shift = 12;
-inline constexpr std::uint64_t page_size = std::uint64_t{1} << page_shift;
+using ::phyr::page_shift;  // the kernel's PAGE_SHIFT on x86-64 (core/page.hpp)
+using ::phyr::page_size;
 
 /// Opaque stand-in for `struct page`; only pointers to it exist, never objects.
 struct page;

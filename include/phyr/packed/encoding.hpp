@@ -55,6 +55,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include <phyr/core/page.hpp>
 #include <phyr/config.hpp>
 #include <phyr/core/range.hpp>
 #include <phyr/packed/bitfield.hpp>
@@ -72,10 +73,9 @@ enum class packed_mode : std::uint8_t {
 /// The field layout of packed entries. Changing any of these changes the stored format.
 namespace packed_format {
 
-inline constexpr unsigned page_shift = 12;
-inline constexpr std::uint64_t page_size = std::uint64_t{1} << page_shift;
-/// One past the largest page frame number: 52-bit pfns cover the 64-bit byte space.
-inline constexpr std::uint64_t pfn_limit = std::uint64_t{1} << 52;
+using ::phyr::page_shift;  // the frame field counts base pages (core/page.hpp)
+using ::phyr::page_size;
+using ::phyr::pfn_limit;
 
 // Head word (every mode).
 using pfn = bitfield<std::uint64_t, 0, 52>;

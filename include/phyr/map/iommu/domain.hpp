@@ -20,6 +20,7 @@
 #include <type_traits>
 #include <utility>
 
+#include <phyr/core/page.hpp>
 #include <phyr/config.hpp>
 #include <phyr/core/allocator.hpp>
 #include <phyr/core/error.hpp>
@@ -58,8 +59,8 @@ class basic_iommu_domain {
   using allocator_type = Alloc;
   using page_table_type = io_page_table<Alloc>;
   using iova_allocator_type = iova_allocator<Alloc>;
-  static constexpr std::uint64_t granule = 4096;
-  static constexpr unsigned granule_shift = 12;
+  static constexpr std::uint64_t granule = page_size;
+  static constexpr unsigned granule_shift = page_shift;
 
   basic_iommu_domain() noexcept requires std::default_initializable<Alloc>
       : basic_iommu_domain(Alloc{}, iommu_domain_config{}) {}

@@ -29,6 +29,7 @@
 #include <cstdint>
 #include <new>
 
+#include <phyr/core/page.hpp>
 #include <phyr/config.hpp>
 #include <phyr/core/address.hpp>
 #include <phyr/core/allocator.hpp>
@@ -86,8 +87,8 @@ class io_page_table {
   using allocator_type = Alloc;
 
   static constexpr unsigned levels = 4;
-  static constexpr unsigned page_shift = 12;
-  static constexpr std::uint64_t page_size = std::uint64_t{1} << page_shift;
+  static constexpr unsigned page_shift = ::phyr::page_shift;  // smallest leaf: the base page
+  static constexpr std::uint64_t page_size = ::phyr::page_size;
   static constexpr std::uint64_t size_2m = std::uint64_t{1} << 21;
   static constexpr std::uint64_t size_1g = std::uint64_t{1} << 30;
   static constexpr unsigned iova_bits = 48;

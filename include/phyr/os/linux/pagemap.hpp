@@ -49,6 +49,7 @@
 #include <span>
 #include <utility>
 
+#include <phyr/core/page.hpp>
 #include <phyr/config.hpp>
 #include <phyr/container/range_list.hpp>
 #include <phyr/core/allocator.hpp>
@@ -63,7 +64,7 @@ inline constexpr std::uint64_t pagemap_present = std::uint64_t{1} << 63;
 inline constexpr std::uint64_t pagemap_swapped = std::uint64_t{1} << 62;
 inline constexpr std::uint64_t pagemap_pfn_mask = (std::uint64_t{1} << 55) - 1;
 /// Pagemap describes base pages; phyr's page arrays are 4 KiB pages too.
-inline constexpr std::uint64_t pagemap_page_size = 4096;
+inline constexpr std::uint64_t pagemap_page_size = page_size;
 
 /// The frame number in one pagemap word: permission_denied (present, PFN hidden),
 /// not_mapped (absent or swapped out), parse_error (present and swapped, or a frame whose byte
