@@ -61,3 +61,20 @@ install(
   FILES "${PROJECT_BINARY_DIR}/phyrConfig.cmake" "${PROJECT_BINARY_DIR}/phyrConfigVersion.cmake"
   DESTINATION "${PHYR_INSTALL_CMAKEDIR}"
   COMPONENT phyr_Development)
+
+# pkg-config, for build systems other than CMake: `pkg-config --cflags phyr` gives the include
+# directory and -std=c++20. Architecture independent like the CMake package, so it goes to
+# share/pkgconfig.
+set(PHYR_INSTALL_PKGCONFIGDIR
+    "${CMAKE_INSTALL_DATADIR}/pkgconfig"
+    CACHE STRING "Where phyr.pc is installed, relative to the prefix")
+mark_as_advanced(PHYR_INSTALL_PKGCONFIGDIR)
+configure_file("${CMAKE_CURRENT_LIST_DIR}/phyr.pc.in" "${PROJECT_BINARY_DIR}/phyr.pc" @ONLY)
+install(
+  FILES "${PROJECT_BINARY_DIR}/phyr.pc"
+  DESTINATION "${PHYR_INSTALL_PKGCONFIGDIR}"
+  COMPONENT phyr_Development)
+install(
+  FILES "${PROJECT_SOURCE_DIR}/LICENSE"
+  DESTINATION "${CMAKE_INSTALL_DATADIR}/doc/phyr"
+  COMPONENT phyr_Development)

@@ -13,7 +13,8 @@ endif()
 execute_process(COMMAND "${CMAKE_COMMAND}" --install "${BUILD_DIR}" --prefix "${PREFIX}" ${_config}
                 COMMAND_ERROR_IS_FATAL ANY)
 foreach(f share/cmake/phyr/phyrConfig.cmake share/cmake/phyr/phyrConfigVersion.cmake
-          share/cmake/phyr/phyrTargets.cmake include/phyr/phyr.hpp)
+          share/cmake/phyr/phyrTargets.cmake include/phyr/phyr.hpp
+          include/phyr/version.hpp share/pkgconfig/phyr.pc share/doc/phyr/LICENSE)
   if(NOT EXISTS "${PREFIX}/${f}")
     message(FATAL_ERROR "staged install lacks ${f}")
   endif()

@@ -4,13 +4,21 @@
 ///   #include <phyr/phyr.hpp>
 ///
 /// PHYR_ASSERT follows {fmt}'s "use the provided definition" pattern so a kernel can route
-/// assertion failures to its own panic. Without NDEBUG (or with PHYR_ENABLE_ASSERTS) asserts
-/// trap; in release builds they type-check their condition and evaluate nothing.
+/// assertion failures to its own panic. Without NDEBUG (or with PHYR_ENABLE_ASSERTS) a failed
+/// assert in a hosted build prints "file:line: phyr assertion failed: message" to stderr and
+/// aborts; a freestanding build (no stdio to print with) traps. In release builds asserts
+/// type-check their condition and evaluate nothing.
+///
+/// Every phyr declaration lives in the inline namespace `phyr::v0`: code always names
+/// `phyr::x`, but the mangled names carry the ABI version, so two incompatible phyr builds in
+/// one program fail to link instead of silently mixing layouts.
 #pragma once
 
-#define PHYR_VERSION_MAJOR 0
-#define PHYR_VERSION_MINOR 1
-#define PHYR_VERSION_PATCH 0
+#if defined(_MSVC_LANG) ? _MSVC_LANG < 202002L : __cplusplus < 202002L
+#  error "phyr needs C++20 (concepts, consteval, constexpr std::bit_cast): compile with -std=c++20 or newer"
+#endif
+
+#include <phyr/version.hpp>
 
 #if !defined(NDEBUG) || defined(PHYR_ENABLE_ASSERTS)
 #  define PHYR_DEBUG 1
@@ -18,18 +26,30 @@
 #  define PHYR_DEBUG 0
 #endif
 
+#if __STDC_HOSTED__
+#  include <cstdio>
+#  include <cstdlib>
+#endif
+
 namespace phyr::inline v0::detail {
 /// Out of line and cold so the assert macro costs one compare-and-branch on hot paths.
-/// No iostream and no exceptions: the message is for a debugger, the trap stops the program.
+/// No iostream and no exceptions: one fprintf (hosted builds only), then abort, so a failed
+/// debug check reads as a sentence rather than "Illegal instruction".
 [[noreturn, gnu::cold, gnu::noinline]] inline void assert_fail(const char* file, int line,
                                                                const char* msg) noexcept {
   // Kept in volatile locals so a core dump or debugger shows them.
   [[maybe_unused]] const char* volatile f = file;
   [[maybe_unused]] volatile int l = line;
   [[maybe_unused]] const char* volatile m = msg;
+#if __STDC_HOSTED__
+  std::fprintf(stderr, "%s:%d: phyr assertion failed: %s\n", file, line, msg);
+  std::fflush(stderr);
+  std::abort();
+#else
   __builtin_trap();
+#endif
 }
-}  // namespace phyr::detail
+}  // namespace phyr::inline v0::detail
 
 #ifdef PHYR_ASSERT
 // Use the provided definition.

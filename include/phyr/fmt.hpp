@@ -1,24 +1,41 @@
 /// {fmt} formatters for phyr types. The only phyr header that includes fmt.
 ///
 ///   #include <phyr/fmt.hpp>
-///   fmt::print("{}\n", range);   // phys[0x1000, +0x2000) pinned
-///   fmt::print("{}\n", addr);    // phys:0x1000
-///   fmt::print("{}\n", list);    // range_list<phys>{3 entries, 0x5ef0 bytes: phys[...), ...}
-///   fmt::print("{}\n", r.error());  // out_of_memory
+///   fmt::print("{}\n", range);     // phys[0x1000, +0x2000) pinned
+///   fmt::print("{}\n", dma);       // dma<nvme0>[0x8000, +0x1000): the bus is part of the type
+///   fmt::print("{}\n", addr);      // phys:0x1000
+///   fmt::print("{}\n", list);      // range_list<phys>{3 entries, 0x5ef0 bytes: phys[...), ...}
+///   fmt::print("{}\n", mapping);   // mapping<dma<nvme0>>{1 entries, 0x3000 bytes: ...}
+///   fmt::print("{}\n", packed);    // packed_list<phys>{...}
+///   fmt::print("{}\n", dir);       // to_device
+///   fmt::print("{}\n", r.error()); // out_of_memory
 ///
 /// Specs are not accepted (an empty `{}` only): the output is for logs and test failures,
-/// and one fixed shape keeps it greppable.
+/// and one fixed shape keeps it greppable. A DMA address or range names its bus: the tag's
+/// `static constexpr const char* name` when it has one, otherwise the tag's type name as the
+/// compiler spells it (no RTTI involved).
+///
+/// phyr's lists and mappings are iterable, so <fmt/ranges.h> would also claim them and the
+/// two formatters would be ambiguous. This header includes <fmt/ranges.h> itself and opts
+/// phyr's list types out of fmt's range formatting (`range_format_kind` = disabled), so both
+/// headers can be included in any order and phyr's shape is what prints.
 #pragma once
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <cstddef>
 #include <cstdint>
+
+#include <string_view>
+#include <type_traits>
 
 #include <phyr/container/range_list.hpp>
 #include <phyr/core/address.hpp>
 #include <phyr/core/error.hpp>
 #include <phyr/core/range.hpp>
+#include <phyr/map/mapper.hpp>
+#include <phyr/packed/packed_list.hpp>
 
 namespace phyr::inline v0::detail {
 /// Parse step shared by every formatter: only `{}`.
@@ -29,6 +46,48 @@ struct no_spec_formatter {
     return it;
   }
 };
+
+/// The name of type T as the compiler prints it, cut out of __PRETTY_FUNCTION__ (constexpr,
+/// no RTTI). Only used for bus tags without a `name`.
+template <class T>
+constexpr std::string_view type_name() noexcept {
+  std::string_view f = __PRETTY_FUNCTION__;
+#if defined(__clang__)
+  const auto b = f.find("T = ") + 4;
+  const auto e = f.rfind(']');
+#else
+  const auto b = f.find("T = ") + 4;
+  auto e = f.find(';', b);
+  if (e == std::string_view::npos) e = f.rfind(']');
+#endif
+  std::string_view n = f.substr(b, e - b);
+  // Drop a leading "{anonymous}::" / "(anonymous namespace)::" so test-local tags read well.
+  for (std::string_view anon : {std::string_view{"{anonymous}::"},
+                                std::string_view{"(anonymous namespace)::"}}) {
+    if (n.substr(0, anon.size()) == anon) n.remove_prefix(anon.size());
+  }
+  return n;
+}
+
+template <class Bus>
+concept named_bus = requires {
+  { Bus::name } -> std::convertible_to<const char*>;
+};
+
+/// Writes a space's name: "phys", "virt", or "dma<bus>".
+template <class Space, class Out>
+Out format_space(Out out) {
+  if constexpr (dma_address_space<Space>) {
+    using bus = typename Space::bus_type;
+    if constexpr (named_bus<bus>) {
+      return fmt::format_to(out, "{}<{}>", Space::name, bus::name);
+    } else {
+      return fmt::format_to(out, "{}<{}>", Space::name, type_name<bus>());
+    }
+  } else {
+    return fmt::format_to(out, "{}", Space::name);
+  }
+}
 
 inline constexpr const char* flag_names[8] = {"pinned",  "bus_addr", "driver0", "driver1",
                                               "driver2", "driver3",  "driver4", "driver5"};
@@ -47,7 +106,8 @@ Out format_flags(Out out, range_flags f, const char* lead) {
 
 template <class Out, class Space>
 Out format_range(Out out, const range<Space>& r) {
-  out = fmt::format_to(out, "{}[{:#x}, +{:#x})", Space::name, r.addr().value(), r.len());
+  out = format_space<Space>(out);
+  out = fmt::format_to(out, "[{:#x}, +{:#x})", r.addr().value(), r.len());
   return format_flags(out, r.flags(), " ");
 }
 
@@ -58,8 +118,9 @@ inline constexpr std::size_t list_preview = 4;
 template <class Out, class List>
 Out format_list(Out out, const char* kind, const List& l) {
   using space = typename List::space_type;
-  out = fmt::format_to(out, "{}<{}>{{{} entries, {:#x} bytes", kind, space::name, l.size(),
-                       l.total_bytes());
+  out = fmt::format_to(out, "{}<", kind);
+  out = format_space<space>(out);
+  out = fmt::format_to(out, ">{{{} entries, {:#x} bytes", l.size(), l.total_bytes());
   std::size_t i = 0;
   for (const auto& r : l) {
     if (i == list_preview) {
@@ -72,13 +133,37 @@ Out format_list(Out out, const char* kind, const List& l) {
   }
   return fmt::format_to(out, "}}");
 }
-}  // namespace phyr::detail
+/// A mapping: a DMA-space list that knows whether it is mapped (every mapper's output type).
+template <class M>
+concept formattable_mapping = requires(const M& m) {
+  typename M::space_type;
+  { m.mapped() } -> std::convertible_to<bool>;
+} && dma_mapping<M, typename M::space_type>;
+
+template <class T>
+inline constexpr bool is_phyr_list_v = false;
+template <class R, class A>
+inline constexpr bool is_phyr_list_v<range_list<R, A>> = true;
+template <class R>
+inline constexpr bool is_phyr_list_v<range_list_view<R>> = true;
+template <class S, class A>
+inline constexpr bool is_phyr_list_v<packed_list<S, A>> = true;
+
+/// The types this header formats as lists, which fmt/ranges.h must leave alone.
+template <class T>
+concept phyr_list_like = is_phyr_list_v<T> || formattable_mapping<T>;
+}  // namespace phyr::inline v0::detail
+
+template <class T, class Char>
+struct fmt::range_format_kind<T, Char, std::enable_if_t<phyr::detail::phyr_list_like<T>>>
+    : std::integral_constant<fmt::range_format, fmt::range_format::disabled> {};
 
 template <phyr::address_space Space>
 struct fmt::formatter<phyr::address<Space>> : phyr::detail::no_spec_formatter {
   template <class FormatContext>
   auto format(const phyr::address<Space>& a, FormatContext& ctx) const -> decltype(ctx.out()) {
-    return fmt::format_to(ctx.out(), "{}:{:#x}", Space::name, a.value());
+    auto out = phyr::detail::format_space<Space>(ctx.out());
+    return fmt::format_to(out, ":{:#x}", a.value());
   }
 };
 
@@ -122,5 +207,37 @@ struct fmt::formatter<phyr::range_list_view<Range>> : phyr::detail::no_spec_form
   auto format(const phyr::range_list_view<Range>& v, FormatContext& ctx) const
       -> decltype(ctx.out()) {
     return phyr::detail::format_list(ctx.out(), "range_list_view", v);
+  }
+};
+
+template <>
+struct fmt::formatter<phyr::dma_direction> : phyr::detail::no_spec_formatter {
+  template <class FormatContext>
+  auto format(phyr::dma_direction d, FormatContext& ctx) const -> decltype(ctx.out()) {
+    return fmt::format_to(ctx.out(), "{}", phyr::to_string(d));
+  }
+};
+
+template <class Space, class Alloc>
+struct fmt::formatter<phyr::packed_list<Space, Alloc>> : phyr::detail::no_spec_formatter {
+  template <class FormatContext>
+  auto format(const phyr::packed_list<Space, Alloc>& l, FormatContext& ctx) const
+      -> decltype(ctx.out()) {
+    return phyr::detail::format_list(ctx.out(), "packed_list", l);
+  }
+};
+
+/// Every mapper's mapping type (identity, offset, IOMMU, P2P, bridge, ...): an unmapped one
+/// prints as such rather than as an empty list.
+template <phyr::detail::formattable_mapping M>
+struct fmt::formatter<M> : phyr::detail::no_spec_formatter {
+  template <class FormatContext>
+  auto format(const M& m, FormatContext& ctx) const -> decltype(ctx.out()) {
+    if (!m.mapped()) {
+      auto out = fmt::format_to(ctx.out(), "mapping<");
+      out = phyr::detail::format_space<typename M::space_type>(out);
+      return fmt::format_to(out, ">{{unmapped}}");
+    }
+    return phyr::detail::format_list(ctx.out(), "mapping", m);
   }
 };

@@ -3,6 +3,7 @@
 #include <phyr/phyr.hpp>
 
 #include <cstdio>
+#include <cstring>
 
 #if defined(PHYR_CONSUMER_WITH_FMT)
 #  include <fmt/format.h>
@@ -40,6 +41,15 @@ int main() {
     std::puts("consumer: append failed");
     return 2;
   }
+#if defined(PHYR_EXPECTED_VERSION)
+  // The pkg-config consumer: the header's generated version must be the package's.
+  char v[32];
+  std::snprintf(v, sizeof v, "%d.%d.%d", PHYR_VERSION_MAJOR, PHYR_VERSION_MINOR, PHYR_VERSION_PATCH);
+  if (std::strcmp(v, PHYR_EXPECTED_VERSION) != 0) {
+    std::printf("consumer: header says %s, package says %s\n", v, PHYR_EXPECTED_VERSION);
+    return 3;
+  }
+#endif
 #if defined(PHYR_CONSUMER_WITH_FMT)
   std::puts(fmt::format("consumer: linked fmt {}", FMT_VERSION).c_str());
 #endif

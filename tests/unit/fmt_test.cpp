@@ -2,10 +2,14 @@
 #include <catch2/catch.hpp>
 
 #include <phyr/fmt.hpp>
+#include <phyr/map/identity_mapper.hpp>
 #include <string>
 
 namespace {
 struct gpu_bus {};
+struct named_bus {
+  static constexpr const char* name = "nvme0";
+};
 using phyr::phys_addr;
 using phyr::phys_range;
 using phyr::range_flags;
@@ -13,7 +17,8 @@ using phyr::range_flags;
 
 TEST_CASE("fmt: addresses name their space", "[fmt]") {
   CHECK(fmt::format("{}", phys_addr{0x1000}) == "phys:0x1000");
-  CHECK(fmt::format("{}", phyr::dma_addr<gpu_bus>{0xff}) == "dma:0xff");
+  CHECK(fmt::format("{}", phyr::dma_addr<gpu_bus>{0xff}) == "dma<gpu_bus>:0xff");
+  CHECK(fmt::format("{}", phyr::dma_addr<named_bus>{0xff}) == "dma<nvme0>:0xff");
 }
 
 TEST_CASE("fmt: ranges print start, length and flags", "[fmt]") {
@@ -22,7 +27,7 @@ TEST_CASE("fmt: ranges print start, length and flags", "[fmt]") {
   CHECK(fmt::format("{}", phys_range{phys_addr{0x1000}, 0x2000}) == "phys[0x1000, +0x2000)");
   CHECK(fmt::format("{}", phyr::dma_range<gpu_bus>{phyr::dma_addr<gpu_bus>{0x10}, 1,
                                                    range_flags::bus_addr | range_flags::driver0}) ==
-        "dma[0x10, +0x1) bus_addr|driver0");
+        "dma<gpu_bus>[0x10, +0x1) bus_addr|driver0");
   CHECK(fmt::format("{}", range_flags::none) == "none");
   CHECK(fmt::format("{}", range_flags::pinned | range_flags::driver5) == "pinned|driver5");
 }
@@ -45,4 +50,33 @@ TEST_CASE("fmt: lists print count, bytes and the first entries", "[fmt]") {
   CHECK(fmt::format("{}", *s) ==
         "range_list_view<phys>{2 entries, 0x1000 bytes: phys[0x10800, +0x800), phys[0x20000, "
         "+0x800)}");
+}
+
+TEST_CASE("fmt: DMA directions print their names", "[fmt]") {
+  CHECK(fmt::format("{}", phyr::dma_direction::to_device) == "to_device");
+  CHECK(fmt::format("{}", phyr::dma_direction::from_device) == "from_device");
+  CHECK(fmt::format("{}", phyr::dma_direction::bidirectional) == "bidirectional");
+}
+
+TEST_CASE("fmt: packed lists print like range lists", "[fmt]") {
+  phyr::range_list<phys_range> l;
+  REQUIRE(l.try_append(phys_range{phys_addr{0x200000}, 0x200000}));
+  REQUIRE(l.try_append(phys_range{phys_addr{0x800000}, 0x1000}));
+  auto p = phyr::packed_list<phyr::cpu_phys>::from_ranges(l);
+  REQUIRE(p);
+  CHECK(fmt::format("{}", *p) ==
+        "packed_list<phys>{2 entries, 0x201000 bytes: phys[0x200000, +0x200000), "
+        "phys[0x800000, +0x1000)}");
+}
+
+TEST_CASE("fmt: mappings name their bus and say when they are unmapped", "[fmt]") {
+  phyr::range_list<phys_range> l;
+  REQUIRE(l.try_append(phys_range{phys_addr{0x1000}, 0x3000}));
+  phyr::identity_mapper<named_bus> m;
+  auto mp = m.try_map(l, phyr::dma_direction::to_device);
+  REQUIRE(mp);
+  CHECK(fmt::format("{}", *mp) == "mapping<dma<nvme0>>{1 entries, 0x3000 bytes: "
+                                  "dma<nvme0>[0x1000, +0x3000)}");
+  decltype(m)::mapping empty;
+  CHECK(fmt::format("{}", empty) == "mapping<dma<nvme0>>{unmapped}");
 }

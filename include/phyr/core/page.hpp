@@ -12,6 +12,8 @@
 
 #include <cstdint>
 
+#include <phyr/config.hpp>
+
 namespace phyr::inline v0 {
 
 /// log2 of the base page size.

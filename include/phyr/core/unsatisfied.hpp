@@ -11,6 +11,8 @@
 
 #include <cstddef>
 
+#include <phyr/config.hpp>
+
 namespace phyr::inline v0::detail {
 
 /// A string usable as a template argument, so a failed concept quotes its reason.
