@@ -2,7 +2,7 @@
 //   1. identity (no IOMMU / passthrough): the mapping aliases the CPU list, nothing allocated;
 //   2. bus offset (an SoC whose DMA view of RAM is shifted), with a 32-bit device;
 //   3. a legacy map_sg function (here the kernel-style dma-direct) through the scatterlist bridge.
-// The same generic function prints all three: it only needs phyr::dma_mapper.
+// The same generic function prints all three: it only needs phyr::phys_dma_mapper.
 #include <cinttypes>
 #include <cstdint>
 #include <cstdio>
@@ -19,7 +19,7 @@ namespace {
 struct nvme0 {};  // one tag per bus: DMA ranges of different buses never mix
 
 // Any mapper: map, program "descriptors", unmap. Returns 0 on success.
-template <phyr::dma_mapper M>
+template <phyr::phys_dma_mapper M>
 int map_and_print(const char* what, M& mapper, const phyr::range_list<phyr::phys_range>& cpu) {
   auto mp = mapper.try_map(cpu, phyr::dma_direction::to_device);
   if (!mp) {

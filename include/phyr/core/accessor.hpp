@@ -66,5 +66,8 @@ class basic_phys_accessor {
 
 /// The accessor for CPU physical memory.
 using phys_accessor = basic_phys_accessor<cpu_phys>;
+/// The accessor for this process's virtual memory: the window is the identity (build it as
+/// `virt_accessor{p, virt_addr{uintptr_t(p)}, n}`), so it checks bounds and nothing else.
+using virt_accessor = basic_phys_accessor<cpu_virt>;
 
 }  // namespace phyr

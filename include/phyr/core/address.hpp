@@ -88,6 +88,8 @@ class address {
 };
 
 using phys_addr = address<cpu_phys>;
+/// A process-virtual address (`cpu_virt`): a pointer as a typed value.
+using virt_addr = address<cpu_virt>;
 template <class Bus>
 using dma_addr = address<dma_space<Bus>>;
 

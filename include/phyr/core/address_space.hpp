@@ -7,8 +7,19 @@
 ///
 /// A space is a tag type that opts in with `using address_space_concept = address_space_tag;`
 /// (stdexec's receiver_concept idea), so an unrelated type never matches by accident. The tag
-/// says whether the CPU may load/store through addresses of the space: only `cpu_phys` does;
-/// a DMA address is meaningful to one device only.
+/// says whether the CPU may load/store through addresses of the space, given a window where
+/// they are visible (`basic_phys_accessor`): `cpu_phys` (through a direct map or a BAR/devmem
+/// mmap) and `cpu_virt` (this process's own virtual memory, where the window is the identity:
+/// the address is the pointer) do; a DMA address is meaningful to one device only and never
+/// does.
+///
+/// Three kinds of space, three roles: `cpu_phys` lists come from pinning (pagemap) or from BAR
+/// windows and feed the mappers that program a translation themselves (identity, bus offset,
+/// IOMMU model, P2P); `cpu_virt` lists are what a user-space driver holds (buffers, iovecs) and
+/// feed back ends that pin and translate in the kernel (VFIO type1); `dma_space<Bus>` lists are
+/// what one device may use. A mapper names the space it takes as `source_space`
+/// (map/mapper.hpp), so a phys list handed to a virtual-address mapper, or the reverse, does
+/// not compile.
 #pragma once
 
 #include <concepts>
@@ -51,6 +62,16 @@ struct cpu_phys {
   using address_space_concept = address_space_tag;
   static constexpr bool cpu_accessible = true;
   static constexpr const char* name = "phys";
+};
+
+/// The virtual address space of the current process (user space: what `mmap`/`malloc` return).
+/// The CPU accesses it directly, so it is `cpu_accessible`; it says nothing about where the
+/// bytes are physically or whether they are resident (pinning or a VFIO map finds out). An
+/// address of another process, or a kernel virtual address, is not in this space.
+struct cpu_virt {
+  using address_space_concept = address_space_tag;
+  static constexpr bool cpu_accessible = true;
+  static constexpr const char* name = "virt";
 };
 
 /// The DMA (bus) address space of the device or bus `Bus`. `Bus` is any user type; two

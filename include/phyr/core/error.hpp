@@ -7,8 +7,15 @@
 /// `result` is spelled like `std::expected<T, errc>` so it can become one under C++23. The
 /// difference: `value()` on an error asserts instead of throwing (no exceptions under include/).
 /// There is no `ok` enumerator, so "success reported as an error" cannot be written.
+///
+/// OS back ends that must keep what the kernel said (os/linux/vfio) return
+/// `result<T, sys_error>`: the `errc` plus the errno and the name of the failing call. Everyone
+/// else keeps `result<T>` (= `result<T, errc>`), whose size does not change; a `sys_error`
+/// converts to a plain `result<U>` error (the errno is dropped), so
+/// `if (!r) return r.error();` works across the two.
 #pragma once
 
+#include <concepts>
 #include <cstdint>
 #include <new>
 #include <type_traits>
@@ -64,31 +71,61 @@ enum class errc : std::uint8_t {
   return "unknown";
 }
 
+/// An `errc` with what the OS said: the errno of the failing system call (0 when the failure
+/// is phyr's own check, not a system call) and a static name for that call (an ioctl name such
+/// as "VFIO_IOMMU_MAP_DMA", or null). The error type of `result<T, sys_error>`.
+struct sys_error {
+  errc code{};
+  int sys_errno = 0;
+  const char* op = nullptr;
+
+  constexpr sys_error() noexcept = default;
+  /// phyr's own checks (no system call involved): implicit, so `return errc::x;` works.
+  constexpr sys_error(errc c) noexcept : code(c) {}  // NOLINT(google-explicit-constructor)
+  constexpr sys_error(errc c, int e, const char* o) noexcept : code(c), sys_errno(e), op(o) {}
+
+  friend constexpr bool operator==(const sys_error& a, errc b) noexcept { return a.code == b; }
+  friend constexpr bool operator==(const sys_error&, const sys_error&) noexcept = default;
+};
+
+namespace detail {
+[[nodiscard]] constexpr errc error_code_of(errc e) noexcept { return e; }
+[[nodiscard]] constexpr errc error_code_of(const sys_error& e) noexcept { return e.code; }
+
+/// The error types `result` carries: `errc`, or a richer trivially copyable value that names
+/// its `errc` (found by `error_code_of`) and can be built from one.
+template <class E>
+concept result_error = std::is_trivially_copyable_v<E> && std::is_constructible_v<E, errc> &&
+                       requires(const E& e) {
+                         { error_code_of(e) } -> std::same_as<errc>;
+                       };
+}  // namespace detail
+
 namespace detail {
 // Two storages so result<T> of a trivially destructible T stays trivially destructible and
 // copyable (returned in registers, usable in constant expressions); clang 14 lacks P0848
 // conditionally-trivial destructors, hence the base-class split.
-template <class T, bool = std::is_trivially_destructible_v<T>>
+template <class T, class E, bool = std::is_trivially_destructible_v<T>>
 struct result_storage {
   union {
     T val_;
-    errc err_;
+    E err_;
   };
   bool has_;
-  constexpr result_storage(errc e) noexcept : err_(e), has_(false) {}
+  constexpr result_storage(E e) noexcept : err_(e), has_(false) {}
   template <class... A>
   constexpr result_storage(std::in_place_t, A&&... a) noexcept
       : val_(std::forward<A>(a)...), has_(true) {}
 };
 
-template <class T>
-struct result_storage<T, false> {
+template <class T, class E>
+struct result_storage<T, E, false> {
   union {
     T val_;
-    errc err_;
+    E err_;
   };
   bool has_;
-  constexpr result_storage(errc e) noexcept : err_(e), has_(false) {}
+  constexpr result_storage(E e) noexcept : err_(e), has_(false) {}
   template <class... A>
   constexpr result_storage(std::in_place_t, A&&... a) noexcept
       : val_(std::forward<A>(a)...), has_(true) {}
@@ -110,16 +147,30 @@ struct result_storage<T, false> {
 };
 }  // namespace detail
 
-/// T or an errc. T must be nothrow move constructible (every phyr type is).
-template <class T>
-class [[nodiscard]] result : private detail::result_storage<T> {
-  using base = detail::result_storage<T>;
+/// T or an error (an `errc` unless said otherwise). T must be nothrow move constructible
+/// (every phyr type is).
+template <class T, class E = errc>
+class [[nodiscard]] result : private detail::result_storage<T, E> {
+  using base = detail::result_storage<T, E>;
   static_assert(std::is_nothrow_move_constructible_v<T>);
   static_assert(!std::is_reference_v<T>, "result<T&> is not supported; return a pointer");
+  static_assert(detail::result_error<E>);
 
  public:
   using value_type = T;
-  constexpr result(errc e) noexcept : base(e) { PHYR_ASSERT(e != errc{}, "errc{} is not an error"); }
+  using error_type = E;
+  constexpr result(E e) noexcept : base(e) {
+    PHYR_ASSERT(detail::error_code_of(e) != errc{}, "errc{} is not an error");
+  }
+  /// A plain errc into a richer error type (no system call involved).
+  constexpr result(errc e) noexcept
+    requires(!std::same_as<E, errc>)
+      : result(E{e}) {}
+  /// A richer error into a plain `result<T>`: keeps the errc, drops the rest.
+  template <class E2>
+    requires(std::same_as<E, errc> && !std::same_as<E2, errc> && detail::result_error<E2>)
+  constexpr result(const E2& e) noexcept  // NOLINT(google-explicit-constructor)
+      : result(detail::error_code_of(e)) {}
   constexpr result(const T& v) noexcept
     requires std::is_copy_constructible_v<T>
       : base(std::in_place, v) {}
@@ -131,7 +182,7 @@ class [[nodiscard]] result : private detail::result_storage<T> {
   [[nodiscard]] constexpr bool has_value() const noexcept { return this->has_; }
   constexpr explicit operator bool() const noexcept { return this->has_; }
 
-  [[nodiscard]] constexpr errc error() const noexcept {
+  [[nodiscard]] constexpr E error() const noexcept {
     PHYR_ASSERT(!this->has_, "result::error() on a value");
     return this->err_;
   }
@@ -161,33 +212,48 @@ class [[nodiscard]] result : private detail::result_storage<T> {
   }
 };
 
-/// Success-or-errc for operations that produce nothing.
-template <>
-class [[nodiscard]] result<void> {
+/// Success-or-error for operations that produce nothing.
+template <class E>
+class [[nodiscard]] result<void, E> {
+  static_assert(detail::result_error<E>);
+
  public:
   using value_type = void;
+  using error_type = E;
   constexpr result() noexcept = default;
-  constexpr result(errc e) noexcept : err_(e) {
-    PHYR_ASSERT(e != errc{}, "errc{} is not an error");
+  constexpr result(E e) noexcept : err_(e) {
+    PHYR_ASSERT(detail::error_code_of(e) != errc{}, "errc{} is not an error");
   }
-  [[nodiscard]] constexpr bool has_value() const noexcept { return err_ == errc{}; }
+  constexpr result(errc e) noexcept
+    requires(!std::same_as<E, errc>)
+      : result(E{e}) {}
+  template <class E2>
+    requires(std::same_as<E, errc> && !std::same_as<E2, errc> && detail::result_error<E2>)
+  constexpr result(const E2& e) noexcept  // NOLINT(google-explicit-constructor)
+      : result(detail::error_code_of(e)) {}
+  [[nodiscard]] constexpr bool has_value() const noexcept {
+    return detail::error_code_of(err_) == errc{};
+  }
   constexpr explicit operator bool() const noexcept { return has_value(); }
-  [[nodiscard]] constexpr errc error() const noexcept {
+  [[nodiscard]] constexpr E error() const noexcept {
     PHYR_ASSERT(!has_value(), "result::error() on a value");
     return err_;
   }
   constexpr void value() const noexcept { PHYR_ASSERT(has_value(), "result::value() on an error"); }
 
  private:
-  errc err_{};
+  E err_{};
 };
 
 /// Tests and examples only: unwrap or assert (Serenity's MUST). Library code never calls it.
-template <class T>
-[[nodiscard]] constexpr T must(result<T>&& r) noexcept {
+template <class T, class E>
+[[nodiscard]] constexpr T must(result<T, E>&& r) noexcept {
   PHYR_ASSERT(r.has_value(), "phyr::must on an error");
   return std::move(*r);
 }
-constexpr void must(result<void> r) noexcept { PHYR_ASSERT(r.has_value(), "phyr::must on an error"); }
+template <class E>
+constexpr void must(result<void, E> r) noexcept {
+  PHYR_ASSERT(r.has_value(), "phyr::must on an error");
+}
 
 }  // namespace phyr

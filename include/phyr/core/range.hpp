@@ -160,8 +160,18 @@ class range {
 static_assert(sizeof(range<cpu_phys>) == 16);
 
 using phys_range = range<cpu_phys>;
+/// A range of this process's virtual memory (a buffer), e.g. for the VFIO mapper.
+using virt_range = range<cpu_virt>;
 template <class Bus>
 using dma_range = range<dma_space<Bus>>;
+
+/// The virtual range of `n` bytes at `p` in this process: invalid_argument for n == 0 (or a
+/// null `p`), overflow when it would wrap past 2^64.
+[[nodiscard]] inline result<virt_range> virt_range_of(const void* p, std::uint64_t n,
+                                                      range_flags f = range_flags::none) noexcept {
+  if (p == nullptr) return errc::invalid_argument;
+  return virt_range::create(virt_addr{reinterpret_cast<std::uintptr_t>(p)}, n, f);
+}
 
 template <class R>
 inline constexpr bool is_range_v = false;

@@ -143,6 +143,7 @@ template <class Bus>
 class identity_mapper {
  public:
   using mapper_concept = dma_mapper_tag;
+  using source_space = cpu_phys;
   using bus_type = Bus;
   using space_type = dma_space<Bus>;
   using mapping = identity_mapping<Bus>;

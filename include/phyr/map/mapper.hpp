@@ -1,16 +1,22 @@
-/// The `dma_mapper` concept: how a list of CPU physical ranges becomes a list of DMA ranges
-/// that one device (one `Bus`) can use, and how that is undone.
+/// The `dma_mapper` concept: how a list of CPU ranges becomes a list of DMA ranges that one
+/// device (one `Bus`) can use, and how that is undone.
 ///
 ///   struct nvme0 {};
-///   phyr::identity_mapper<nvme0> m;        // any phyr::dma_mapper
+///   phyr::identity_mapper<nvme0> m;        // a phyr::phys_dma_mapper
 ///   auto mp = m.try_map(cpu_list, phyr::dma_direction::to_device);
 ///   if (!mp) return mp.error();            // not_addressable, out_of_memory, ...
 ///   for (phyr::dma_range<nvme0> r : *mp) program_descriptor(r.addr().value(), r.len());
 ///   phyr::must(m.unmap(std::move(*mp)));   // foreign_mapping if not ours
 ///
 /// A mapper is instantiated per bus, so its output lives in `dma_space<Bus>` and cannot be
-/// handed to a device on another bus, nor mapped again (try_map takes only `phys_range` lists).
-/// Mappers are the only sanctioned place where a physical address becomes a DMA address.
+/// handed to a device on another bus, nor mapped again. A mapper also names the space it takes,
+/// `source_space`: `cpu_phys` for the mappers that program a translation from physical
+/// addresses (identity, bus offset, IOMMU model, P2P, scatterlist bridge), `cpu_virt` for back
+/// ends that pin and translate process memory themselves (VFIO type1). `try_map` exists only
+/// for lists of that space, so a phys list handed to a virtual-address mapper, or a virtual
+/// list to a physical one, does not compile (generic code asks for `phys_dma_mapper` or
+/// `virt_dma_mapper`). Mappers are the only sanctioned place where a CPU address becomes a DMA
+/// address.
 ///
 /// What a mapping costs is the mapper's business, following Gunthorpe's 2022 sketch: without an
 /// IOMMU it may alias the CPU list (no allocation at all), an IOMMU may return one entry for the
@@ -122,6 +128,14 @@ concept mapper_names_its_types =
         "(= phyr::dma_space<bus_type>) and `mapping`",
         M>();
 
+template <class M>
+concept mapper_names_its_source =
+    (requires { typename M::source_space; } && cpu_accessible_space<typename M::source_space>) ||
+    mapper_unsatisfied<
+        "dma_mapper: the type must name the CPU space it maps as `source_space` "
+        "(phyr::cpu_phys or phyr::cpu_virt)",
+        M>();
+
 }  // namespace detail
 
 /// A type `Mp` is a DMA mapping of `Space` if:
@@ -140,8 +154,9 @@ concept dma_mapping = (address_space<Space> && std::is_nothrow_move_constructibl
 namespace detail {
 
 template <class M>
-concept mapper_maps = requires(M& m, const range_list<phys_range>& list,
-                               range_list_view<phys_range> view, dma_direction dir) {
+concept mapper_maps = requires(M& m, const range_list<range<typename M::source_space>>& list,
+                               range_list_view<range<typename M::source_space>> view,
+                               dma_direction dir) {
   { m.try_map(list, dir) }
   noexcept->std::same_as<result<typename M::mapping>>;
   { m.try_map(view, dir) }
@@ -149,8 +164,8 @@ concept mapper_maps = requires(M& m, const range_list<phys_range>& list,
 }
 || unsatisfied<
        "dma_mapper: needs noexcept `result<mapping> try_map(const "
-       "range_list<phys_range>&, dma_direction)` and the same for "
-       "range_list_view<phys_range>",
+       "range_list<range<source_space>>&, dma_direction)` and the same for "
+       "range_list_view<range<source_space>>",
        M>();
 
 template <class M>
@@ -170,11 +185,12 @@ concept mapper_output_is_mapping = dma_mapping<typename M::mapping, typename M::
 /// A type `M` is a DMA mapper if:
 ///  1. it opts in with `using mapper_concept = phyr::dma_mapper_tag;`;
 ///  2. it names `bus_type`, `space_type` (= `dma_space<bus_type>`) and `mapping`;
-///  3. `mapping` is a `dma_mapping` of `space_type`;
-///  4. `m.try_map(list_or_view, dir)` is noexcept and returns `result<mapping>` for both a
-///     `const range_list<phys_range>&` and a `range_list_view<phys_range>` (real mappers take
-///     any allocator);
-///  5. `m.unmap(std::move(mapping))` is noexcept and returns `result<void>`; a mapping this
+///  3. it names `source_space`, a CPU-accessible space (`cpu_phys` or `cpu_virt`);
+///  4. `mapping` is a `dma_mapping` of `space_type`;
+///  5. `m.try_map(list_or_view, dir)` is noexcept and returns `result<mapping>` for both a
+///     `const range_list<range<source_space>>&` and a `range_list_view<range<source_space>>`
+///     (real mappers take any allocator), and for lists of no other space;
+///  6. `m.unmap(std::move(mapping))` is noexcept and returns `result<void>`; a mapping this
 ///     mapper did not make, or already unmapped, gives `errc::foreign_mapping` and is left as is.
 /// It does not check thread safety or what a mapping borrows; each mapper documents both.
 /// Conventions every phyr mapper follows: an empty list, or a direction that is not one of the
@@ -182,7 +198,27 @@ concept mapper_output_is_mapping = dma_mapping<typename M::mapping, typename M::
 /// `errc::not_addressable`; a failed map changes nothing and leaks nothing.
 template <class M>
 concept dma_mapper = detail::mapper_opted_in<M> && detail::mapper_names_its_types<M> &&
-    detail::mapper_output_is_mapping<M> && detail::mapper_maps<M> && detail::mapper_unmaps<M>;
+    detail::mapper_names_its_source<M> && detail::mapper_output_is_mapping<M> &&
+    detail::mapper_maps<M> && detail::mapper_unmaps<M>;
+
+/// A `dma_mapper` whose `source_space` is `Space`: generic code that hands the mapper lists of
+/// `Space` asks for this (or one of the two names below), never for plain `dma_mapper`.
+template <class M, class Space>
+concept dma_mapper_from =
+    dma_mapper<M> && (std::same_as<typename M::source_space, Space> ||
+                      detail::mapper_unsatisfied<
+                          "dma_mapper_from: the mapper takes lists of another address space "
+                          "(its `source_space`)",
+                          M, Space>());
+
+/// Maps `range_list<phys_range>`: identity, bus offset, IOMMU model, P2P, scatterlist bridge.
+template <class M>
+concept phys_dma_mapper = dma_mapper_from<M, cpu_phys>;
+
+/// Maps `range_list<virt_range>` (process memory): back ends that pin and translate in the
+/// kernel, such as the VFIO type1 mapper of os/linux/vfio.
+template <class M>
+concept virt_dma_mapper = dma_mapper_from<M, cpu_virt>;
 
 namespace detail {
 
@@ -278,5 +314,8 @@ class owned_dma_list {
 /// The mapping type of mapper `M`.
 template <dma_mapper M>
 using mapping_t = typename M::mapping;
+/// The CPU space mapper `M` takes lists of.
+template <dma_mapper M>
+using mapper_source_space_t = typename M::source_space;
 
 }  // namespace phyr

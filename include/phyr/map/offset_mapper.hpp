@@ -84,6 +84,7 @@ class offset_mapper {
 
  public:
   using mapper_concept = dma_mapper_tag;
+  using source_space = cpu_phys;
   using bus_type = Bus;
   using space_type = dma_space<Bus>;
   using mapping = offset_mapping<Bus, Alloc>;

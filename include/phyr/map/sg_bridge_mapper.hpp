@@ -99,6 +99,7 @@ template <class Bus, legacy_map_sg MapSg, legacy_unmap_sg UnmapSg = no_unmap_sg,
 class sg_bridge_mapper {
  public:
   using mapper_concept = dma_mapper_tag;
+  using source_space = cpu_phys;
   using bus_type = Bus;
   using space_type = dma_space<Bus>;
   using mapping = sg_bridge_mapping<Bus, Alloc>;

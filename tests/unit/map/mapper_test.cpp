@@ -34,6 +34,7 @@ struct toy_mapping {
 };
 struct toy_mapper {
   using mapper_concept = dma_mapper_tag;
+  using source_space = cpu_phys;
   using bus_type = bus_a;
   using space_type = dma_space<bus_a>;
   using mapping = toy_mapping;
@@ -95,8 +96,8 @@ concept can_append = requires(L& l, const R& r) {
   l.try_append(r);
 };
 
-// Generic driver code: map, walk, unmap, with any mapper.
-template <dma_mapper M>
+// Generic driver code: map, walk, unmap, with any mapper of physical lists.
+template <phys_dma_mapper M>
 result<std::uint64_t> map_walk_unmap(M& m, const range_list<phys_range>& cpu) {
   auto mp = m.try_map(cpu, dma_direction::to_device);
   if (!mp) return mp.error();

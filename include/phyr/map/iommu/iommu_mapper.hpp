@@ -114,6 +114,7 @@ template <class Bus, segment_allocator Alloc = default_allocator>
 class iommu_mapper {
  public:
   using mapper_concept = dma_mapper_tag;
+  using source_space = cpu_phys;
   using bus_type = Bus;
   using space_type = dma_space<Bus>;
   using mapping = iommu_mapping<Bus, Alloc>;

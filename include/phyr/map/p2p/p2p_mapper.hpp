@@ -133,7 +133,7 @@ class p2p_decision_memo {
 
 }  // namespace detail
 
-template <class Bus, dma_mapper Inner, class Registry = p2p_registry<>,
+template <class Bus, phys_dma_mapper Inner, class Registry = p2p_registry<>,
           class Topology = pci_topology<>, segment_allocator Alloc = default_allocator>
 class p2p_mapper {
   static_assert(std::is_same_v<typename Inner::bus_type, Bus>,
@@ -143,6 +143,7 @@ class p2p_mapper {
 
  public:
   using mapper_concept = dma_mapper_tag;
+  using source_space = cpu_phys;
   using bus_type = Bus;
   using space_type = dma_space<Bus>;
   using inner_type = Inner;

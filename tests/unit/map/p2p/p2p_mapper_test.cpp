@@ -38,6 +38,7 @@ constexpr std::uint64_t KiB = 1024, MiB = 1024 * KiB;
 class fake_iommu {
  public:
   using mapper_concept = phyr::dma_mapper_tag;
+  using source_space = phyr::cpu_phys;
   using bus_type = nvme_bus;
   using space_type = phyr::dma_space<nvme_bus>;
 
