@@ -1,7 +1,7 @@
 // A process-virtual list never goes to a mapper of physical lists: the IOMMU model would
 // program virtual addresses as if they were physical.
 #include <phyr/container/range_list.hpp>
-#include <phyr/map/iommu.hpp>
+#include <phyr/map/iommu/iommu_mapper.hpp>
 
 struct gpu {};
 

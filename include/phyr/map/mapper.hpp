@@ -131,7 +131,7 @@ concept mapper_names_its_types =
 template <class M>
 concept mapper_names_its_source =
     (requires { typename M::source_space; } && cpu_accessible_space<typename M::source_space>) ||
-    mapper_unsatisfied<
+    unsatisfied<
         "dma_mapper: the type must name the CPU space it maps as `source_space` "
         "(phyr::cpu_phys or phyr::cpu_virt)",
         M>();
@@ -206,7 +206,7 @@ concept dma_mapper = detail::mapper_opted_in<M> && detail::mapper_names_its_type
 template <class M, class Space>
 concept dma_mapper_from =
     dma_mapper<M> && (std::same_as<typename M::source_space, Space> ||
-                      detail::mapper_unsatisfied<
+                      detail::unsatisfied<
                           "dma_mapper_from: the mapper takes lists of another address space "
                           "(its `source_space`)",
                           M, Space>());

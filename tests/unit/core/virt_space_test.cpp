@@ -11,7 +11,7 @@
 #include <phyr/core/error.hpp>
 #include <phyr/core/range.hpp>
 #include <phyr/map/identity_mapper.hpp>
-#include <phyr/map/iommu.hpp>
+#include <phyr/map/iommu/iommu_mapper.hpp>
 #include <phyr/map/mapper.hpp>
 #include <phyr/map/offset_mapper.hpp>
 #include <type_traits>
