@@ -44,6 +44,7 @@ enum class errc : std::uint8_t {
   io_error,            ///< an OS read/write failed
   parse_error,         ///< malformed text from sysfs/procfs
   not_supported,       ///< operation not available here
+  busy,                ///< the OS holds the resource for someone else (EBUSY)
 };
 
 /// Stable, allocation-free names for logs (`phyr/fmt.hpp` prints them).
@@ -67,6 +68,7 @@ enum class errc : std::uint8_t {
     case errc::io_error: return "io_error";
     case errc::parse_error: return "parse_error";
     case errc::not_supported: return "not_supported";
+    case errc::busy: return "busy";
   }
   return "unknown";
 }

@@ -153,14 +153,23 @@ concept dma_mapping = (address_space<Space> && std::is_nothrow_move_constructibl
 
 namespace detail {
 
+template <class R, class T>
+inline constexpr bool is_result_of_v = false;
+template <class T, class E>
+inline constexpr bool is_result_of_v<result<T, E>, T> = true;
+
+/// `result<T>` or `result<T, E>` with a richer error (an OS back end's `sys_error`).
+template <class R, class T>
+concept result_of = is_result_of_v<R, T>;
+
 template <class M>
 concept mapper_maps = requires(M& m, const range_list<range<typename M::source_space>>& list,
                                range_list_view<range<typename M::source_space>> view,
                                dma_direction dir) {
   { m.try_map(list, dir) }
-  noexcept->std::same_as<result<typename M::mapping>>;
+  noexcept->result_of<typename M::mapping>;
   { m.try_map(view, dir) }
-  noexcept->std::same_as<result<typename M::mapping>>;
+  noexcept->result_of<typename M::mapping>;
 }
 || unsatisfied<
        "dma_mapper: needs noexcept `result<mapping> try_map(const "
@@ -171,7 +180,7 @@ concept mapper_maps = requires(M& m, const range_list<range<typename M::source_s
 template <class M>
 concept mapper_unmaps = requires(M& m, typename M::mapping& mp) {
   { m.unmap(std::move(mp)) }
-  noexcept->std::same_as<result<void>>;
+  noexcept->result_of<void>;
 }
 || unsatisfied<"dma_mapper: needs noexcept `result<void> unmap(mapping&&)`", M>();
 
@@ -192,6 +201,8 @@ concept mapper_output_is_mapping = dma_mapping<typename M::mapping, typename M::
 ///     (real mappers take any allocator), and for lists of no other space;
 ///  6. `m.unmap(std::move(mapping))` is noexcept and returns `result<void>`; a mapping this
 ///     mapper did not make, or already unmapped, gives `errc::foreign_mapping` and is left as is.
+/// In 5 and 6 the result may carry a richer error than `errc` (`result<mapping, sys_error>`
+/// for an OS back end that keeps the errno); `if (!r) return r.error();` works either way.
 /// It does not check thread safety or what a mapping borrows; each mapper documents both.
 /// Conventions every phyr mapper follows: an empty list, or a direction that is not one of the
 /// three enumerators, is `errc::invalid_argument`; an address above the device's DMA mask is
