@@ -123,6 +123,9 @@ class kernel {
     ops_.pwrite = [](void* k, int fd, const void* b, std::size_t n, std::uint64_t off) noexcept {
       return self(k).do_pwrite(fd, b, n, off);
     };
+    ops_.readlink = [](void* k, const char* p, char* b, std::size_t n) noexcept {
+      return self(k).do_readlink(p, b, n);
+    };
   }
   kernel(const kernel&) = delete;
   kernel& operator=(const kernel&) = delete;
@@ -529,6 +532,26 @@ class kernel {
     std::lock_guard lk(mu_);
     if (enter({"pwrite", fd, n, off}, true)) return ret(-fail_errno);
     return ret(config_access(fd, nullptr, buf, n, off));
+  }
+
+  // sysfs: /sys/bus/pci/devices/<name>/iommu_group -> ../../../kernel/iommu_groups/<no>
+  long do_readlink(const char* path, char* buf, std::size_t n) {
+    std::lock_guard lk(mu_);
+    if (enter({std::string{"readlink:"} + path}, true)) return ret(-fail_errno);
+    const std::string p{path};
+    const std::string prefix = "/sys/bus/pci/devices/", suffix = "/iommu_group";
+    if (p.rfind(prefix, 0) != 0 || p.size() <= prefix.size() + suffix.size() ||
+        p.compare(p.size() - suffix.size(), suffix.size(), suffix) != 0)
+      return ret(-ENOENT);
+    const std::string dev = p.substr(prefix.size(), p.size() - prefix.size() - suffix.size());
+    for (const auto& [no, g] : groups) {
+      if (g.devices.count(dev) == 0) continue;
+      const std::string link = "../../../kernel/iommu_groups/" + std::to_string(no);
+      const std::size_t len = link.size() < n ? link.size() : n;
+      std::memcpy(buf, link.data(), len);
+      return ret(static_cast<long>(len));
+    }
+    return ret(-ENOENT);
   }
 
   int new_fd(fd_obj o) {

@@ -197,10 +197,48 @@ TEST_CASE("vfio: a second group joins the IOMMU context of the first without res
   REQUIRE(g13);
   CHECK(r.c->groups() == 2);
   CHECK(r.k.count("VFIO_SET_IOMMU") == 1);
-  CHECK(r.k.count("VFIO_IOMMU_GET_INFO") == 1);
+  CHECK(r.k.count("VFIO_IOMMU_GET_INFO") == 2);  // asked again: the windows may have narrowed
   r.g.reset();  // not the last group: the IOMMU stays
   CHECK(r.c->has_iommu());
   CHECK(r.k.iommu_set());
+}
+
+TEST_CASE("vfio: a group attached later that narrows the windows is seen by the container",
+          "[vfio]") {
+  rig r;
+  r.k.groups[13].devices["0000:00:05.0"] = {};
+  r.open();
+  CHECK(r.c->iommu().windows().size() == 2);
+  r.k.iova_ranges = {{0, vfio_fake::msi_first - 1}, {vfio_fake::msi_last + 1, 0xefffffffff}};
+  auto g13 = r.c->try_attach_group(13);
+  REQUIRE(g13);
+  CHECK(r.c->iommu().windows()[1].last == 0xefffffffff);
+  // A failing GET_INFO on a later attach detaches that group and keeps what the container knew.
+  r.k.groups[14].devices["0000:00:06.0"] = {};
+  r.k.iova_ranges = {{0x1000, 0x1fff}};
+  r.k.fail_at = r.k.failable_calls + 4;  // open, GET_STATUS, SET_CONTAINER, GET_INFO
+  auto g14 = r.c->try_attach_group(14);
+  REQUIRE_FALSE(g14);
+  CHECK(g14.error().op == std::string{"VFIO_IOMMU_GET_INFO"});
+  CHECK(r.c->iommu().windows()[1].last == 0xefffffffff);
+  CHECK(r.c->groups() == 2);
+  r.k.fail_at = 0;
+}
+
+TEST_CASE("vfio: try_iommu_group_of reads the group number from sysfs", "[vfio]") {
+  kernel k;
+  k.groups[3].devices["0000:03:00.0"] = {};
+  auto g = vfio::try_iommu_group_of("0000:00:04.0", k.ops());
+  REQUIRE(g);
+  CHECK(*g == 12);
+  CHECK(*vfio::try_iommu_group_of("0000:03:00.0", k.ops()) == 3);
+  auto none = vfio::try_iommu_group_of("0000:09:00.0", k.ops());
+  REQUIRE_FALSE(none);
+  CHECK(none.error() == errc::not_found);
+  CHECK(none.error().sys_errno == ENOENT);
+  CHECK(vfio::try_iommu_group_of("", k.ops()).error() == errc::invalid_argument);
+  // The real sysfs of this host: a device that does not exist.
+  CHECK(vfio::try_iommu_group_of("ffff:ff:1f.7").error() == errc::not_found);
 }
 
 // ---- device ---------------------------------------------------------------------------------------

@@ -10,8 +10,11 @@
 /// The sequence is the kernel's (Documentation/driver-api/vfio.rst): open the container, check
 /// VFIO_GET_API_VERSION == VFIO_API_VERSION and VFIO_CHECK_EXTENSION(VFIO_TYPE1v2_IOMMU); open
 /// the group, require VFIO_GROUP_FLAGS_VIABLE (every device of the IOMMU group bound to
-/// vfio-pci or to no driver), VFIO_GROUP_SET_CONTAINER; for the first group VFIO_SET_IOMMU
-/// then VFIO_IOMMU_GET_INFO with its capability chain.
+/// vfio-pci or to no driver), VFIO_GROUP_SET_CONTAINER; for the first group VFIO_SET_IOMMU;
+/// then, after every attach, VFIO_IOMMU_GET_INFO with its capability chain (a group's reserved
+/// regions narrow the usable IOVA windows, so attach every group before making mappers: a
+/// mapper takes its window when it is constructed). `try_iommu_group_of("0000:00:04.0")`
+/// finds a device's group number through sysfs.
 /// A failed attach closes the group fd, which detaches it again: the container is as before.
 ///
 /// Lifetimes (RAII everywhere; checked by a user count):
@@ -33,6 +36,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <utility>
 
 #include <phyr/config.hpp>
@@ -201,6 +205,32 @@ class group {
   unsigned no_ = 0;
 };
 
+/// The IOMMU group number of PCI device `bdf` ("DDDD:BB:DD.F"): the last component of the
+/// /sys/bus/pci/devices/<bdf>/iommu_group link. Errors: invalid_argument (empty or overlong
+/// name), not_found (no such device, or no IOMMU group: the IOMMU is off), parse_error (a link
+/// that does not end in a number).
+[[nodiscard]] inline result<unsigned, sys_error> try_iommu_group_of(
+    const char* bdf, const sys_ops& sys = linux_sys()) noexcept {
+  if (bdf == nullptr || *bdf == '\0' || std::strlen(bdf) > 64)
+    return sys_error{errc::invalid_argument, 0, "iommu_group: device name"};
+  char path[128];
+  std::snprintf(path, sizeof path, "/sys/bus/pci/devices/%s/iommu_group", bdf);
+  char link[256];
+  const long n = sys.readlink(sys.ctx, path, link, sizeof link - 1);
+  if (n < 0) return failed_call(n, "readlink(/sys/bus/pci/devices/<bdf>/iommu_group)");
+  link[n] = '\0';
+  const char* last = link;
+  for (const char* p = link; *p != '\0'; ++p)
+    if (*p == '/') last = p + 1;
+  if (*last == '\0') return sys_error{errc::parse_error, 0, "iommu_group link"};
+  unsigned v = 0;
+  for (const char* p = last; *p != '\0'; ++p) {
+    if (*p < '0' || *p > '9' || v > 100000000u) return sys_error{errc::parse_error, 0, "iommu_group link"};
+    v = v * 10 + static_cast<unsigned>(*p - '0');
+  }
+  return v;
+}
+
 inline result<group, sys_error> container::try_attach_group(unsigned group_no) noexcept {
   char path[32];
   std::snprintf(path, sizeof path, "/dev/vfio/%u", group_no);
@@ -217,18 +247,19 @@ inline result<group, sys_error> container::try_attach_group(unsigned group_no) n
   if (auto r = fd->ioctl(VFIO_GROUP_SET_CONTAINER, &cfd, "VFIO_GROUP_SET_CONTAINER"); !r)
     return r.error();
   if (!iommu_set_) {
-    // The first group: choose the IOMMU model and learn its geometry. On failure the group
-    // fd closes on return, detaching the group and (being the only one) resetting the
-    // container, so a later attach starts from scratch.
+    // The first group chooses the IOMMU model. On any failure from here on the group fd
+    // closes on return, detaching the group (and, for the only one, resetting the container),
+    // so a later attach starts from where this one did.
     if (auto r = fd_.ioctl(VFIO_SET_IOMMU, reinterpret_cast<void*>(std::uintptr_t{VFIO_TYPE1v2_IOMMU}),
                            "VFIO_SET_IOMMU");
         !r)
       return r.error();
-    auto info = query_iommu();
-    if (!info) return info.error();
-    info_ = *info;
-    iommu_set_ = true;
   }
+  // Asked after every attach: a new group's reserved regions can narrow the usable windows.
+  auto info = query_iommu();
+  if (!info) return info.error();
+  info_ = *info;
+  iommu_set_ = true;
   return group{*this, std::move(*fd), group_no};
 }
 

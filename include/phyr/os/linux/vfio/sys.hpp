@@ -1,5 +1,5 @@
-/// The system-call seam of the VFIO back end: every open/close/ioctl/mmap/munmap/pread/pwrite
-/// the VFIO objects make goes through one `vfio::sys_ops` table.
+/// The system-call seam of the VFIO back end: every open/close/ioctl/mmap/munmap/pread/pwrite/
+/// readlink the VFIO objects make goes through one `vfio::sys_ops` table.
 ///
 ///   auto c = phyr::vfio::container::try_open();              // the real calls (linux_sys())
 ///   auto t = phyr::vfio::container::try_open(fake.ops());    // a recorded fake (unit tests)
@@ -42,6 +42,8 @@ struct sys_ops {
       nullptr;  ///< bytes read
   long (*pwrite)(void* ctx, int fd, const void* buf, std::size_t n,
                  std::uint64_t offset) noexcept = nullptr;  ///< bytes written
+  /// readlink(path, buf, n): bytes placed in buf (not NUL-terminated).
+  long (*readlink)(void* ctx, const char* path, char* buf, std::size_t n) noexcept = nullptr;
 };
 
 namespace detail {
@@ -93,6 +95,10 @@ inline long real_pwrite(void*, int fd, const void* buf, std::size_t n,
   } while (r < 0 && errno == EINTR);
   return r < 0 ? neg_errno() : static_cast<long>(r);
 }
+inline long real_readlink(void*, const char* path, char* buf, std::size_t n) noexcept {
+  const ssize_t r = ::readlink(path, buf, n);
+  return r < 0 ? neg_errno() : static_cast<long>(r);
+}
 }  // namespace detail
 
 /// The real system calls.
@@ -104,7 +110,8 @@ inline long real_pwrite(void*, int fd, const void* buf, std::size_t n,
                                &detail::real_mmap,
                                &detail::real_munmap,
                                &detail::real_pread,
-                               &detail::real_pwrite};
+                               &detail::real_pwrite,
+                               &detail::real_readlink};
   return ops;
 }
 
