@@ -305,14 +305,16 @@ class kernel {
       if (report_iova_ranges) {
         std::vector<std::byte> cap(sizeof(vfio_iommu_type1_info_cap_iova_range) +
                                    iova_ranges.size() * sizeof(vfio_iova_range));
-        vfio_iommu_type1_info_cap_iova_range h{};
-        h.header.id = VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE;
-        h.header.version = 1;
-        h.nr_iovas = static_cast<u32>(iova_ranges.size());
+        // Field by field: the struct ends in a flexible array, which C++ cannot value-init.
+        const vfio_info_cap_header h{VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE, 1, 0};
+        const u32 nr = static_cast<u32>(iova_ranges.size());
         std::memcpy(cap.data(), &h, sizeof h);
+        std::memcpy(cap.data() + offsetof(vfio_iommu_type1_info_cap_iova_range, nr_iovas), &nr,
+                    sizeof nr);
         for (std::size_t i = 0; i < iova_ranges.size(); ++i) {
           const vfio_iova_range r{iova_ranges[i].first, iova_ranges[i].second};
-          std::memcpy(cap.data() + sizeof h + i * sizeof r, &r, sizeof r);
+          std::memcpy(cap.data() + sizeof(vfio_iommu_type1_info_cap_iova_range) + i * sizeof r, &r,
+                      sizeof r);
         }
         starts.push_back(add(cap.data(), cap.size()));
       }

@@ -640,6 +640,55 @@ TEST_CASE("vfio_mapper: IOVAs stay under the DMA mask and inside the windows, ab
   CHECK(tiny.try_map(l, dma_direction::to_device).error() == errc::not_addressable);
 }
 
+TEST_CASE("vfio_mapper: mappers of one container claim disjoint IOVA windows and never collide",
+          "[vfio][mapper]") {
+  rig r;
+  r.open();
+  auto l = vlist({{va0, 4 * page}});
+  {
+    vfio_mapper<nvme0> a{*r.c};
+    vfio_mapper<nic0> b{*r.c};
+    REQUIRE(a.status());
+    REQUIRE(b.status());
+    CHECK(a.window() == vfio::iova_window{0xfef00000, (u64{1} << 39) - 1});  // the largest
+    CHECK(b.window() == vfio::iova_window{0x1000, 0xfedfffff});              // what is left
+    auto ma = a.try_map(l, dma_direction::to_device);
+    auto mb = b.try_map(l, dma_direction::to_device);
+    REQUIRE(ma);
+    REQUIRE(mb);  // with one window each, the two lowest-fit blocks would have been the same
+    CHECK(ma->chunks()[0].iova != mb->chunks()[0].iova);
+    CHECK(r.k.mappings().size() == 2);
+    // A third finds everything under its mask claimed.
+    vfio_mapper<nic0> c{*r.c};
+    CHECK(c.status().error() == errc::exhausted);
+  }
+  // Claims go back with their mappers.
+  vfio_mapper<nvme0> again{*r.c};
+  CHECK(again.window().first == 0xfef00000);
+  vfio_mapper<nic0> next{*r.c};
+  CHECK(next.window().first == 0x1000);
+}
+
+TEST_CASE("vfio_mapper: iova_bytes caps the claim to the lowest part of the free window",
+          "[vfio][mapper]") {
+  rig r;
+  r.open();
+  vfio_mapper<nvme0> a{*r.c, {.dma_bits = 64, .min_iova = 0, .iova_bytes = u64{1} << 30}};
+  CHECK(a.window() == vfio::iova_window{0xfef00000, 0xfef00000 + (u64{1} << 30) - 1});
+  vfio_mapper<nic0> b{*r.c};
+  CHECK(b.window() == vfio::iova_window{0xfef00000 + (u64{1} << 30), (u64{1} << 39) - 1});
+  vfio_mapper<nic0> c{*r.c, {.dma_bits = 32}};
+  CHECK(c.window() == vfio::iova_window{0x1000, 0xfedfffff});
+  auto l = vlist({{va0, 2 * page}});
+  auto ma = a.try_map(l, dma_direction::to_device);
+  auto mb = b.try_map(l, dma_direction::to_device);
+  auto mc = c.try_map(l, dma_direction::to_device);
+  REQUIRE(ma);
+  REQUIRE(mb);
+  REQUIRE(mc);
+  CHECK(r.k.mappings().size() == 3);
+}
+
 TEST_CASE("vfio_mapper: a container without a group cannot map", "[vfio][mapper]") {
   kernel k;
   auto c = vfio::container::try_open(k.ops());

@@ -33,6 +33,7 @@
 #include <linux/vfio.h>
 
 #include <atomic>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -116,6 +117,79 @@ class container {
   void add_mapper() noexcept { mappers_.fetch_add(1, std::memory_order_relaxed); }
   void drop_mapper() noexcept { mappers_.fetch_sub(1, std::memory_order_relaxed); }
 
+  /// At most this many IOVA windows claimed at once (one per mapper).
+  static constexpr std::size_t max_claims = 16;
+
+  /// Claims, for one mapper, the largest part of the usable IOVA windows that lies inside
+  /// [lo, hi], is not claimed by another mapper, and is whole granules (a power of two); at
+  /// most `max_bytes` of it (its lowest part) when that is not 0. All mappers of a container
+  /// share one IOMMU context, so disjoint claims are what keeps their IOVAs from colliding.
+  /// Errors: not_supported (no IOMMU yet), not_addressable (no usable IOVA in [lo, hi] at
+  /// all), exhausted (all of it claimed, or `max_claims` claims out). Not thread-safe (like
+  /// attaching groups: set mappers up from one thread).
+  [[nodiscard]] result<iova_window> try_claim_iova(std::uint64_t lo, std::uint64_t hi,
+                                                   std::uint64_t granule,
+                                                   std::uint64_t max_bytes) noexcept {
+    if (!iommu_set_) return errc::not_supported;
+    bool any = false;
+    iova_window best{};
+    std::uint64_t best_len = 0;  // in granules
+    const std::uint64_t gm = granule - 1;
+    for (const iova_window& w : info_.windows()) {
+      std::uint64_t a = w.first > lo ? w.first : lo;
+      const std::uint64_t b = w.last < hi ? w.last : hi;
+      if (a > b) continue;
+      any = true;
+      // Walk [a, b] around the claims (kept sorted and disjoint): each free piece is scored.
+      const unsigned shift = static_cast<unsigned>(std::countr_zero(granule));
+      auto score = [&](std::uint64_t x, std::uint64_t y) noexcept {  // whole granules of [x, y]
+        const std::uint64_t first = (x >> shift) + ((x & gm) != 0 ? 1 : 0);
+        const std::uint64_t stop = (y >> shift) + ((y & gm) == gm ? 1 : 0);
+        if (stop > first && stop - first > best_len) {
+          best_len = stop - first;
+          best = {first << shift, 0};
+        }
+      };
+      bool done = false;
+      for (std::size_t i = 0; i < nclaims_ && !done; ++i) {
+        const iova_window& c = claims_[i];
+        if (c.last < a) continue;
+        if (c.first > b) break;
+        if (c.first > a) score(a, c.first - 1);
+        if (c.last >= b) {
+          done = true;
+        } else {
+          a = c.last + 1;
+        }
+      }
+      if (!done) score(a, b);
+    }
+    if (!any) return errc::not_addressable;
+    if (best_len == 0 || nclaims_ == max_claims) return errc::exhausted;
+    std::uint64_t len = best_len;
+    if (max_bytes != 0 && (max_bytes >> std::countr_zero(granule)) < len)
+      len = max_bytes >> std::countr_zero(granule);
+    if (len == 0) return errc::invalid_argument;
+    best.last = best.first + ((len << std::countr_zero(granule)) - 1);
+    std::size_t pos = 0;
+    while (pos < nclaims_ && claims_[pos].first < best.first) ++pos;
+    for (std::size_t i = nclaims_; i > pos; --i) claims_[i] = claims_[i - 1];
+    claims_[pos] = best;
+    ++nclaims_;
+    return best;
+  }
+  /// Gives a claim back (the mapper that held it is gone).
+  void release_iova(const iova_window& w) noexcept {
+    for (std::size_t i = 0; i < nclaims_; ++i) {
+      if (claims_[i] == w) {
+        for (std::size_t j = i + 1; j < nclaims_; ++j) claims_[j - 1] = claims_[j];
+        --nclaims_;
+        return;
+      }
+    }
+    PHYR_ASSERT(false, "releasing an IOVA claim this container never made");
+  }
+
  private:
   friend class group;
   explicit container(owned_fd fd) noexcept : fd_(std::move(fd)) {}
@@ -153,6 +227,8 @@ class container {
   iommu_info info_{};
   unsigned groups_ = 0;
   bool iommu_set_ = false;
+  iova_window claims_[max_claims] = {};
+  std::size_t nclaims_ = 0;
   std::atomic<std::uint32_t> users_{0};
   std::atomic<std::uint32_t> mappers_{0};
 };

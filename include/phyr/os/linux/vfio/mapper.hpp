@@ -10,13 +10,16 @@
 ///   for (phyr::dma_range<nvme0> r : *mp) program_prp(r.addr().value(), r.len());
 ///   // ~vfio_mapping (or m.unmap(std::move(*mp))) issues one VFIO_IOMMU_UNMAP_DMA per chunk
 ///
-/// IOVA space: at construction the mapper takes the container's reported usable windows
-/// (VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE: the MSI window and other reserved regions are already
-/// cut out), clips each to [max(min_iova, one IOMMU page), the device's DMA mask], rounds it
-/// inward to the IOMMU's smallest page, and allocates inside the largest one with phyr's
-/// `iova_allocator` (size-aligned blocks, per-thread cache). One window, not all of them, is a
-/// simplification: on the usual x86 layout (below and above the MSI window) it leaves the
-/// lower 4 GiB unused by a 64-bit device, or the 1 MiB above the MSI window for a 32-bit one.
+/// IOVA space: at construction the mapper claims from the container one window: the largest
+/// part of the reported usable windows (VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE: the MSI window
+/// and other reserved regions are already cut out) inside [max(min_iova, one IOMMU page), the
+/// device's DMA mask], rounded inward to the IOMMU's smallest page, not claimed by another
+/// mapper of the container (at most `limits.iova_bytes` of it), and allocates in it with
+/// phyr's `iova_allocator` (size-aligned blocks, per-thread cache). The claim is given back
+/// when the mapper goes. Disjoint claims are what keep two mappers of one container (one IOMMU
+/// context) from handing out the same IOVA. One window per mapper is a simplification: on the
+/// usual x86 layout (below and above the MSI window) a lone 64-bit device leaves the lower
+/// 4 GiB unused, a 32-bit one the 17 MiB above the MSI window.
 ///
 /// Layout of a list (the iommu_mapper's, at IOMMU-page granularity): the list gets ONE IOVA
 /// block. Consecutive ranges whose boundary is page-aligned on both sides, or that are
@@ -36,13 +39,13 @@
 /// too (the kernel refusing to unmap what it just mapped), the IOVA block is quarantined
 /// (never reused) and counted in `stats().quarantined_blocks`.
 ///
-/// Lifetime (one model for this mapping, RAII): a `vfio_mapping` knows its mapper and unmaps
-/// exactly the chunks it mapped, exactly once: on `m.unmap(std::move(mp))` (which reports the
-/// first UNMAP_DMA error with its errno) or on destruction (errors counted in
-/// `stats().unmap_failures`). The mapper must outlive its mappings and the container its
-/// mappers (debug builds assert both; `stats().live_mappings` says how many are out). A
-/// failed unmap also quarantines the block: the kernel's state is unknown, so the IOVA is not
-/// handed out again.
+/// Lifetime (RAII): a `vfio_mapping` unmaps exactly the chunks it mapped, exactly once: on
+/// `m.unmap(std::move(mp))` (which reports the first UNMAP_DMA error with its errno) or on
+/// destruction (errors counted in `stats().unmap_failures`). It points to its mapper, because
+/// the IOVA allocator of the mapper's claimed window lives there: the mapper must outlive its
+/// mappings and the container its mappers (debug builds assert both; `stats().live_mappings`
+/// says how many are out), and the mapper does not move. A failed unmap also quarantines the
+/// block: the kernel's state is unknown, so the IOVA is not handed out again.
 ///
 /// Thread safety: any number of threads may map and unmap through one mapper given a
 /// thread-safe allocator (default_allocator is); the kernel serialises the container.
@@ -80,6 +83,10 @@ namespace phyr::inline v0 {
 struct vfio_mapper_limits {
   unsigned dma_bits = 64;      ///< the device's DMA mask width (1..64)
   std::uint64_t min_iova = 0;  ///< lowest IOVA to hand out; never below one IOMMU page
+  /// Most IOVA space this mapper claims from the container (0: the whole largest free part of
+  /// a usable window). Set it when several mappers share a container and the first should not
+  /// take a whole window.
+  std::uint64_t iova_bytes = 0;
 };
 
 struct vfio_mapper_stats {
@@ -185,6 +192,7 @@ class vfio_mapper {
   ~vfio_mapper() {
     PHYR_ASSERT(live_.load(std::memory_order_relaxed) == 0,
                 "vfio_mapper destroyed while its mappings are alive");
+    if (geo_.claimed) c_->release_iova(window());
     c_->drop_mapper();
     c_->drop_user();
   }
@@ -252,9 +260,10 @@ class vfio_mapper {
     std::uint64_t first_pfn = 0;
     std::uint64_t end_pfn = 1;
     std::uint64_t huge_sizes = 0;  // 2 MiB / 1 GiB, when the IOMMU has them
+    bool claimed = false;          // [first_pfn, end_pfn) is claimed from the container
   };
 
-  static geometry geometry_of(const vfio::container& c, const vfio_mapper_limits& l) noexcept {
+  static geometry geometry_of(vfio::container& c, const vfio_mapper_limits& l) noexcept {
     geometry g;
     if (!c.has_iommu()) {
       g.status = errc::not_supported;
@@ -278,24 +287,20 @@ class vfio_mapper {
     const std::uint64_t gsz = std::uint64_t{1} << g.shift;
     g.huge_sizes = sizes & ((std::uint64_t{1} << 21) | (std::uint64_t{1} << 30)) & ~(gsz - 1);
     const std::uint64_t lo_limit = l.min_iova > gsz ? l.min_iova : gsz;
-    std::uint64_t best = 0;
-    for (const vfio::iova_window& w : c.iommu().windows()) {
-      std::uint64_t lo = w.first > lo_limit ? w.first : lo_limit;
-      const std::uint64_t hi = w.last < *mask ? w.last : *mask;
-      if (lo > hi) continue;
-      const std::uint64_t first = (lo >> g.shift) + ((lo & (gsz - 1)) != 0 ? 1 : 0);
-      // Whole granules whose last byte is <= hi.
-      const std::uint64_t end = (hi >> g.shift) + ((hi & (gsz - 1)) == gsz - 1 ? 1 : 0);
-      if (end > first && end - first > best) {
-        best = end - first;
-        g.first_pfn = first;
-        g.end_pfn = end;
-      }
+    // The allocator counts granules below 2^64 exclusive: leave the top granule out.
+    const std::uint64_t hi_limit = *mask < ~(gsz - 1) ? *mask : ~(gsz - 1) - 1;
+    auto w = c.try_claim_iova(lo_limit, hi_limit, gsz, l.iova_bytes);
+    if (!w) {
+      g.status = w.error();
+      g.why = w.error() == errc::exhausted
+                  ? "vfio_mapper: every usable IOVA window under the DMA mask is claimed by "
+                    "other mappers of this container"
+                  : "vfio_mapper: no usable IOVA window under the DMA mask";
+      return g;
     }
-    if (best == 0) {
-      g.status = errc::not_addressable;
-      g.why = "vfio_mapper: no usable IOVA window under the DMA mask";
-    }
+    g.first_pfn = w->first >> g.shift;
+    g.end_pfn = (w->last >> g.shift) + 1;
+    g.claimed = true;
     return g;
   }
 
