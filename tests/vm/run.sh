@@ -180,6 +180,12 @@ if [ -z "$abi" ] || [ ! -f "$cache/kernel-$abi/ok" ]; then
   fi
   rm -rf "$dl"
   touch "$kdir/ok"
+  if [ -z "${PHYR_VM_KERNEL_ABI:-}" ]; then
+    # The newest replaces older ones: the cache does not grow with every security update.
+    for old in "$cache"/kernel-*; do
+      [ "$old" = "$kdir" ] || rm -rf "$old"
+    done
+  fi
 fi
 kdir="$cache/kernel-$abi"
 log "kernel $abi"
@@ -229,7 +235,7 @@ timeout --kill-after=10 "$timeout_s" qemu-system-x86_64 \
   -drive file="$disk",if=none,id=d0,format=raw \
   -device nvme,serial=phyr-vm-0001,drive=d0 \
   -kernel "$kernel" -initrd "$work/initramfs.cpio" \
-  -append "console=ttyS0 intel_iommu=on panic=-1 quiet" \
+  -append "console=ttyS0 intel_iommu=on panic=-1 quiet no_timer_check" \
   -nographic -no-reboot -nic none </dev/null 2>&1 | tee "$console" || qemu_rc=$?
 log "guest ran $((SECONDS - boot0))s (qemu exit $qemu_rc)"
 
