@@ -1,25 +1,29 @@
-// The VFIO half of the user-space NVMe driver example: bind the controller, give it memory, map
-// buffers described by phyr lists, and describe them to the controller as PRP or SGL.
+// The phyr half of the user-space NVMe driver example: bind the controller through VFIO
+// (phyr/os/linux/vfio.hpp), map buffers described as phyr lists of process-virtual ranges with
+// `vfio_mapper`, and hand the DMA lists to the controller as PRP or SGL descriptors built by
+// phyr/device/nvme. The NVMe registers, queues and commands are in nvme.hpp.
 #pragma once
 
 #include <sys/mman.h>
 
+#include <cerrno>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <phyr/container/range_list.hpp>
-#include <phyr/device.hpp>
+#include <phyr/device/blocks.hpp>
+#include <phyr/os/linux/vfio.hpp>
 #include <span>
-#include <utility>
-#include <vector>
 
 #include "nvme.hpp"
-#include "vfio_interim.hpp"
 
 namespace nvme_vfio {
 
-struct nvme_bus {};  // the controller's DMA space: its addresses are IOVAs of our container
-using iova_list = phyr::range_list<phyr::dma_range<nvme_bus>>;
+struct nvme_bus {};  // the controller's DMA space: IOVAs of our VFIO container
+using mapper_type = phyr::vfio_mapper<nvme_bus>;
+using mapping = mapper_type::mapping;
+using phyr::dma_direction;
 
 constexpr std::uint64_t page = 4096;
 
@@ -29,12 +33,20 @@ struct vchunk {
   std::size_t len;
 };
 
-enum class direction { to_device, from_device, bidirectional };
-
-/// What one map call did: the DMA list handed to descriptors, and the IOMMU mappings to undo.
-struct mapping {
-  iova_list dma;
-  std::vector<std::pair<std::uint64_t, std::uint64_t>> maps;  // (iova, bytes)
+/// Why the last call failed: phyr's error code, and the errno and call when the OS said no.
+struct failure {
+  phyr::errc code{};
+  int sys_errno = 0;
+  const char* op = nullptr;
+  std::uint16_t nvme_status = 0;
+  void print(const char* what) const {
+    if (nvme_status != 0) {
+      std::printf("%s: NVMe status 0x%x\n", what, nvme_status);
+    } else {
+      std::printf("%s: %s%s%s%s%s\n", what, phyr::to_string(code), op ? " in " : "", op ? op : "",
+                  sys_errno ? ": " : "", sys_errno ? std::strerror(sys_errno) : "");
+    }
+  }
 };
 
 class session {
@@ -42,117 +54,162 @@ class session {
   session() = default;
   session(const session&) = delete;
   session& operator=(const session&) = delete;
+  ~session() {
+    queues_.reset();  // mappings before their mapper, the mapper before the group
+    mapper_.reset();
+  }
 
   /// Binds `bdf` (already owned by vfio-pci), enables the controller, identifies it and creates
-  /// one I/O queue pair. 0 or a negative errno / positive NVMe status.
-  int open(const char* bdf) {
-    if (int e = vfio_.open_bdf(bdf)) return e;
-    ctrl_ = controller(vfio_.bar0);
+  /// one I/O queue pair. False on failure, with the reason in `error()`.
+  bool open(const char* bdf) {
+    auto group_no = phyr::vfio::try_iommu_group_of(bdf);
+    if (!group_no) return fail(group_no.error());
+    auto c = phyr::vfio::container::try_open();
+    if (!c) return fail(c.error());
+    container_.emplace(std::move(*c));
+    auto g = container_->try_attach_group(*group_no);
+    if (!g) return fail(g.error());
+    group_.emplace(std::move(*g));
+    auto d = group_->try_open_device(bdf);
+    if (!d) return fail(d.error());
+    device_.emplace(std::move(*d));
+    auto bar = device_->try_map_bar(0);
+    if (!bar) return fail(bar.error());
+    bar_ = std::move(*bar);
+    if (auto r = device_->try_enable_bus_master(); !r) return fail(r.error());
+    mapper_.emplace(*container_, phyr::vfio_mapper_limits{.dma_bits = 64});
+    if (auto s = mapper_->status(); !s) return fail(s.error());
+
+    // Queues, Identify data and descriptor lists: 8 pages, one virtually contiguous buffer,
+    // so one DMA range; the controller reads and writes them.
     void* mem = mmap(nullptr, 8 * page, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-    if (mem == MAP_FAILED) return -errno;
-    // Queues, Identify data and descriptor lists: one mapping, both directions, first IOVAs.
-    if (int e = vfio_.map(mem, next_iova_, 8 * page, true, true)) return e;
-    for (int i = 0; i < 8; ++i) {
-      pages_[i] = dma_page{static_cast<std::uint8_t*>(mem) + i * page, next_iova_ + i * page};
-    }
-    next_iova_ += 9 * page;
-    if (int e = ctrl_.enable(pages_[0], pages_[1])) return e;
-    if (int s = ctrl_.identify(pages_[2], id_)) return s;
-    return ctrl_.create_io_queues(pages_[3], pages_[4]);
+    if (mem == MAP_FAILED) return fail(phyr::errc::out_of_memory, errno, "mmap");
+    const vchunk all{static_cast<std::uint8_t*>(mem), 8 * page};
+    auto q = map({&all, 1}, dma_direction::bidirectional);
+    if (!q) return false;
+    queues_.emplace(std::move(*q));
+    const std::uint64_t iova = queues_->begin()->addr().value();
+    for (int i = 0; i < 8; ++i) pages_[i] = dma_page{all.p + i * page, iova + i * page};
+
+    ctrl_ = controller(bar_.data());
+    if (int e = ctrl_.enable(pages_[0], pages_[1])) return fail(phyr::errc::io_error, -e, "controller enable");
+    if (int s = ctrl_.identify(pages_[2], id_)) return nvme_fail(s);
+    if (int s = ctrl_.create_io_queues(pages_[3], pages_[4])) return nvme_fail(s);
+    // MDTS counts units of CAP.MPSMIN (4 KiB here, enable() refuses anything else).
+    max_transfer_ = id_.mdts == 0 ? 0 : page << id_.mdts;
+    return true;
   }
 
   [[nodiscard]] const identity& id() const { return id_; }
   [[nodiscard]] controller& ctrl() { return ctrl_; }
-  [[nodiscard]] interim::vfio_pci& vfio() { return vfio_; }
+  [[nodiscard]] mapper_type& mapper() { return *mapper_; }
+  [[nodiscard]] phyr::vfio::container& container() { return *container_; }
+  [[nodiscard]] const failure& error() const { return err_; }
 
-  /// Maps every chunk for the controller with the permission `dir` asks for, at fresh IOVAs.
-  int map(std::span<const vchunk> chunks, direction dir, mapping& out) {
-    const bool dev_reads = dir != direction::from_device;
-    const bool dev_writes = dir != direction::to_device;
+  /// The chunks as a phyr list of process-virtual ranges, mapped for the controller with the
+  /// permission `dir` gives it (to_device: it may only read them).
+  std::optional<mapping> map(std::span<const vchunk> chunks, dma_direction dir) {
+    phyr::range_list<phyr::virt_range> list;
     for (const vchunk& c : chunks) {
-      const auto va = reinterpret_cast<std::uintptr_t>(c.p);
-      const std::uintptr_t first = va & ~(page - 1);
-      const std::uint64_t bytes = ((va + c.len + page - 1) & ~(page - 1)) - first;
-      if (int e = vfio_.map(reinterpret_cast<void*>(first), next_iova_, bytes, dev_reads, dev_writes)) {
-        unmap(out);
-        return e;
-      }
-      out.maps.emplace_back(next_iova_, bytes);
-      auto r = phyr::dma_range<nvme_bus>::create(phyr::dma_addr<nvme_bus>{next_iova_ + (va - first)},
-                                                 c.len);
-      if (!r || !out.dma.try_append(*r)) {
-        unmap(out);
-        return -ENOMEM;
-      }
-      next_iova_ += bytes + page;  // a guard page between mappings
+      auto r = phyr::virt_range_of(c.p, c.len);
+      if (!r) return fail_none(r.error());
+      if (auto a = list.try_append(*r); !a) return fail_none(a.error());
     }
-    return 0;
+    auto m = mapper_->try_map(list, dir);
+    if (!m) {
+      fail(m.error());
+      return std::nullopt;
+    }
+    return std::move(*m);
   }
 
-  void unmap(mapping& m) {
-    for (auto [iova, bytes] : m.maps) vfio_.unmap(iova, bytes);
-    m.maps.clear();
-    m.dma.clear();
-  }
-
-  /// PRP1/PRP2 (and a PRP list in this session's list page) for `dma`.
-  int prp(const iova_list& dma, data_pointer& dp) {
-    auto b = phyr::try_blocks(dma, page);
-    if (!b) return -EINVAL;
+  // INTERIM until phyr/device/nvme lands: PRPs from phyr::try_blocks, SGLs by hand.
+  /// DPTR as PRP1/PRP2, with a PRP list in this session's descriptor page when needed.
+  bool prp(const mapping& m, data_pointer& dp) {
+    auto b = phyr::try_blocks(m, page);
+    if (!b) return fail(b.error(), 0, "try_blocks");
+    if (max_transfer_ != 0 && m.total_bytes() > max_transfer_) return fail(phyr::errc::too_long);
     auto it = b->begin();
     dp = data_pointer{};
     dp.dptr[0] = (*it).value() + b->first_offset();
     ++it;
     const std::uint64_t first_len = page - b->first_offset();
-    const std::uint64_t len = dma.total_bytes();
-    if (len <= first_len) return 0;
+    const std::uint64_t len = m.total_bytes();
+    if (len <= first_len) return true;
     if (len - first_len <= page) {
       dp.dptr[1] = (*it).value();
-      return 0;
+      return true;
     }
     auto* slot = static_cast<std::uint64_t*>(pages_[5].cpu);
     std::size_t i = 0;
     for (; it != b->end(); ++it) {
-      if (i == page / 8) return -E2BIG;  // one list page is enough for this example
+      if (i == page / 8) return fail(phyr::errc::too_long);  // one list page, no chaining
       slot[i++] = (*it).value();
     }
     dp.dptr[1] = pages_[5].iova;
-    return 0;
+    return true;
   }
 
-  /// One SGL data block descriptor inline, or a last-segment descriptor pointing at a list of
-  /// data block descriptors in this session's SGL page.
-  int sgl(const iova_list& dma, data_pointer& dp) {
+  /// DPTR as one SGL descriptor: a data block, or a last segment in this session's SGL page.
+  bool sgl(const mapping& m, data_pointer& dp) {
     dp = data_pointer{};
     dp.sgl = true;
-    if (dma.size() == 1) {
-      dp.dptr[0] = dma.front().addr().value();
-      dp.dptr[1] = dma.front().len();  // type 0 (data block) in byte 15
-      return 0;
+    if (m.size() == 1) {
+      dp.dptr[0] = m.begin()->addr().value();
+      dp.dptr[1] = m.begin()->len();  // type 0 (data block) in byte 15
+      return true;
     }
-    if (dma.size() > page / 16) return -E2BIG;
+    if (m.size() > page / 16) return fail(phyr::errc::too_long);
     auto* d = static_cast<std::uint64_t*>(pages_[6].cpu);
     std::size_t i = 0;
-    for (const auto& r : dma) {
-      if (r.len() > 0xffffffffu) return -E2BIG;
+    for (const auto& r : m) {
+      if (r.len() > 0xffffffffu) return fail(phyr::errc::too_long);
       d[2 * i] = r.addr().value();
       d[2 * i + 1] = r.len();
       ++i;
     }
     dp.dptr[0] = pages_[6].iova;
     dp.dptr[1] = (i * 16) | (std::uint64_t{0x30} << 56);  // last segment descriptor
-    return 0;
+    return true;
   }
 
-  int shutdown() { return ctrl_.shutdown(); }
+  /// An NVMe command's status as a result: true for success, else the status in error().
+  bool nvme_ok(int status) { return status == 0 || nvme_fail(status); }
+
+  /// Records a failure from outside (e.g. a peer device's setup) for error().
+  bool fail(const phyr::sys_error& e) { return fail(e.code, e.sys_errno, e.op); }
+
+  bool shutdown() { return nvme_ok(ctrl_.shutdown()); }
 
  private:
-  interim::vfio_pci vfio_;
+  bool fail(phyr::errc c, int e = 0, const char* op = nullptr) {
+    err_ = failure{c, e, op, 0};
+    return false;
+  }
+  std::nullopt_t fail_none(phyr::errc c) {
+    fail(c);
+    return std::nullopt;
+  }
+  bool nvme_fail(int status) {
+    if (status < 0) return fail(phyr::errc::io_error, ETIMEDOUT, "NVMe command");
+    err_ = failure{phyr::errc::io_error, 0, "NVMe command", static_cast<std::uint16_t>(status)};
+    return false;
+  }
+
+  // Declared in the order they are needed; destroyed in reverse (the destructor makes the
+  // mapping-before-mapper-before-group order explicit too).
+  std::optional<phyr::vfio::container> container_;
+  std::optional<phyr::vfio::group> group_;
+  std::optional<phyr::vfio::device> device_;
+  phyr::vfio::mapped_bar bar_;
+  std::optional<mapper_type> mapper_;
+  std::optional<mapping> queues_;
   controller ctrl_{nullptr};
   identity id_;
   dma_page pages_[8];
-  std::uint64_t next_iova_ = 0x100000;
+  std::uint64_t max_transfer_ = 0;
+  failure err_;
 };
 
 }  // namespace nvme_vfio
