@@ -7,6 +7,8 @@
 ///   auto blocks = phyr::try_blocks(mapping, *pg);   // keep the result: `for (x : *try_...())`
 ///   for (auto blk : *blocks) mr_page(blk);          // would iterate a destroyed temporary
 ///
+/// NVMe PRP/SGL builders live in `phyr::nvme` (device/nvme.hpp).
+///
 /// Every function takes any `range_source` (a range_list, a view, a DMA mapping, a span of
 /// ranges), so the same code serves CPU lists and DMA mappings.
 #pragma once
@@ -16,3 +18,4 @@
 #include <phyr/device/constraints.hpp>
 #include <phyr/device/page_size.hpp>
 #include <phyr/device/split.hpp>
+#include <phyr/device/nvme.hpp>

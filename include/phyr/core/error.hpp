@@ -45,6 +45,8 @@ enum class errc : std::uint8_t {
   parse_error,         ///< malformed text from sysfs/procfs
   not_supported,       ///< operation not available here
   busy,                ///< the OS holds the resource for someone else (EBUSY)
+  page_gap,            ///< a boundary inside a transfer not on a device page (NVMe PRP)
+  too_many_descriptors,  ///< more descriptors than the device or the caller's limit allows
 };
 
 /// Stable, allocation-free names for logs (`phyr/fmt.hpp` prints them).
@@ -69,6 +71,8 @@ enum class errc : std::uint8_t {
     case errc::parse_error: return "parse_error";
     case errc::not_supported: return "not_supported";
     case errc::busy: return "busy";
+    case errc::page_gap: return "page_gap";
+    case errc::too_many_descriptors: return "too_many_descriptors";
   }
   return "unknown";
 }

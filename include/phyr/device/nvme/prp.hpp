@@ -1,0 +1,352 @@
+/// NVMe PRP builder: PRP1/PRP2 and PRP lists for a DMA list (`nvme::try_build_prp`).
+///
+///   auto r = phyr::nvme::try_build_prp(mapping, 4096, pool_words, pool_dma);
+///   if (!r) return r.error();      // misaligned, page_gap, too_long, exhausted, invalid_argument
+///   cmd.prp1 = r->prp1.value();    // first byte, dword aligned, may have an offset
+///   cmd.prp2 = r->prp2.value();    // 0, the second page, or the first PRP list page
+///   cmd.cdw0 |= phyr::nvme::cdw0_psdt_bits(phyr::nvme::psdt::prp);
+///   auto pages = phyr::nvme::prp_list_pages(r->entries, 4096);   // what the pool must hold
+///
+/// The rules are the NVMe base specification's ("Physical Region Page Entry and List"), as Linux
+/// (nvme_pci_setup_prps) and SPDK (nvme_pcie_prp_list_append) build them:
+/// - PRP1 is the address of the first byte; only its offset into the memory page may be
+///   non-zero, and it must be dword aligned (else `errc::misaligned`).
+/// - Every further entry names one whole memory page (offset 0). So inside the transfer, where
+///   one range is not followed contiguously by the next, the earlier one must end and the later
+///   one start on a page boundary (else `errc::page_gap`); ranges that follow each other
+///   contiguously are one run whatever their flags, and a page they share is named once.
+/// - Two entries: PRP2 is the second page. More: PRP2 points at a PRP list (quadword aligned);
+///   when a list page fills and entries remain, its last slot points at the next list page.
+/// - The transfer may not exceed `max_transfer` (the controller's MDTS in bytes; 0 = none),
+///   else `errc::too_long`. An empty list or a zero-length range is `errc::invalid_argument`, as
+///   is a page size that is not a power of two in 4 KiB..128 MiB.
+///
+/// Descriptor memory (common.hpp) is cut into list pages at controller page boundaries of its
+/// DMA address. The first list page may start anywhere quadword aligned, e.g. inside a
+/// per-command tracker as SPDK does, but only a full, page-aligned list page may chain: the spec
+/// chains at the end of the memory page, while QEMU's NVMe model reads a page's worth of entries
+/// from PRP2 whatever its offset, so a list that starts mid-page and chains would be read
+/// differently by the two. When the memory cannot hold the list, `errc::exhausted`.
+///
+/// Guarantees: validation happens before any write, so a failed call writes nothing; a
+/// successful one writes exactly `words_used` words, the leading words of the chunks taken in
+/// order (chunks are filled front to back, one after the other), and nothing else. O(ranges +
+/// pages), no allocation, constexpr.
+#pragma once
+
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <phyr/config.hpp>
+#include <phyr/core/address.hpp>
+#include <phyr/core/error.hpp>
+#include <phyr/core/range.hpp>
+#include <phyr/device/constraints.hpp>
+#include <phyr/device/nvme/common.hpp>
+#include <span>
+
+namespace phyr::inline v0::nvme {
+
+/// What a controller accepts for PRP transfers.
+struct prp_config {
+  /// The controller's memory page size (CC.MPS), a power of two in 4 KiB..128 MiB.
+  std::uint64_t page_size = 4096;
+  /// Largest transfer in bytes (Identify Controller MDTS, see mdts_bytes); 0 = no limit.
+  std::uint64_t max_transfer = 0;
+};
+
+/// What PRP2 holds.
+enum class prp2_use : std::uint8_t {
+  none,  ///< the transfer fits in PRP1's page; PRP2 is 0
+  data,  ///< the transfer ends in the second page; PRP2 is that page
+  list,  ///< PRP2 points at the first PRP list page
+};
+
+/// The command's DPTR for a PRP transfer, and what the builder used.
+template <class Bus>
+struct prp_result {
+  dma_addr<Bus> prp1{};
+  dma_addr<Bus> prp2{};
+  prp2_use prp2_kind = prp2_use::none;
+  /// PRP entries describing data: PRP1 plus one per further page (SPDK's `prp_index`).
+  std::uint64_t entries = 0;
+  /// PRP list pages used (0 unless prp2_kind == list).
+  std::uint64_t list_pages = 0;
+  /// Descriptor words written: data entries in the lists plus one chain pointer per extra page.
+  std::uint64_t words_used = 0;
+  /// Bytes the entries describe (the transfer length).
+  std::uint64_t bytes = 0;
+};
+
+/// Data entries that fit in one list page of `page_size` bytes.
+[[nodiscard]] constexpr std::uint64_t prp_slots_per_page(std::uint64_t page_size) noexcept {
+  return page_size / sizeof(std::uint64_t);
+}
+
+/// PRP entries (PRP1 included) for `bytes` starting `first_offset` bytes into a memory page.
+/// Exact for any list try_build_prp accepts, since every inner boundary is page aligned.
+[[nodiscard]] constexpr std::uint64_t prp_entry_count(std::uint64_t first_offset,
+                                                      std::uint64_t bytes,
+                                                      std::uint64_t page_size) noexcept {
+  if (bytes == 0) return 0;
+  const std::uint64_t off = first_offset & (page_size - 1);
+  // ceil((off + bytes) / page_size) without forming off + bytes (it may wrap).
+  const std::uint64_t first_room = page_size - off;
+  if (bytes <= first_room) return 1;
+  return 1 + phyr::detail::ceil_div(bytes - first_room, page_size);
+}
+
+/// PRP list pages needed for a transfer of `entries` PRP entries, in closed form: none for up
+/// to two entries (PRP1 and PRP2 hold them); otherwise the list holds entries - 1, each page
+/// but the last gives one slot to the chain pointer, so n pages hold n * (S - 1) + 1 entries
+/// (S slots per page) and n = ceil((entries - 2) / (S - 1)).
+[[nodiscard]] constexpr std::uint64_t prp_list_pages(std::uint64_t entries,
+                                                     std::uint64_t page_size) noexcept {
+  if (entries <= 2) return 0;
+  return phyr::detail::ceil_div(entries - 2, prp_slots_per_page(page_size) - 1);
+}
+
+/// The worst case over every start offset for transfers up to `max_bytes`: the list pages a
+/// descriptor pool must provide per command (e.g. for MDTS).
+[[nodiscard]] constexpr std::uint64_t prp_list_pages_max(std::uint64_t max_bytes,
+                                                         std::uint64_t page_size) noexcept {
+  // The last dword-aligned offset in a page leaves the least room in PRP1's page; a shorter
+  // transfer never needs more entries than a longer one.
+  return prp_list_pages(prp_entry_count(page_size - 4, max_bytes, page_size), page_size);
+}
+
+namespace detail {
+
+/// One list page carved out of descriptor memory.
+struct prp_page_slot {
+  std::size_t chunk = 0;
+  std::size_t word = 0;     // index of the page's first slot in the chunk
+  std::uint64_t slots = 0;  // slots available in this page
+  std::uint64_t dma = 0;    // DMA address of the first slot
+  bool full = false;        // page aligned and a whole page: may chain
+};
+
+/// Walks descriptor memory page by page, as the builder fills it.
+template <class Bus>
+class prp_page_cursor {
+ public:
+  constexpr prp_page_cursor(std::span<const descriptor_chunk<Bus>> chunks,
+                            std::uint64_t page_size) noexcept
+      : chunks_(chunks), page_size_(page_size) {}
+
+  /// The next list page, or false when the memory is used up.
+  [[nodiscard]] constexpr bool next(prp_page_slot& out) noexcept {
+    while (chunk_ < chunks_.size() && word_ == chunks_[chunk_].words.size()) {
+      ++chunk_;
+      word_ = 0;
+    }
+    if (chunk_ == chunks_.size()) return false;
+    const descriptor_chunk<Bus>& c = chunks_[chunk_];
+    const std::uint64_t dma = c.dma.value() + word_ * 8;
+    const std::uint64_t to_boundary = (page_size_ - (dma & (page_size_ - 1))) / 8;
+    const std::uint64_t avail = c.words.size() - word_;
+    const std::uint64_t slots = avail < to_boundary ? avail : to_boundary;
+    out = prp_page_slot{chunk_, word_, slots, dma,
+                        (dma & (page_size_ - 1)) == 0 && slots == page_size_ / 8};
+    word_ += static_cast<std::size_t>(slots);
+    return true;
+  }
+
+ private:
+  std::span<const descriptor_chunk<Bus>> chunks_;
+  std::uint64_t page_size_;
+  std::size_t chunk_ = 0;
+  std::size_t word_ = 0;
+};
+
+/// What the validation pass learned.
+struct prp_plan {
+  std::uint64_t first_addr = 0;
+  std::uint64_t bytes = 0;
+  std::uint64_t entries = 0;
+};
+
+/// Checks a source against the PRP rules without writing anything.
+template <class L>
+[[nodiscard]] constexpr result<prp_plan> plan_prp(const L& list, const prp_config& cfg) noexcept {
+  const std::uint64_t mask = cfg.page_size - 1;
+  prp_plan p;
+  bool first = true;
+  std::uint64_t prev_last = 0;  // last byte of the previous range
+  for (auto it = list.begin(); it != list.end(); ++it) {
+    const auto& r = *it;
+    const std::uint64_t a = r.addr().value();
+    const std::uint64_t len = r.len();
+    if (len == 0) return errc::invalid_argument;
+    if (first) {
+      if ((a & 3) != 0) return errc::misaligned;
+      p.first_addr = a;
+      first = false;
+    } else {
+      const bool contiguous = prev_last != ~std::uint64_t{0} && prev_last + 1 == a;
+      if (!contiguous && (((prev_last + 1) & mask) != 0 || (a & mask) != 0)) return errc::page_gap;
+    }
+    if (len > ~std::uint64_t{0} - p.bytes) return errc::too_long;
+    p.bytes += len;
+    prev_last = a + (len - 1);
+  }
+  if (first) return errc::invalid_argument;
+  if (cfg.max_transfer != 0 && p.bytes > cfg.max_transfer) return errc::too_long;
+  p.entries = prp_entry_count(p.first_addr, p.bytes, cfg.page_size);
+  return p;
+}
+
+/// Checks that descriptor memory holds a list of `list_entries` entries; returns the pages.
+template <class Bus>
+[[nodiscard]] constexpr result<std::uint64_t> plan_prp_pages(
+    std::span<const descriptor_chunk<Bus>> chunks, std::uint64_t page_size,
+    std::uint64_t list_entries) noexcept {
+  prp_page_cursor<Bus> cur(chunks, page_size);
+  std::uint64_t left = list_entries;
+  std::uint64_t pages = 0;
+  prp_page_slot pg;
+  while (cur.next(pg)) {
+    ++pages;
+    if (left <= pg.slots) return pages;
+    if (!pg.full) return errc::exhausted;  // only a whole aligned page may chain
+    left -= pg.slots - 1;
+  }
+  return errc::exhausted;
+}
+
+/// The page-sized entries after PRP1, in order: each run's pages, a page shared by two
+/// contiguous ranges once. Only valid on a source plan_prp accepted.
+template <class L>
+class prp_entry_source {
+ public:
+  constexpr prp_entry_source(const L& list, std::uint64_t page_size) noexcept
+      : it_(list.begin()), end_(list.end()), mask_(page_size - 1), size_(page_size) {
+    // Skip PRP1's page: the pages after it start right after the first page of range 0.
+    const auto& r = *it_;
+    const std::uint64_t a = r.addr().value();
+    last_ = a + (r.len() - 1);
+    page_ = (a & ~mask_);
+    stop_ = last_ & ~mask_;
+    advance_page();
+  }
+
+  /// The next page address; precondition: entries remain.
+  [[nodiscard]] constexpr std::uint64_t next() noexcept {
+    const std::uint64_t v = page_;
+    advance_page();
+    return v;
+  }
+
+ private:
+  constexpr void advance_page() noexcept {
+    if (page_ != stop_) {
+      page_ += size_;
+      return;
+    }
+    // Range exhausted: go to the next one whose pages are not yet named.
+    for (++it_; it_ != end_; ++it_) {
+      const auto& r = *it_;
+      const std::uint64_t a = r.addr().value();
+      const bool contiguous = last_ != ~std::uint64_t{0} && last_ + 1 == a;
+      const std::uint64_t prev_page = last_ & ~mask_;
+      last_ = a + (r.len() - 1);
+      page_ = a & ~mask_;
+      stop_ = last_ & ~mask_;
+      if (!(contiguous && page_ == prev_page)) return;
+      if (page_ != stop_) {  // shared first page already named: start at the next one
+        page_ += size_;
+        return;
+      }
+    }
+  }
+
+  phyr::detail::source_iterator_t<L> it_;
+  phyr::detail::source_iterator_t<L> end_;
+  std::uint64_t mask_;
+  std::uint64_t size_;
+  std::uint64_t page_ = 0;
+  std::uint64_t stop_ = 0;
+  std::uint64_t last_ = 0;
+};
+
+}  // namespace detail
+
+/// Builds PRP1/PRP2 and, when needed, PRP list pages in `mem` for the DMA list `list`.
+/// See the file comment for the rules and errors. Strong guarantee: on failure nothing is
+/// written.
+template <class Bus, range_source L>
+requires std::same_as<source_space_t<L>, dma_space<Bus>>
+[[nodiscard]] constexpr result<prp_result<Bus>> try_build_prp(
+    const L& list, const prp_config& cfg, std::span<const descriptor_chunk<Bus>> mem) noexcept {
+  if (!valid_page_size(cfg.page_size)) return errc::invalid_argument;
+  auto plan = detail::plan_prp(list, cfg);
+  if (!plan) return plan.error();
+  prp_result<Bus> out;
+  out.prp1 = dma_addr<Bus>{plan->first_addr};
+  out.entries = plan->entries;
+  out.bytes = plan->bytes;
+  if (plan->entries == 1) return out;
+  detail::prp_entry_source<L> src(list, cfg.page_size);
+  if (plan->entries == 2) {
+    out.prp2 = dma_addr<Bus>{src.next()};
+    out.prp2_kind = prp2_use::data;
+    return out;
+  }
+  if (auto c = detail::check_chunks(mem, cfg.page_size); !c) return c.error();
+  const std::uint64_t list_entries = plan->entries - 1;
+  auto pages = detail::plan_prp_pages(mem, cfg.page_size, list_entries);
+  if (!pages) return pages.error();
+
+  // Everything checked: write.
+  detail::prp_page_cursor<Bus> cur(mem, cfg.page_size);
+  detail::prp_page_slot pg;
+  (void)cur.next(pg);
+  out.prp2 = dma_addr<Bus>{pg.dma};
+  out.prp2_kind = prp2_use::list;
+  out.list_pages = *pages;
+  std::uint64_t left = list_entries;
+  std::uint64_t words = 0;
+  while (true) {
+    std::uint64_t* slot = mem[pg.chunk].words.data() + pg.word;
+    if (left <= pg.slots) {
+      for (std::uint64_t i = 0; i < left; ++i) slot[i] = detail::to_le64(src.next());
+      words += left;
+      break;
+    }
+    const std::uint64_t data = pg.slots - 1;
+    for (std::uint64_t i = 0; i < data; ++i) slot[i] = detail::to_le64(src.next());
+    left -= data;
+    detail::prp_page_slot next_pg;
+    (void)cur.next(next_pg);
+    slot[data] = detail::to_le64(next_pg.dma);
+    words += pg.slots;
+    pg = next_pg;
+  }
+  out.words_used = words;
+  return out;
+}
+
+/// As above, with the limits given as a page size only (no MDTS check).
+template <class Bus, range_source L>
+requires std::same_as<source_space_t<L>, dma_space<Bus>>
+[[nodiscard]] constexpr result<prp_result<Bus>> try_build_prp(const L& list,
+                                                              std::uint64_t page_size,
+                                                              std::span<std::uint64_t> words,
+                                                              dma_addr<Bus> words_dma) noexcept {
+  const descriptor_chunk<Bus> c{words, words_dma};
+  return try_build_prp<Bus>(list, prp_config{.page_size = page_size},
+                            std::span<const descriptor_chunk<Bus>>(&c, words.empty() ? 0 : 1));
+}
+
+/// One contiguous piece of descriptor memory, with full limits.
+template <class Bus, range_source L>
+requires std::same_as<source_space_t<L>, dma_space<Bus>>
+[[nodiscard]] constexpr result<prp_result<Bus>> try_build_prp(const L& list, const prp_config& cfg,
+                                                              std::span<std::uint64_t> words,
+                                                              dma_addr<Bus> words_dma) noexcept {
+  const descriptor_chunk<Bus> c{words, words_dma};
+  return try_build_prp<Bus>(list, cfg,
+                            std::span<const descriptor_chunk<Bus>>(&c, words.empty() ? 0 : 1));
+}
+
+}  // namespace phyr::inline v0::nvme
