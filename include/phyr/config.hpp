@@ -1,6 +1,7 @@
-/// phyr configuration: version, assertions.
+/// phyr configuration: version, assertions, ABI-changing debug checks.
 ///
 ///   #define PHYR_ASSERT(cond, msg) my_kernel_panic_if_not(cond, msg)  // before any phyr include
+///   #define PHYR_ENABLE_BORROW_CHECKS 0   // optional: debug build, release-layout containers
 ///   #include <phyr/phyr.hpp>
 ///
 /// PHYR_ASSERT follows {fmt}'s "use the provided definition" pattern so a kernel can route
@@ -12,6 +13,13 @@
 /// Every phyr declaration lives in the inline namespace `phyr::v0`: code always names
 /// `phyr::x`, but the mangled names carry the ABI version, so two incompatible phyr builds in
 /// one program fail to link instead of silently mixing layouts.
+///
+/// PHYR_ENABLE_BORROW_CHECKS (default: on exactly when asserts are, i.e. from NDEBUG) adds a
+/// borrow counter to range_list, which changes its size. Like LLVM's ABI_BREAKING_CHECKS, the
+/// setting selects an inline namespace (PHYR_BORROW_ABI_NAMESPACE) around the affected types,
+/// so a program whose translation units disagree fails to link (a function taking a
+/// `range_list&` has a different mangled name in each) instead of silently reading one
+/// layout as the other.
 #pragma once
 
 #if defined(_MSVC_LANG) ? _MSVC_LANG < 202002L : __cplusplus < 202002L
@@ -24,6 +32,15 @@
 #  define PHYR_DEBUG 1
 #else
 #  define PHYR_DEBUG 0
+#endif
+
+#ifndef PHYR_ENABLE_BORROW_CHECKS
+#  define PHYR_ENABLE_BORROW_CHECKS PHYR_DEBUG
+#endif
+#if PHYR_ENABLE_BORROW_CHECKS
+#  define PHYR_BORROW_ABI_NAMESPACE borrow_checked
+#else
+#  define PHYR_BORROW_ABI_NAMESPACE borrow_unchecked
 #endif
 
 #if __STDC_HOSTED__

@@ -7,15 +7,26 @@
 ///   l.size(); l.total_bytes(); l.lowest(); l.highest();  // all O(1)
 ///
 /// Why this shape:
-/// - Segments are 4 KiB blocks of 255 entries linked like a chained scatterlist, so a list of
-///   millions of entries never needs one large allocation nor a reallocation copy, and
-///   appending never moves an entry (views and aliasing mappings stay valid).
+/// - Heap segments are linked like a chained scatterlist, so a list of millions of entries
+///   never needs one large allocation nor a reallocation copy, and appending never moves an
+///   entry (views and aliasing mappings stay valid).
 /// - The first two entries live inside the object: a one- or two-entry list (the common small
-///   I/O) never touches the allocator.
+///   I/O) never touches the allocator. Heap segments then grow geometrically from 64 bytes
+///   (3 entries) by 1.25x up to one page (255 entries), so a list of a few dozen entries costs
+///   no more than the kernel's exactly-sized scatterlist (from 8 entries on, within 1.1x of
+///   its 32 bytes per entry), and a long one is almost all full 4 KiB segments. On a
+///   `pool_allocator` every segment is one pool block (up to a page), since a pool hands out
+///   whole blocks anyway.
 /// - Appending coalesces with the tail: adjacent, same flags, merged length within
 ///   `max_segment()`, and not crossing a multiple of `segment_boundary()`. Ranges longer than
 ///   the limits are split greedily (fill the tail, then full-size pieces), which never gives
 ///   more entries than the kernel's sg_alloc_table_from_pages_segment on the same pages.
+/// - Limits are at least one page (the block layer's rule: blk_queue_max_segment_size and
+///   blk_queue_segment_boundary raise smaller values to PAGE_SIZE; here they are rejected),
+///   and the boundary is a power of two. So one append makes at most len / 4096 + 2 entries
+///   (16 bytes per 4 KiB described, 0.4%): a byte-sized limit cannot turn one long range into
+///   billions of entries, and every whole page fits one entry, which keeps the page-array
+///   build on its fast path whatever the limits.
 /// - Every `try_*` gives the strong guarantee: on failure the list is exactly as before and
 ///   nothing leaks (tested with `fault_injecting_allocator` at every allocation).
 /// - `clear()` keeps segments for reuse, so a per-I/O list reaches a steady state with no
@@ -26,6 +37,9 @@
 /// on a separate stack.
 #pragma once
 
+#include <atomic>
+#include <bit>
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <iterator>
@@ -37,6 +51,7 @@
 #include <phyr/core/address.hpp>
 #include <phyr/core/allocator.hpp>
 #include <phyr/core/error.hpp>
+#include <phyr/core/page.hpp>
 #include <phyr/core/range.hpp>
 #include <phyr/container/pfn_runs.hpp>
 
@@ -61,18 +76,26 @@ template <class Range>
   return reinterpret_cast<const Range*>(h + 1);
 }
 
-/// Debug-only count of live borrows (aliasing mappings, views handed to devices): mutating
-/// or destroying a borrowed list is a bug that corrupts a device's view of memory, so debug
-/// builds trap on it. Release builds store nothing and check nothing.
-#if PHYR_DEBUG
+/// Count of live borrows (aliasing mappings, views handed to devices) when
+/// PHYR_ENABLE_BORROW_CHECKS is on: mutating or destroying a borrowed list is a bug that
+/// corrupts a device's view of memory, so such builds trap on it. Atomic, because borrowing
+/// only reads the list: two mappers may map one const list from two threads at once. The
+/// count itself orders nothing (relaxed increments); the checks read it with acquire so a
+/// release on another thread that happened before is seen. Otherwise stores and checks nothing.
+// The inline namespace changes with PHYR_ENABLE_BORROW_CHECKS (config.hpp): the two layouts
+// of range_list get different mangled names, so mixing them fails to link.
+inline namespace PHYR_BORROW_ABI_NAMESPACE {
+#if PHYR_ENABLE_BORROW_CHECKS
 struct borrow_counter {
-  mutable std::uint32_t n = 0;
-  void acquire() const noexcept { ++n; }
+  mutable std::atomic<std::uint32_t> n{0};
+  void acquire() const noexcept { n.fetch_add(1, std::memory_order_relaxed); }
   void release() const noexcept {
-    PHYR_ASSERT(n > 0, "borrow released twice");
-    --n;
+    const std::uint32_t before = n.fetch_sub(1, std::memory_order_release);
+    PHYR_ASSERT(before > 0, "borrow released twice");
   }
-  [[nodiscard]] bool borrowed() const noexcept { return n != 0; }
+  [[nodiscard]] bool borrowed() const noexcept {
+    return n.load(std::memory_order_acquire) != 0;
+  }
 };
 #else
 struct borrow_counter {
@@ -81,8 +104,11 @@ struct borrow_counter {
   [[nodiscard]] constexpr bool borrowed() const noexcept { return false; }
 };
 #endif
+}  // namespace PHYR_BORROW_ABI_NAMESPACE
 
 }  // namespace detail
+
+inline namespace PHYR_BORROW_ABI_NAMESPACE {
 
 /// A non-owning, allocator-independent view of (part of) a range_list. The first and last
 /// entries may be trimmed (a byte slice), so iteration yields ranges by value. Valid while
@@ -180,7 +206,8 @@ class range_list_view {
     return Range{address<space_type>{back_addr_}, last_len_, back_flags_};
   }
 
-  /// Borrow tracking for aliasing users (identity mappings); no-ops in release builds.
+  /// Borrow tracking for aliasing users (identity mappings); no-ops without
+  /// PHYR_ENABLE_BORROW_CHECKS. Safe to call from several threads at once.
   void debug_acquire_borrow() const noexcept {
     if (borrows_ != nullptr) borrows_->acquire();
   }
@@ -214,10 +241,13 @@ class range_list {
   using allocator_type = Alloc;
   using view_type = range_list_view<Range>;
 
-  /// Bytes per heap segment, and the entries one holds.
-  static constexpr std::size_t segment_bytes = 4096;
-  static constexpr std::uint32_t segment_capacity =
-      static_cast<std::uint32_t>((segment_bytes - sizeof(detail::segment_header)) / sizeof(Range));
+  /// Heap segment sizes: the first is small, each next one 1.25x the previous (rounded down
+  /// to whole entries) up to one page; `capacity_of(b)`: the entries a `b`-byte segment holds.
+  static constexpr std::size_t first_segment_bytes = 64;
+  static constexpr std::size_t max_segment_bytes = page_size;
+  [[nodiscard]] static constexpr std::uint32_t capacity_of(std::size_t b) noexcept {
+    return static_cast<std::uint32_t>((b - sizeof(detail::segment_header)) / sizeof(Range));
+  }
   static constexpr std::uint32_t inline_capacity = 2;
   static_assert(sizeof(Range) == 16 && alignof(Range) <= 16);
 
@@ -286,7 +316,7 @@ class range_list {
   [[nodiscard]] result<range_list> try_clone() const noexcept {
     range_list c{alloc_};
     c.max_segment_ = max_segment_;
-    c.boundary_ = boundary_;
+    c.boundary_shift_ = boundary_shift_;
     for (const Range& r : *this) {
       if (!c.push_raw(r)) return errc::out_of_memory;
     }
@@ -299,10 +329,10 @@ class range_list {
   result<void> try_append(const Range& r) noexcept {
     assert_unborrowed();
     if (r.len() == 0) return errc::invalid_argument;
-    if (r.len() > ~total_) return errc::overflow;
+    if (r.len() > ~n_.total) return errc::overflow;
     // Fast path (no limits set, the common case for building from ranges one at a time):
     // grow the tail entry or write into free room of the tail segment, no checkpoint.
-    if (PHYR_LIKELY(max_segment_ == Range::max_len && boundary_ == 0)) {
+    if (PHYR_LIKELY(max_segment_ == Range::max_len && boundary_shift_ == 0)) {
       const std::uint32_t c = tail_->count;
       if (c != 0) {
         Range& b = detail::seg_entries<Range>(tail_)[c - 1];
@@ -310,18 +340,18 @@ class range_list {
           // Past max_len the greedy rule fills the tail first: the slow path does that.
           if (r.len() > Range::max_len - b.len()) return append_slow(r);
           b = Range{b.addr(), b.len() + r.len(), b.flags()};
-          total_ += r.len();
-          if (r.last().value() > highest_) highest_ = r.last().value();
+          n_.total += r.len();
+          if (r.last().value() > n_.highest) n_.highest = r.last().value();
           return {};
         }
       }
       if (c != tail_->capacity) {
         ::new (static_cast<void*>(detail::seg_entries<Range>(tail_) + c)) Range(r);
         tail_->count = c + 1;
-        ++size_;
-        total_ += r.len();
-        if (r.addr().value() < lowest_) lowest_ = r.addr().value();
-        if (r.last().value() > highest_) highest_ = r.last().value();
+        ++n_.size;
+        n_.total += r.len();
+        if (r.addr().value() < n_.lowest) n_.lowest = r.addr().value();
+        if (r.last().value() > n_.highest) n_.highest = r.last().value();
         return {};
       }
     }
@@ -331,100 +361,107 @@ class range_list {
   /// Appends the 4 KiB pages `pfns` of a virtually contiguous buffer: the data starts
   /// `first_offset` bytes into the first page and is `total_len` bytes long, so every page is
   /// used (the kernel's sg_alloc_table_from_pages contract). Physically consecutive pages
-  /// coalesce. Errors: invalid_argument (empty span, first_offset >= 4096, a total_len that
-  /// does not end in the last page, a pfn above 2^52 - 1), overflow, out_of_memory.
-  /// Strong guarantee.
+  /// coalesce, then split at the limits. Errors: invalid_argument (empty span, first_offset
+  /// >= 4096, a total_len that does not end in the last page, a pfn above 2^52 - 1), overflow,
+  /// out_of_memory. Strong guarantee.
   result<void> try_append_pages(std::span<const std::uint64_t> pfns, std::uint64_t first_offset,
                                 std::uint64_t total_len,
                                 range_flags flags = range_flags::none) noexcept {
     assert_unborrowed();
-    constexpr std::uint64_t page = 4096;
     const std::size_t n = pfns.size();
-    if (n == 0 || first_offset >= page || total_len == 0) return errc::invalid_argument;
+    if (n == 0 || first_offset >= page_size || total_len == 0) return errc::invalid_argument;
     // Every page must carry data: (first_offset + total_len) rounds up to exactly n pages.
-    if (n > (~std::uint64_t{0} >> 12)) return errc::too_long;
-    const std::uint64_t span_bytes = static_cast<std::uint64_t>(n) * page;
-    if (total_len > span_bytes - first_offset || total_len + first_offset <= span_bytes - page)
+    if (n > (~std::uint64_t{0} >> page_shift)) return errc::too_long;
+    const std::uint64_t span_bytes = static_cast<std::uint64_t>(n) * page_size;
+    if (total_len > span_bytes - first_offset ||
+        total_len + first_offset <= span_bytes - page_size)
       return errc::invalid_argument;
-    if (total_len > ~total_) return errc::overflow;
+    if (total_len > ~n_.total) return errc::overflow;
 
-    checkpoint cp = save();
+    const checkpoint cp = save();
     const std::uint64_t* p = pfns.data();
     const std::uint64_t tail_cut = span_bytes - first_offset - total_len;
-    const bool plain = max_segment_ == Range::max_len && boundary_ == 0;
 
     // First run: may coalesce with the current tail, so it takes the general path.
     std::size_t i = 1;
     while (i < n && p[i] == p[i - 1] + 1) ++i;
     // A run's pfns are consecutive, so checking its ends checks all of it (pfn < 2^52,
     // so the byte address fits 64 bits).
-    if ((p[0] | p[i - 1]) >> 52) return errc::invalid_argument;
+    if ((p[0] | p[i - 1]) >> pfn_bits) return errc::invalid_argument;
     {
-      std::uint64_t addr = (p[0] << 12) + first_offset;
-      std::uint64_t len = static_cast<std::uint64_t>(i) * page - first_offset;
+      std::uint64_t addr = pfn_to_addr(p[0]) + first_offset;
+      std::uint64_t len = static_cast<std::uint64_t>(i) * page_size - first_offset;
       if (i == n) len -= tail_cut;
       if (!append_split(addr, len, flags)) return fail(cp, errc::out_of_memory);
     }
     // Later runs start on a discontinuity, so they never merge with what precedes them.
     if (i < n) {
-      if (plain) {
-        if (!append_runs_plain(p, i, n, tail_cut, flags)) return fail(cp, i_error_);
-        // every byte of the input is in the list now; the first run counted its own
-        total_ = cp.total + total_len;
-      } else if (!append_runs_split(p, i, n, tail_cut, flags)) {
-        return fail(cp, i_error_);
-      }
+      const result<void> r = max_segment_ == Range::max_len && boundary_shift_ == 0
+                                 ? append_runs<false>(p, i, n, tail_cut, flags)
+                                 : append_runs<true>(p, i, n, tail_cut, flags);
+      if (!r) return fail(cp, r.error());
+      // every byte of the input is in the list now; the first run counted its own
+      n_.total = cp.n.total + total_len;
     }
     return {};
   }
 
-  /// Longest entry that appends may produce (bytes). 0 restores the default (no limit).
-  /// Affects later appends only.
-  void set_max_segment(std::uint64_t bytes) noexcept {
+  /// Longest entry that later appends may produce (bytes); 0 restores the default (no limit:
+  /// `Range::max_len`). Errors: invalid_argument below one page (4096), which would let one
+  /// append make an entry per few bytes (see the file comment). Larger values need not be
+  /// page multiples (e.g. 0xffff). Affects later appends only.
+  result<void> try_set_max_segment(std::uint64_t bytes) noexcept {
     assert_unborrowed();
+    if (bytes != 0 && bytes < page_size) return errc::invalid_argument;
     max_segment_ = (bytes == 0 || bytes > Range::max_len) ? Range::max_len : bytes;
+    return {};
   }
   [[nodiscard]] std::uint64_t max_segment() const noexcept { return max_segment_; }
-  /// No entry produced by later appends crosses a multiple of `bytes` (any non-zero size;
-  /// hardware uses powers of two). 0 removes the boundary.
-  void set_segment_boundary(std::uint64_t bytes) noexcept {
+  /// No entry produced by later appends crosses a multiple of `bytes`; 0 removes the
+  /// boundary. Errors: invalid_argument unless a power of two of at least one page (the
+  /// hardware rule is a mask, and the block layer's minimum is PAGE_SIZE).
+  result<void> try_set_segment_boundary(std::uint64_t bytes) noexcept {
     assert_unborrowed();
-    boundary_ = bytes;
+    if (bytes != 0 && (bytes < page_size || (bytes & (bytes - 1)) != 0))
+      return errc::invalid_argument;
+    boundary_shift_ = bytes == 0 ? std::uint8_t{0} : static_cast<std::uint8_t>(std::countr_zero(bytes));
+    return {};
   }
-  [[nodiscard]] std::uint64_t segment_boundary() const noexcept { return boundary_; }
+  /// The boundary in bytes; 0 when there is none.
+  [[nodiscard]] std::uint64_t segment_boundary() const noexcept {
+    return boundary_shift_ == 0 ? 0 : std::uint64_t{1} << boundary_shift_;
+  }
 
-  [[nodiscard]] std::size_t size() const noexcept { return size_; }
-  [[nodiscard]] bool empty() const noexcept { return size_ == 0; }
-  [[nodiscard]] std::uint64_t total_bytes() const noexcept { return total_; }
+  [[nodiscard]] std::size_t size() const noexcept { return n_.size; }
+  [[nodiscard]] bool empty() const noexcept { return n_.size == 0; }
+  [[nodiscard]] std::uint64_t total_bytes() const noexcept { return n_.total; }
   /// Smallest start address. The list must not be empty.
   [[nodiscard]] address<space_type> lowest() const noexcept {
-    PHYR_ASSERT(size_ != 0, "lowest() of an empty list");
-    return address<space_type>{lowest_};
+    PHYR_ASSERT(n_.size != 0, "lowest() of an empty list");
+    return address<space_type>{n_.lowest};
   }
   /// Largest last-byte address (inclusive, so a range ending at 2^64 is representable).
   [[nodiscard]] address<space_type> highest() const noexcept {
-    PHYR_ASSERT(size_ != 0, "highest() of an empty list");
-    return address<space_type>{highest_};
+    PHYR_ASSERT(n_.size != 0, "highest() of an empty list");
+    return address<space_type>{n_.highest};
   }
   [[nodiscard]] const Range& front() const noexcept {
-    PHYR_ASSERT(size_ != 0, "front() of an empty list");
+    PHYR_ASSERT(n_.size != 0, "front() of an empty list");
     return detail::seg_entries<Range>(&head_.h)[0];
   }
   [[nodiscard]] const Range& back() const noexcept {
-    PHYR_ASSERT(size_ != 0, "back() of an empty list");
+    PHYR_ASSERT(n_.size != 0, "back() of an empty list");
     return detail::seg_entries<Range>(tail_)[tail_->count - 1];
   }
   [[nodiscard]] iterator begin() const noexcept {
-    return size_ == 0 ? iterator{} : iterator{&head_.h, 0};
+    return n_.size == 0 ? iterator{} : iterator{&head_.h, 0};
   }
   [[nodiscard]] iterator end() const noexcept { return iterator{}; }
   [[nodiscard]] Alloc get_allocator() const noexcept { return alloc_; }
-  /// Heap segments held (live and spare): what the list costs beyond its own object.
-  [[nodiscard]] std::size_t heap_segments() const noexcept { return heap_segments_; }
+  /// Bytes of heap segments held (live and spare): what the list costs beyond its object.
+  [[nodiscard]] std::size_t heap_bytes() const noexcept { return heap_bytes_; }
   /// Bytes this list occupies: the object plus its heap segments.
-  [[nodiscard]] std::size_t bytes_used() const noexcept {
-    return sizeof(*this) + heap_segments_ * segment_bytes;
-  }
+  [[nodiscard]] std::size_t bytes_used() const noexcept { return sizeof(*this) + heap_bytes_; }
 
   /// Empties the list; heap segments stay for reuse by later appends.
   void clear() noexcept {
@@ -439,11 +476,7 @@ class range_list {
     head_.h.next = nullptr;
     head_.h.count = 0;
     tail_ = &head_.h;
-    live_heap_segments_ = 0;
-    size_ = 0;
-    total_ = 0;
-    lowest_ = ~std::uint64_t{0};
-    highest_ = 0;
+    n_ = counters{};
   }
 
   /// Returns spare segments (kept by clear() or a failed append) to the allocator.
@@ -458,21 +491,21 @@ class range_list {
   /// The whole list as a view.
   [[nodiscard]] view_type view() const noexcept {
     view_type v;
-    if (size_ == 0) {
+    if (n_.size == 0) {
       v.borrows_ = &borrows_;
       return v;
     }
     v.seg_ = &head_.h;
     v.idx_ = 0;
-    v.count_ = size_;
+    v.count_ = n_.size;
     v.head_trim_ = 0;
     const Range& b = back();
     v.last_len_ = b.len();
     v.back_addr_ = b.addr().value();
     v.back_flags_ = b.flags();
-    v.total_ = total_;
-    v.lowest_ = lowest_;
-    v.highest_ = highest_;
+    v.total_ = n_.total;
+    v.lowest_ = n_.lowest;
+    v.highest_ = n_.highest;
     v.borrows_ = &borrows_;
     return v;
   }
@@ -485,7 +518,7 @@ class range_list {
   [[nodiscard]] result<view_type> try_slice(std::uint64_t byte_offset,
                                             std::uint64_t len) const noexcept {
     if (len == 0) return errc::invalid_argument;
-    if (byte_offset >= total_ || len > total_ - byte_offset) return errc::out_of_range;
+    if (byte_offset >= n_.total || len > n_.total - byte_offset) return errc::out_of_range;
     view_type v;
     v.borrows_ = &borrows_;
     v.total_ = len;
@@ -533,16 +566,16 @@ class range_list {
   /// Both lists must use equal allocators and the same limits (else invalid_argument);
   /// out_of_memory only when this list's tail segment has no room for the inline entries.
   /// Strong guarantee; on success `other` is empty.
-  result<void> splice_back(range_list&& other) noexcept {
+  result<void> try_splice_back(range_list&& other) noexcept {
     assert_unborrowed();
     other.assert_unborrowed();
     if (&other == this) return errc::invalid_argument;
     if (!(alloc_ == other.alloc_) || max_segment_ != other.max_segment_ ||
-        boundary_ != other.boundary_)
+        boundary_shift_ != other.boundary_shift_)
       return errc::invalid_argument;
-    if (other.size_ == 0) return {};
-    if (other.total_ > ~total_) return errc::overflow;
-    checkpoint cp = save();
+    if (other.n_.size == 0) return {};
+    if (other.n_.total > ~n_.total) return errc::overflow;
+    const checkpoint cp = save();
     const Range* oe = detail::seg_entries<Range>(&other.head_.h);
     for (std::uint32_t i = 0; i < other.head_.h.count; ++i) {
       if (!append_split(oe[i].addr().value(), oe[i].len(), oe[i].flags()))
@@ -552,28 +585,25 @@ class range_list {
     if (other.head_.h.next != nullptr) {
       tail_->next = other.head_.h.next;
       tail_ = other.tail_;
-      size_ += other.size_ - other.head_.h.count;
+      n_.size += other.n_.size - other.head_.h.count;
       // Segments move with their entries; spare segments stay with `other`.
-      heap_segments_ += other.live_heap_segments_;
-      live_heap_segments_ += other.live_heap_segments_;
-      other.heap_segments_ -= other.live_heap_segments_;
-      other.live_heap_segments_ = 0;
+      heap_bytes_ += other.n_.live_heap_bytes;
+      n_.live_heap_bytes += other.n_.live_heap_bytes;
+      other.heap_bytes_ -= other.n_.live_heap_bytes;
       other.head_.h.next = nullptr;
     }
     // The inline entries went through append_split, which already counted them.
-    total_ = cp.total + other.total_;
-    if (other.lowest_ < lowest_) lowest_ = other.lowest_;
-    if (other.highest_ > highest_) highest_ = other.highest_;
+    n_.total = cp.n.total + other.n_.total;
+    if (other.n_.lowest < n_.lowest) n_.lowest = other.n_.lowest;
+    if (other.n_.highest > n_.highest) n_.highest = other.n_.highest;
     other.head_.h.count = 0;
     other.tail_ = &other.head_.h;
-    other.size_ = 0;
-    other.total_ = 0;
-    other.lowest_ = ~std::uint64_t{0};
-    other.highest_ = 0;
+    other.n_ = counters{};
     return {};
   }
 
-  /// Borrow tracking for aliasing users (identity mappings); no-ops in release builds.
+  /// Borrow tracking for aliasing users (identity mappings); no-ops without
+  /// PHYR_ENABLE_BORROW_CHECKS. Safe to call from several threads at once.
   void debug_acquire_borrow() const noexcept { borrows_.acquire(); }
   void debug_release_borrow() const noexcept { borrows_.release(); }
 
@@ -587,13 +617,21 @@ class range_list {
   static_assert(offsetof(inline_segment, e) == sizeof(segment_header),
                 "entries must follow the header as in heap segments");
 
+  // What the list knows about its entries, in one aggregate so that clearing, moving,
+  // checkpointing and rolling back are single assignments.
+  struct counters {
+    std::size_t size = 0;
+    std::uint64_t total = 0;
+    std::uint64_t lowest = ~std::uint64_t{0};
+    std::uint64_t highest = 0;
+    std::size_t live_heap_bytes = 0;  // heap segments in the chain (the rest are spares)
+  };
+
   struct checkpoint {
     segment_header* tail;
     std::uint32_t tail_count;
     Range back;
-    std::size_t size;
-    std::uint64_t total, lowest, highest;
-    std::size_t live_heap_segments;
+    counters n;
   };
 
   void reset_head() noexcept {
@@ -614,25 +652,12 @@ class range_list {
     head_.h.next = o.head_.h.next;
     for (std::uint32_t i = 0; i < o.head_.h.count; ++i) head_.e[i] = o.head_.e[i];
     tail_ = o.tail_ == &o.head_.h ? &head_.h : o.tail_;
-    spare_ = o.spare_;
-    size_ = o.size_;
-    total_ = o.total_;
-    lowest_ = o.lowest_;
-    highest_ = o.highest_;
+    spare_ = std::exchange(o.spare_, nullptr);
+    n_ = std::exchange(o.n_, counters{});
     max_segment_ = o.max_segment_;
-    boundary_ = o.boundary_;
-    heap_segments_ = o.heap_segments_;
-    live_heap_segments_ = o.live_heap_segments_;
-    o.head_.h.next = nullptr;
-    o.head_.h.count = 0;
-    o.tail_ = &o.head_.h;
-    o.spare_ = nullptr;
-    o.size_ = 0;
-    o.total_ = 0;
-    o.lowest_ = ~std::uint64_t{0};
-    o.highest_ = 0;
-    o.heap_segments_ = 0;
-    o.live_heap_segments_ = 0;
+    boundary_shift_ = o.boundary_shift_;
+    heap_bytes_ = std::exchange(o.heap_bytes_, 0);
+    o.reset_head();
   }
 
   void release_all() noexcept {
@@ -640,15 +665,19 @@ class range_list {
     shrink_to_fit();
   }
 
+  [[nodiscard]] static constexpr std::size_t bytes_of(const segment_header* s) noexcept {
+    return sizeof(segment_header) + std::size_t{s->capacity} * sizeof(Range);
+  }
+
   void free_segment(segment_header* s) noexcept {
-    alloc_.deallocate(s, segment_bytes, alignof(segment_header));
-    --heap_segments_;
+    const std::size_t b = bytes_of(s);
+    heap_bytes_ -= b;
+    alloc_.deallocate(s, b, alignof(segment_header));
   }
 
   [[nodiscard]] checkpoint save() noexcept {
     spares_taken_ = 0;
-    checkpoint cp{tail_, tail_->count, Range{}, size_, total_, lowest_, highest_,
-                  live_heap_segments_};
+    checkpoint cp{tail_, tail_->count, Range{}, n_};
     if (tail_->count != 0) cp.back = detail::seg_entries<Range>(tail_)[tail_->count - 1];
     return cp;
   }
@@ -658,7 +687,7 @@ class range_list {
   // leaves the allocator balance as it found it.
   void rollback(const checkpoint& cp) noexcept {
     segment_header* s = cp.tail->next;
-    std::size_t reused = spares_taken_;
+    std::uint32_t reused = spares_taken_;
     while (s != nullptr) {
       segment_header* next = s->next;
       if (reused > 0) {
@@ -674,11 +703,7 @@ class range_list {
     tail_ = cp.tail;
     tail_->count = cp.tail_count;
     if (cp.tail_count != 0) detail::seg_entries<Range>(tail_)[cp.tail_count - 1] = cp.back;
-    size_ = cp.size;
-    total_ = cp.total;
-    lowest_ = cp.lowest;
-    highest_ = cp.highest;
-    live_heap_segments_ = cp.live_heap_segments;
+    n_ = cp.n;
     spares_taken_ = 0;
   }
 
@@ -687,24 +712,51 @@ class range_list {
     return e;
   }
 
-  // Links a fresh segment after the tail: a spare one if any, else a new allocation.
+  // The size of the heap segment after one of `b` bytes (the inline head counts as 48).
+  [[nodiscard]] static constexpr std::size_t next_segment_bytes(std::size_t b) noexcept {
+    if (b < first_segment_bytes) return first_segment_bytes;
+    const std::size_t grown = (b + b / 4) & ~(sizeof(Range) - 1);
+    const std::size_t next = grown > b ? grown : b + sizeof(Range);
+    return next < max_segment_bytes ? next : max_segment_bytes;
+  }
+  static_assert(next_segment_bytes(sizeof(inline_segment)) == first_segment_bytes);
+
+  // A pool hands out blocks of one size whatever is asked, so a list on a pool uses whole
+  // blocks (up to a page) from the start; other allocators get the geometric sizes.
+  [[nodiscard]] std::size_t new_segment_bytes() const noexcept {
+    if constexpr (requires(const Alloc& a) {
+                    { a.pool().block_size() } -> std::convertible_to<std::size_t>;
+                  }) {
+      const std::size_t b = alloc_.pool().block_size();
+      return b < max_segment_bytes ? b & ~(sizeof(Range) - 1) : max_segment_bytes;
+    } else {
+      return next_segment_bytes(bytes_of(tail_));
+    }
+  }
+
+  // Links a fresh segment after the tail: a spare one if any, else a new allocation 1.25x
+  // the tail's size. False when the allocator fails (nothing changed then).
   [[gnu::cold, gnu::noinline]] bool grow() noexcept {
     segment_header* s = spare_;
+    std::size_t b = 0;
     if (s != nullptr) {
       spare_ = s->next;
       ++spares_taken_;
+      b = bytes_of(s);
     } else {
-      void* p = alloc_.allocate(segment_bytes, alignof(segment_header));
+      b = new_segment_bytes();
+      if (capacity_of(b) == 0) return false;
+      void* p = alloc_.allocate(b, alignof(segment_header));
       if (p == nullptr) return false;
       s = static_cast<segment_header*>(p);
-      ++heap_segments_;
+      heap_bytes_ += b;
     }
     s->next = nullptr;
     s->count = 0;
-    s->capacity = segment_capacity;
+    s->capacity = capacity_of(b);
     tail_->next = s;
     tail_ = s;
-    ++live_heap_segments_;
+    n_.live_heap_bytes += b;
     return true;
   }
 
@@ -713,23 +765,25 @@ class range_list {
     if (PHYR_UNLIKELY(tail_->count == tail_->capacity) && !grow()) return false;
     ::new (static_cast<void*>(detail::seg_entries<Range>(tail_) + tail_->count)) Range(r);
     ++tail_->count;
-    ++size_;
-    total_ += r.len();
+    ++n_.size;
+    n_.total += r.len();
     const std::uint64_t a = r.addr().value();
-    if (a < lowest_) lowest_ = a;
-    if (r.last().value() > highest_) highest_ = r.last().value();
+    if (a < n_.lowest) n_.lowest = a;
+    if (r.last().value() > n_.highest) n_.highest = r.last().value();
     return true;
   }
 
-  // Bytes from `a` to the next boundary multiple (the whole limit when there is none).
+  // Bytes from `a` to the next boundary multiple (all of the address space without one).
   [[nodiscard]] std::uint64_t boundary_room(std::uint64_t a) const noexcept {
-    if (boundary_ == 0) return ~std::uint64_t{0};
-    return boundary_ - a % boundary_;
+    if (boundary_shift_ == 0) return ~std::uint64_t{0};
+    const std::uint64_t b = std::uint64_t{1} << boundary_shift_;
+    return b - (a & (b - 1));
   }
 
   // The general append: grow the tail entry as far as the limits allow, then push pieces of
   // at most max_segment bytes that do not cross a boundary. Greedy filling is optimal: every
-  // piece but the last is as long as the limits permit at its start address.
+  // piece but the last is as long as the limits permit at its start address. False when the
+  // allocator fails (the caller rolls back).
   [[nodiscard]] bool append_split(std::uint64_t a, std::uint64_t len, range_flags f) noexcept {
     if (tail_->count != 0) {
       Range& b = detail::seg_entries<Range>(tail_)[tail_->count - 1];
@@ -737,15 +791,17 @@ class range_list {
       if (b.flags() == f && b_last != ~std::uint64_t{0} && b_last + 1 == a &&
           b.len() < max_segment_) {
         std::uint64_t room = max_segment_ - b.len();
-        if (boundary_ != 0) {
-          const std::uint64_t in = (b_last + 1) % boundary_;
-          room = in == 0 ? 0 : (boundary_ - in < room ? boundary_ - in : room);
-        }
+        const std::uint64_t to_boundary = boundary_room(a);
+        // A boundary exactly at `a` leaves no room (to_boundary is then a whole boundary).
+        if (boundary_shift_ != 0)
+          room = to_boundary == (std::uint64_t{1} << boundary_shift_) ? 0
+                 : to_boundary < room                                 ? to_boundary
+                                                                      : room;
         const std::uint64_t take = len < room ? len : room;
         if (take != 0) {
           b = Range{b.addr(), b.len() + take, f};
-          total_ += take;
-          if (b_last + take > highest_) highest_ = b_last + take;
+          n_.total += take;
+          if (b_last + take > n_.highest) n_.highest = b_last + take;
           a += take;
           len -= take;
         }
@@ -763,20 +819,25 @@ class range_list {
   }
 
   [[gnu::noinline]] result<void> append_slow(const Range& r) noexcept {
-    checkpoint cp = save();
+    const checkpoint cp = save();
     if (!append_split(r.addr().value(), r.len(), r.flags())) return fail(cp, errc::out_of_memory);
     return {};
   }
 
-  // Runs p[i..n) with no limits set, i.e. the pinned-pages fast path. Entries go straight
-  // into the tail segment with the bookkeeping in locals (written back once). The per-page
-  // work on fragmented input is one compare, two stores and a min/max of the frame number;
-  // long runs are skipped eight frames per step. Frames >= 2^52 are detected from the
-  // maximum after the loop (the caller rolls back), so the loop has no per-run range check.
-  // Sets i_error_ and returns false on failure; the caller rolls back.
-  [[nodiscard]] bool append_runs_plain(const std::uint64_t* p, std::size_t i, std::size_t n,
-                                       std::uint64_t tail_cut, range_flags flags) noexcept {
-    constexpr std::uint64_t page = 4096;
+  // Runs p[i..n) of try_append_pages after the first (each starts at a discontinuity, so
+  // none merges with what precedes it). Entries go straight into the tail segment with the
+  // bookkeeping in locals (written back once). The per-page work on fragmented input is one
+  // compare, two stores and a min/max of the frame number; long runs are skipped eight frames
+  // per step. `Limited` (a max_segment or boundary is set) changes only what a run of two
+  // pages or more becomes: pieces cut at the limits. A single page is always one entry, as
+  // both limits are at least a page and the boundary is a power of two, so fragmented input
+  // costs the same with limits as without. Frames >= 2^52 are detected from the maximum
+  // after the loop, so the loop has no per-run range check (a bad frame yields garbage
+  // entries, bounded in number by the pages, and the caller rolls back). Totals: the caller
+  // sets the byte total; the entry count and extremes are updated here.
+  template <bool Limited>
+  [[nodiscard]] result<void> append_runs(const std::uint64_t* p, std::size_t i, std::size_t n,
+                                         std::uint64_t tail_cut, range_flags flags) noexcept {
     segment_header* seg = tail_;
     Range* e = detail::seg_entries<Range>(seg);
     std::uint32_t cnt = seg->count;
@@ -785,42 +846,54 @@ class range_list {
     const std::uint32_t start_cnt = cnt;
     const bool has_full = n - i >= 2;  // every page but the final one is fully used
     std::uint64_t mn = ~std::uint64_t{0}, mx = 0;  // frames; mx over fully used pages
+    const std::uint64_t max_seg = max_segment_;
+    const std::uint64_t bmask =
+        boundary_shift_ == 0 ? ~std::uint64_t{0} : (std::uint64_t{1} << boundary_shift_) - 1;
+    auto next_segment = [&]() noexcept {
+      seg->count = cnt;
+      added += cnt;
+      if (!grow()) return false;
+      seg = tail_;
+      e = detail::seg_entries<Range>(seg);
+      cnt = 0;
+      cap = seg->capacity;
+      return true;
+    };
     auto put = [&](std::uint64_t addr, std::uint64_t len) noexcept {
-      if (PHYR_UNLIKELY(cnt == cap)) {
-        seg->count = cnt;
-        added += cnt;
-        if (!grow()) return false;
-        seg = tail_;
-        e = detail::seg_entries<Range>(seg);
-        cnt = 0;
-        cap = seg->capacity;
-      }
+      if (PHYR_UNLIKELY(cnt == cap) && !next_segment()) return false;
       ::new (static_cast<void*>(e + cnt)) Range(Range::make_unchecked(addr, len, flags));
       ++cnt;
       return true;
+    };
+    // A run of pages from `addr`: one entry, or with limits greedy pieces (as append_split).
+    auto put_run = [&](std::uint64_t addr, std::uint64_t len) noexcept {
+      if constexpr (Limited) {
+        while (len > max_seg || ((addr & bmask) + len - 1) > bmask) {
+          std::uint64_t take = max_seg;
+          const std::uint64_t room = bmask - (addr & bmask) + 1;  // 0 when there is no boundary
+          if (room != 0 && room < take) take = room;
+          if (!put(addr, take)) return false;
+          addr += take;
+          len -= take;
+        }
+      }
+      return put(addr, len);
     };
     const std::size_t last = n - 1;
     while (i < last) {
       // One-page runs (the fragmented case) in a tight loop bounded by the room left in the
       // tail segment, so the loop body has no capacity check.
-      if (PHYR_UNLIKELY(cnt == cap)) {
-        seg->count = cnt;
-        added += cnt;
-        if (!grow()) return oom();
-        seg = tail_;
-        e = detail::seg_entries<Range>(seg);
-        cnt = 0;
-        cap = seg->capacity;
-      }
+      if (PHYR_UNLIKELY(cnt == cap) && !next_segment()) return errc::out_of_memory;
       const std::size_t room = cap - cnt;
       const std::size_t lim = last - i < room ? last : i + room;
       // Two one-page runs per step while both are: halves the loop overhead.
       while (i + 2 <= lim) {
         const std::uint64_t a0 = p[i], a1 = p[i + 1];
         if (a1 == a0 + 1 || p[i + 2] == a1 + 1) break;
-        ::new (static_cast<void*>(e + cnt)) Range(Range::make_unchecked(a0 << 12, page, flags));
+        ::new (static_cast<void*>(e + cnt))
+            Range(Range::make_unchecked(pfn_to_addr(a0), page_size, flags));
         ::new (static_cast<void*>(e + cnt + 1))
-            Range(Range::make_unchecked(a1 << 12, page, flags));
+            Range(Range::make_unchecked(pfn_to_addr(a1), page_size, flags));
         cnt += 2;
         const std::uint64_t lo2 = a0 < a1 ? a0 : a1, hi2 = a0 < a1 ? a1 : a0;
         mn = lo2 < mn ? lo2 : mn;
@@ -829,7 +902,8 @@ class range_list {
       }
       while (i < lim && p[i + 1] != p[i] + 1) {
         const std::uint64_t a = p[i];
-        ::new (static_cast<void*>(e + cnt)) Range(Range::make_unchecked(a << 12, page, flags));
+        ::new (static_cast<void*>(e + cnt))
+            Range(Range::make_unchecked(pfn_to_addr(a), page_size, flags));
         ++cnt;
         mn = a < mn ? a : mn;
         mx = a > mx ? a : mx;
@@ -839,7 +913,8 @@ class range_list {
       const std::uint64_t a = p[i];
       const std::size_t j = detail::pfn_run_end(p, i + 2, n);
       if (j == n) break;  // the run holds the final page: done below
-      if (!put(a << 12, static_cast<std::uint64_t>(j - i) * page)) return oom();
+      if (!put_run(pfn_to_addr(a), static_cast<std::uint64_t>(j - i) * page_size))
+        return errc::out_of_memory;
       // Both ends: a "run" may wrap past 2^64 - 1, and then its start is the largest frame.
       const std::uint64_t b = p[j - 1];
       mn = a < mn ? a : mn;
@@ -850,68 +925,35 @@ class range_list {
     }
     // The final run [i, n): its last page is cut by tail_cut.
     const std::uint64_t a = p[i];
-    if (!put(a << 12, static_cast<std::uint64_t>(n - i) * page - tail_cut)) return oom();
+    if (!put_run(pfn_to_addr(a), static_cast<std::uint64_t>(n - i) * page_size - tail_cut))
+      return errc::out_of_memory;
     seg->count = cnt;
     mn = a < mn ? a : mn;
     if (n - i >= 2) {
       mx = a > mx ? a : mx;
       mx = p[n - 2] > mx ? p[n - 2] : mx;
     }
-    if ((mx | a | p[last]) >> 52) {
-      i_error_ = errc::invalid_argument;
-      return false;
-    }
-    size_ += added + cnt - start_cnt;
-    const std::uint64_t lo = mn << 12;
-    std::uint64_t hi = (p[last] << 12) + (page - 1 - tail_cut);
-    if (has_full && (mx << 12) + (page - 1) > hi) hi = (mx << 12) + (page - 1);
-    if (lo < lowest_) lowest_ = lo;
-    if (hi > highest_) highest_ = hi;
-    return true;
-  }
-
-  [[nodiscard]] bool oom() noexcept {
-    i_error_ = errc::out_of_memory;
-    return false;
-  }
-
-  // Runs p[i..n) when max_segment or a boundary is set: each run goes through append_split.
-  [[nodiscard]] bool append_runs_split(const std::uint64_t* p, std::size_t i, std::size_t n,
-                                       std::uint64_t tail_cut, range_flags flags) noexcept {
-    constexpr std::uint64_t page = 4096;
-    while (i < n) {
-      std::size_t j = i + 1;
-      if (j < n && p[j] == p[i] + 1) j = detail::pfn_run_end(p, j + 1, n);
-      if ((p[i] | p[j - 1]) >> 52) {
-        i_error_ = errc::invalid_argument;
-        return false;
-      }
-      std::uint64_t len = static_cast<std::uint64_t>(j - i) * page;
-      if (j == n) len -= tail_cut;
-      if (!append_split(p[i] << 12, len, flags)) {
-        i_error_ = errc::out_of_memory;
-        return false;
-      }
-      i = j;
-    }
-    return true;
+    if ((mx | a | p[last]) >> pfn_bits) return errc::invalid_argument;
+    n_.size += added + cnt - start_cnt;
+    const std::uint64_t lo = pfn_to_addr(mn);
+    std::uint64_t hi = pfn_to_addr(p[last]) + (page_mask - tail_cut);
+    if (has_full && pfn_to_addr(mx) + page_mask > hi) hi = pfn_to_addr(mx) + page_mask;
+    if (lo < n_.lowest) n_.lowest = lo;
+    if (hi > n_.highest) n_.highest = hi;
+    return {};
   }
 
   inline_segment head_;
   segment_header* tail_ = nullptr;
   segment_header* spare_ = nullptr;
-  std::size_t size_ = 0;
-  std::uint64_t total_ = 0;
-  std::uint64_t lowest_ = ~std::uint64_t{0};
-  std::uint64_t highest_ = 0;
+  counters n_;
   std::uint64_t max_segment_ = Range::max_len;
-  std::uint64_t boundary_ = 0;
-  std::size_t heap_segments_ = 0;       // live + spare
-  std::size_t live_heap_segments_ = 0;  // in the chain
-  std::size_t spares_taken_ = 0;        // by the current operation, for rollback
-  errc i_error_ = errc::out_of_memory;  // why a run helper failed
+  std::size_t heap_bytes_ = 0;          // live + spare
+  std::uint32_t spares_taken_ = 0;      // by the current operation, for rollback
+  std::uint8_t boundary_shift_ = 0;     // log2 of the segment boundary; 0: none
   [[no_unique_address]] Alloc alloc_{};
   [[no_unique_address]] detail::borrow_counter borrows_;
 };
 
-}  // namespace phyr
+}  // namespace PHYR_BORROW_ABI_NAMESPACE
+}  // namespace phyr::inline v0

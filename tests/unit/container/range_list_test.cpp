@@ -19,7 +19,7 @@ struct bus_b {};
 template <class L, class R>
 concept can_append = requires(L l, R r) { l.try_append(r); };
 template <class L, class M>
-concept can_splice = requires(L l, M m) { l.splice_back(std::move(m)); };
+concept can_splice = requires(L l, M m) { l.try_splice_back(std::move(m)); };
 template <class R>
 concept list_of = requires { typename phyr::range_list<R>; };
 
@@ -110,7 +110,7 @@ TEST_CASE("range_list: an empty and a one-entry list allocate nothing", "[range_
   REQUIRE(l.try_append(phys_range{phys_addr{0x9000}, 0x1000}));
   CHECK(fs.calls == 0);
   CHECK(l.size() == 2);
-  CHECK(l.heap_segments() == 0);
+  CHECK(l.heap_bytes() == 0);
 }
 
 TEST_CASE("range_list: coalesces adjacent same-flag ranges and tracks totals in O(1)",
@@ -149,7 +149,7 @@ TEST_CASE("range_list: zero-length input and byte-count overflow are errors that
 
 TEST_CASE("range_list: max_segment splits greedily and never exceeds the limit", "[range_list]") {
   list l;
-  l.set_max_segment(0x3000);
+  REQUIRE(l.try_set_max_segment(0x3000));
   CHECK(l.max_segment() == 0x3000);
   REQUIRE(l.try_append(phys_range{phys_addr{0x1000}, 0x2000}));
   REQUIRE(l.try_append(phys_range{phys_addr{0x3000}, 0x5000}));  // fills the tail, then splits
@@ -158,13 +158,13 @@ TEST_CASE("range_list: max_segment splits greedily and never exceeds the limit",
   CHECK(v[0] == phys_range{phys_addr{0x1000}, 0x3000});
   CHECK(v[1] == phys_range{phys_addr{0x4000}, 0x3000});
   CHECK(v[2] == phys_range{phys_addr{0x7000}, 0x1000});
-  l.set_max_segment(0);  // back to unlimited
+  REQUIRE(l.try_set_max_segment(0));  // back to unlimited
   CHECK(l.max_segment() == phys_range::max_len);
 }
 
 TEST_CASE("range_list: no entry crosses the segment boundary", "[range_list]") {
   list l;
-  l.set_segment_boundary(0x10000);
+  REQUIRE(l.try_set_segment_boundary(0x10000));
   REQUIRE(l.try_append(phys_range{phys_addr{0xe000}, 0x4000}));
   REQUIRE(l.try_append(phys_range{phys_addr{0x12000}, 0x20000}));
   for (const auto& r : l) {
@@ -242,7 +242,7 @@ TEST_CASE("range_list: never more entries than the kernel's sg_alloc_table_from_
     auto pfns = random_pfns(rng, n);
     const std::uint64_t max_seg = std::uint64_t{4096} << (rng() % 10);  // 4 KiB .. 2 MiB
     list l;
-    l.set_max_segment(max_seg);
+    REQUIRE(l.try_set_max_segment(max_seg));
     REQUIRE(l.try_append_pages(pfns, 0, n * 4096));
     CHECK(l.size() <= kernel_chunks(pfns, max_seg));
     std::uint64_t sum = 0;
@@ -262,12 +262,12 @@ TEST_CASE("range_list: random append sequences match the std::vector model",
     list l;
     model m;
     if (rng() % 2) {
-      m.max_seg = 512 + rng() % 100000;
-      l.set_max_segment(m.max_seg);
+      m.max_seg = 4096 + rng() % 100000;
+      REQUIRE(l.try_set_max_segment(m.max_seg));
     }
     if (rng() % 3 == 0) {
       m.boundary = std::uint64_t{4096} << (rng() % 6);
-      l.set_segment_boundary(m.boundary);
+      REQUIRE(l.try_set_segment_boundary(m.boundary));
     }
     std::uint64_t cur = rng() % (1ull << 40);
     const int n = static_cast<int>(rng() % 1500);
@@ -314,13 +314,20 @@ TEST_CASE("range_list: page arrays match the model fed page by page", "[range_li
     if (n == 1 && off + total > 4096) total = 4096 - off;
     list l;
     model m;
-    if (rng() % 2) {
-      m.max_seg = std::uint64_t{4096} << (rng() % 8);
-      l.set_max_segment(m.max_seg);
+    switch (rng() % 3) {  // page-multiple limits, arbitrary byte limits, none
+      case 0:
+        m.max_seg = std::uint64_t{4096} << (rng() % 8);
+        break;
+      case 1:
+        m.max_seg = 4096 + rng() % 70000;
+        break;
+      default:
+        break;
     }
+    if (m.max_seg != phys_range::max_len) REQUIRE(l.try_set_max_segment(m.max_seg));
     if (rng() % 3 == 0) {
-      m.boundary = std::uint64_t{8192} << (rng() % 6);
-      l.set_segment_boundary(m.boundary);
+      m.boundary = std::uint64_t{4096} << (rng() % 7);
+      REQUIRE(l.try_set_segment_boundary(m.boundary));
     }
     REQUIRE(l.try_append_pages(pfns, off, total, range_flags::pinned));
     std::uint64_t left = total;
@@ -344,7 +351,7 @@ TEST_CASE("range_list: every allocation failure leaves the list exactly as it wa
       phyr::fault_state fs;
       {
         flist l{phyr::fault_injecting_allocator{&fs}};
-        l.set_max_segment(op == 2 ? 8192 : op == 1 ? 4096 : 0);
+        REQUIRE(l.try_set_max_segment(op == 2 ? 8192 : op == 1 ? 4096 : 0));
         // a prefix that already spans a few segments
         REQUIRE(l.try_append_pages(std::span{pfns}.first(700), 0, 700 * 4096));
         const auto before = to_vec(l);
@@ -352,7 +359,7 @@ TEST_CASE("range_list: every allocation failure leaves the list exactly as it wa
         const auto total = l.total_bytes();
         const auto lo = l.lowest();
         const auto hi = l.highest();
-        const auto segs = l.heap_segments();
+        const auto heap = l.heap_bytes();
         fs.fail_at = fs.calls + k;
         phyr::result<void> r;
         if (op == 0 || op == 2) {
@@ -378,7 +385,7 @@ TEST_CASE("range_list: every allocation failure leaves the list exactly as it wa
           CHECK(l.total_bytes() == total);
           CHECK(l.lowest() == lo);
           CHECK(l.highest() == hi);
-          CHECK(l.heap_segments() == segs);
+          CHECK(l.heap_bytes() == heap);
           // still usable after a failure
           fs.fail_at = 0;
           REQUIRE(l.try_append(phys_range{phys_addr{1ull << 45}, 4096}));
@@ -397,8 +404,8 @@ TEST_CASE("range_list: clear keeps segments for reuse without allocating", "[ran
   for (std::size_t i = 0; i < pfns.size(); ++i) pfns[i] = 3 * i;
   REQUIRE(l.try_append_pages(pfns, 0, pfns.size() * 4096));
   const auto calls = fs.calls;
-  const auto segs = l.heap_segments();
-  CHECK(segs > 0);
+  const auto heap = l.heap_bytes();
+  CHECK(heap > 0);
   for (int round = 0; round < 3; ++round) {
     l.clear();
     CHECK(l.empty());
@@ -407,10 +414,10 @@ TEST_CASE("range_list: clear keeps segments for reuse without allocating", "[ran
     CHECK(l.size() == 2000);
   }
   CHECK(fs.calls == calls);
-  CHECK(l.heap_segments() == segs);
+  CHECK(l.heap_bytes() == heap);
   l.clear();
   l.shrink_to_fit();
-  CHECK(l.heap_segments() == 0);
+  CHECK(l.heap_bytes() == 0);
   CHECK(fs.live == 0);
 }
 
@@ -458,7 +465,7 @@ TEST_CASE("range_list: move transfers everything, including inline entries", "[r
 
 TEST_CASE("range_list: try_clone is a deep, equal copy", "[range_list]") {
   list a;
-  a.set_max_segment(8192);
+  REQUIRE(a.try_set_max_segment(8192));
   std::vector<std::uint64_t> pfns(777);
   for (std::size_t i = 0; i < pfns.size(); ++i) pfns[i] = i % 3 == 0 ? 7 * i : i;
   REQUIRE(a.try_append_pages(pfns, 0, pfns.size() * 4096));
@@ -533,7 +540,7 @@ TEST_CASE("range_list: slices agree with a byte-level model", "[range_list][prop
   }
 }
 
-TEST_CASE("range_list: splice_back relinks in O(1) and coalesces at the junction",
+TEST_CASE("range_list: try_splice_back relinks in O(1) and coalesces at the junction",
           "[range_list]") {
   phyr::fault_state fs;
   flist a{phyr::fault_injecting_allocator{&fs}};
@@ -552,7 +559,7 @@ TEST_CASE("range_list: splice_back relinks in O(1) and coalesces at the junction
   want.insert(want.end(), vb.begin() + 1, vb.end());
   const auto calls = fs.calls;
   const auto total = a.total_bytes() + b.total_bytes();
-  REQUIRE(a.splice_back(std::move(b)));
+  REQUIRE(a.try_splice_back(std::move(b)));
   CHECK(fs.calls == calls);  // relinked, nothing allocated
   CHECK(b.empty());
   CHECK(to_vec(a) == want);
@@ -566,25 +573,25 @@ TEST_CASE("range_list: splice_back relinks in O(1) and coalesces at the junction
   CHECK(b.size() == 1);
 }
 
-TEST_CASE("range_list: splice_back refuses mismatched lists and self", "[range_list]") {
+TEST_CASE("range_list: try_splice_back refuses mismatched lists and self", "[range_list]") {
   list a, b;
   REQUIRE(a.try_append(phys_range{phys_addr{0x1000}, 1}));
   REQUIRE(b.try_append(phys_range{phys_addr{0x2000}, 1}));
-  b.set_max_segment(4096);
-  CHECK(a.splice_back(std::move(b)).error() == errc::invalid_argument);
+  REQUIRE(b.try_set_max_segment(4096));
+  CHECK(a.try_splice_back(std::move(b)).error() == errc::invalid_argument);
   CHECK(b.size() == 1);
   CHECK(a.size() == 1);
-  CHECK(a.splice_back(std::move(a)).error() == errc::invalid_argument);
+  CHECK(a.try_splice_back(std::move(a)).error() == errc::invalid_argument);
   phyr::fault_state f1, f2;
   flist x{phyr::fault_injecting_allocator{&f1}}, y{phyr::fault_injecting_allocator{&f2}};
   REQUIRE(y.try_append(phys_range{phys_addr{0x2000}, 1}));
-  CHECK(x.splice_back(std::move(y)).error() == errc::invalid_argument);
+  CHECK(x.try_splice_back(std::move(y)).error() == errc::invalid_argument);
   list empty;
-  REQUIRE(a.splice_back(std::move(empty)));
+  REQUIRE(a.try_splice_back(std::move(empty)));
   CHECK(a.size() == 1);
 }
 
-TEST_CASE("range_list: splice_back into a full tail fails cleanly when memory runs out",
+TEST_CASE("range_list: try_splice_back into a full tail fails cleanly when memory runs out",
           "[range_list][alloc]") {
   phyr::fault_state fs;
   flist a{phyr::fault_injecting_allocator{&fs}};
@@ -593,11 +600,11 @@ TEST_CASE("range_list: splice_back into a full tail fails cleanly when memory ru
   REQUIRE(a.try_append(phys_range{phys_addr{0x3000}, 1}));  // inline head full
   REQUIRE(b.try_append(phys_range{phys_addr{0x5000}, 1}));
   fs.fail_at = fs.calls + 1;
-  CHECK(a.splice_back(std::move(b)).error() == errc::out_of_memory);
+  CHECK(a.try_splice_back(std::move(b)).error() == errc::out_of_memory);
   CHECK(a.size() == 2);
   CHECK(b.size() == 1);
   fs.fail_at = 0;
-  REQUIRE(a.splice_back(std::move(b)));
+  REQUIRE(a.try_splice_back(std::move(b)));
   CHECK(a.size() == 3);
 }
 
@@ -645,4 +652,94 @@ TEST_CASE("range_list: page arrays with frames that wrap past 2^64 are rejected 
   CHECK(l.size() == 1);
   CHECK(l.total_bytes() == 0x1000);
   CHECK(l.highest() == phys_addr{0x1fff});
+}
+
+TEST_CASE("range_list: limits below one page are rejected, so one append stays bounded",
+          "[range_list]") {
+  // Issue 11 item 6: a 1-byte max_segment made one 1 TiB append allocate until out of
+  // memory (an entry per byte). Limits now start at one page, boundaries are powers of two.
+  list l;
+  CHECK(l.try_set_max_segment(1).error() == errc::invalid_argument);
+  CHECK(l.try_set_max_segment(4095).error() == errc::invalid_argument);
+  CHECK(l.try_set_segment_boundary(1).error() == errc::invalid_argument);
+  CHECK(l.try_set_segment_boundary(2048).error() == errc::invalid_argument);
+  CHECK(l.try_set_segment_boundary(3 * 4096).error() == errc::invalid_argument);
+  CHECK(l.max_segment() == phys_range::max_len);  // unchanged by the failures
+  CHECK(l.segment_boundary() == 0);
+  REQUIRE(l.try_append(phys_range{phys_addr{0}, std::uint64_t{1} << 40}));  // 1 TiB
+  CHECK(l.size() == 1);
+  CHECK(l.heap_bytes() == 0);
+
+  // The smallest legal limits: at most len / 4096 + 2 entries per append, for any alignment.
+  std::mt19937_64 rng{11};
+  for (int iter = 0; iter < 200; ++iter) {
+    list s;
+    REQUIRE(s.try_set_max_segment(4096 + rng() % 3 * (rng() % 9000)));
+    if (rng() % 2) REQUIRE(s.try_set_segment_boundary(std::uint64_t{4096} << (rng() % 4)));
+    const std::uint64_t a = rng() % (std::uint64_t{1} << 40);
+    const std::uint64_t len = 1 + rng() % (1u << 22);
+    REQUIRE(s.try_append(phys_range{phys_addr{a}, len}));
+    CHECK(s.size() <= len / 4096 + 2);
+    CHECK(s.total_bytes() == len);
+  }
+  // 0 still means "no limit" for both.
+  REQUIRE(l.try_set_max_segment(0));
+  REQUIRE(l.try_set_segment_boundary(0));
+  CHECK(l.max_segment() == phys_range::max_len);
+}
+
+TEST_CASE("range_list: limits keep fragmented page arrays entry-for-page and split runs",
+          "[range_list]") {
+  // Every whole page fits one entry under any legal limit, so the page-array fast path
+  // applies with limits too; runs of pages are cut into limit-sized pieces.
+  std::vector<std::uint64_t> pfns = {10, 20, 21, 22, 23, 24, 40, 41, 50};
+  list l;
+  REQUIRE(l.try_set_max_segment(0x2000));
+  REQUIRE(l.try_set_segment_boundary(0x4000));
+  REQUIRE(l.try_append_pages(pfns, 0, pfns.size() * 4096 - 0x800));
+  const std::vector<phys_range> want = {
+      phys_range{phys_addr{10 * 4096}, 0x1000}, phys_range{phys_addr{20 * 4096}, 0x2000},
+      phys_range{phys_addr{22 * 4096}, 0x2000}, phys_range{phys_addr{24 * 4096}, 0x1000},
+      phys_range{phys_addr{40 * 4096}, 0x2000}, phys_range{phys_addr{50 * 4096}, 0x800}};
+  CHECK(to_vec(l) == want);
+  CHECK(l.lowest().value() == 10 * 4096);
+  CHECK(l.highest().value() == 50 * 4096 + 0x7ff);
+}
+
+TEST_CASE("range_list: heap segments grow geometrically from a small first one",
+          "[range_list][alloc]") {
+  phyr::fault_state fs;
+  flist l{phyr::fault_injecting_allocator{&fs}};
+  std::vector<std::uint64_t> pfns(3);
+  for (std::size_t i = 0; i < pfns.size(); ++i) pfns[i] = 2 * i;
+  REQUIRE(l.try_append_pages(pfns, 0, pfns.size() * 4096));
+  // 2 inline entries + one in the first heap segment of 64 bytes
+  CHECK(l.heap_bytes() == flist::first_segment_bytes);
+  // 49 entries (the THP trace's count) take well under one 4 KiB segment: 32 bytes per entry
+  // is what an exactly sized scatterlist costs; the list stays within 1.1x of that.
+  flist m{phyr::fault_injecting_allocator{&fs}};
+  std::vector<std::uint64_t> frag(49);
+  for (std::size_t i = 0; i < frag.size(); ++i) frag[i] = 2 * i;
+  REQUIRE(m.try_append_pages(frag, 0, frag.size() * 4096));
+  CHECK(m.bytes_used() <= (32 * 49 + 16) * 11 / 10);
+  // a long list is almost all full page-sized segments: under 16.3 bytes per entry
+  std::vector<std::uint64_t> big(100000);
+  for (std::size_t i = 0; i < big.size(); ++i) big[i] = 2 * i;
+  flist b{phyr::fault_injecting_allocator{&fs}};
+  REQUIRE(b.try_append_pages(big, 0, big.size() * 4096));
+  CHECK(static_cast<double>(b.bytes_used()) / 100000 < 16.3);
+}
+
+TEST_CASE("range_list: the borrow-check setting is part of the type's mangled name",
+          "[range_list]") {
+  // PHYR_ENABLE_BORROW_CHECKS changes sizeof(range_list) (the counter); the inline ABI
+  // namespace makes translation units built with different settings fail to link instead
+  // of reading one layout as the other.
+#if PHYR_ENABLE_BORROW_CHECKS
+  STATIC_REQUIRE(std::is_same_v<list, phyr::v0::borrow_checked::range_list<phys_range>>);
+#else
+  STATIC_REQUIRE(std::is_same_v<list, phyr::v0::borrow_unchecked::range_list<phys_range>>);
+#endif
+  STATIC_REQUIRE(std::is_same_v<phyr::range_list_view<phys_range>,
+                                phyr::v0::PHYR_BORROW_ABI_NAMESPACE::range_list_view<phys_range>>);
 }

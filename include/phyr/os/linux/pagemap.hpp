@@ -229,18 +229,19 @@ template <segment_allocator Alloc>
     std::uint64_t first_offset, std::uint64_t len, range_flags flags = range_flags::none) noexcept {
   // Built aside and relinked, so a failure in a later batch cannot leave a prefix behind.
   range_list<phys_range, Alloc> scratch{list.get_allocator()};
-  scratch.set_max_segment(list.max_segment());
-  scratch.set_segment_boundary(list.segment_boundary());
+  // `list` holds valid limits, so copying them cannot fail.
+  (void)scratch.try_set_max_segment(list.max_segment());
+  (void)scratch.try_set_segment_boundary(list.segment_boundary());
   if (result<void> r = detail::append_pagemap_words(scratch, words, first_offset, len, flags); !r)
     return r;
-  return list.splice_back(std::move(scratch));
+  return list.try_splice_back(std::move(scratch));
 }
 
 /// How `pinned_buffer::try_pin` builds its list.
 struct pin_options {
   range_flags flags = range_flags::none;  ///< added to range_flags::pinned on every entry
-  std::uint64_t max_segment = 0;          ///< range_list::set_max_segment (0 = no limit)
-  std::uint64_t segment_boundary = 0;     ///< range_list::set_segment_boundary (0 = none)
+  std::uint64_t max_segment = 0;          ///< range_list::try_set_max_segment (0 = no limit)
+  std::uint64_t segment_boundary = 0;     ///< range_list::try_set_segment_boundary (0 = none)
 };
 
 /// A user buffer locked in memory (mlock) with the physical ranges behind it. Move-only; the
@@ -253,7 +254,8 @@ class pinned_buffer {
 
   /// Locks the pages of [addr, addr + len) (mlock also faults them in), and reads their frames
   /// from /proc/self/pagemap. Errors:
-  /// - invalid_argument: len == 0 or addr null; overflow: the range wraps;
+  /// - invalid_argument: len == 0, addr null, or limits in `opt` that range_list rejects;
+  ///   overflow: the range wraps;
   /// - not_supported: the base page size is not 4 KiB, or there is no /proc/self/pagemap;
   /// - permission_denied: the PFNs are hidden from this process (no CAP_SYS_ADMIN), or mlock
   ///   is not allowed at all (RLIMIT_MEMLOCK 0 without CAP_IPC_LOCK);
@@ -278,8 +280,8 @@ class pinned_buffer {
     const std::uint64_t first_offset = a - lo;
 
     list_type l{alloc};
-    l.set_max_segment(opt.max_segment);
-    l.set_segment_boundary(opt.segment_boundary);
+    if (result<void> r = l.try_set_max_segment(opt.max_segment); !r) return r.error();
+    if (result<void> r = l.try_set_segment_boundary(opt.segment_boundary); !r) return r.error();
 
     // Opened before locking so a missing procfs costs no lock/unlock; the PFN privilege is
     // fixed at open time (the kernel checks the opener's credentials).

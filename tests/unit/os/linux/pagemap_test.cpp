@@ -366,7 +366,7 @@ TEST_CASE(
   CHECK(to_vec(l) == before);
 
   phyr::range_list<phys_range> lim;
-  lim.set_max_segment(2 * page);
+  phyr::must(lim.try_set_max_segment(2 * page));
   std::vector<u64> run(5);
   for (std::size_t i = 0; i < run.size(); ++i) run[i] = word(100 + i);
   phyr::must(phyr::try_append_pagemap_entries(lim, run, 0, 5 * page));
