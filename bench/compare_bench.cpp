@@ -663,7 +663,7 @@ void bm_blocks_packed(benchmark::State& state, std::string wl, std::string size,
   bool ok = true;
   phyr_bench::cpu_stopwatch watch;
   for (auto _ : state) {
-    auto b = l.blocks(bs);
+    auto b = l.try_blocks(bs);
     ok &= static_cast<bool>(b);
     // Locals, not `got`: its address escapes, which would keep it in memory in the loop.
     std::uint64_t sum = 0;

@@ -16,7 +16,7 @@
 //                                 a fresh packed_list from it (CPU time); ns/page of each and
 //                                 their ratio
 //   packed_walk/<wl>/<how>        items per ns: ranges by iterator and for_each; 4 KiB blocks
-//                                 by the blocks(4096) view and by for_each_block(4096)
+//                                 by the try_blocks(4096) view and by try_for_each_block(4096)
 
 #include <benchmark/benchmark.h>
 
@@ -104,7 +104,7 @@ void bm_size(benchmark::State& state, size_case c) {
     ranges = l.size();
     // The stored form must round-trip too.
     std::vector<std::uint32_t> w(l.word_count());
-    const auto n = l.copy_words(w);
+    const auto n = l.try_copy_words(w);
     auto back = packed::from_words(l.header(), w);
     if (!n || !back || back->size() != l.size() || back->entry_bytes() != got) want = ~got;
   }
@@ -211,7 +211,7 @@ void bm_walk(benchmark::State& state, std::string wl, std::string size, walk_how
   if (!check(state, static_cast<bool>(l.try_append_pages(in.pfns, 0, in.bytes)),
              "packed_list build failed"))
     return;
-  const auto blocks = l.blocks(page);
+  const auto blocks = l.try_blocks(page);
   if (!check(state, blocks && blocks->size() == in.pfns.size(), "blocks(4096) is wrong")) return;
   std::uint64_t sum = 0, want = 0, pfn_sum = 0;
   for (const std::uint64_t p : in.pfns) pfn_sum += p;
@@ -234,7 +234,7 @@ void bm_walk(benchmark::State& state, std::string wl, std::string size, walk_how
         want = pfn_sum;
         break;
       case walk_how::for_each_block4k:
-        (void)l.for_each_block(page, [&acc](phys_addr a) noexcept { acc += a.value() >> 12; });
+        (void)l.try_for_each_block(page, [&acc](phys_addr a) noexcept { acc += a.value() >> 12; });
         want = pfn_sum;
         break;
     }

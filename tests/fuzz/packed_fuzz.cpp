@@ -59,7 +59,7 @@ std::vector<phys_range> ranges_of(const list& l) {
 
 std::vector<std::uint32_t> words_of(const list& l) {
   std::vector<std::uint32_t> w(l.word_count());
-  auto n = l.copy_words(w);
+  auto n = l.try_copy_words(w);
   FUZZ_CHECK(n && *n == w.size());
   return w;
 }
@@ -73,7 +73,7 @@ void check_list(const list& l, const std::vector<phys_range>& want) {
   FUZZ_CHECK(back.has_value());
   FUZZ_CHECK(ranges_of(*back) == want);
   FUZZ_CHECK(words_of(*back) == w);
-  auto rl = l.to_range_list();
+  auto rl = l.try_to_range_list();
   FUZZ_CHECK(rl.has_value());
   std::vector<phys_range> rv;
   for (const phys_range& r : *rl) rv.push_back(r);
@@ -81,7 +81,7 @@ void check_list(const list& l, const std::vector<phys_range>& want) {
   // Blocks at the largest size the list allows (capped so the walk stays short).
   const std::uint64_t bs = l.alignment() < (std::uint64_t{1} << 40) ? l.alignment()
                                                                      : std::uint64_t{1} << 40;
-  auto b = l.blocks(bs);
+  auto b = l.try_blocks(bs);
   FUZZ_CHECK(b.has_value());
   if (b->size() < 4096) {
     std::uint64_t k = 0;
@@ -99,12 +99,12 @@ void decode_arbitrary(reader in) {
   std::vector<std::uint32_t> words(in.n / 4);
   if (!words.empty()) std::memcpy(words.data(), in.p, words.size() * 4);
   std::vector<phys_range> seen;
-  const phyr::errc e = phyr::detail::parse_packed(
+  const phyr::result<void> parsed = phyr::detail::parse_packed(
       h, words, [&](std::uint64_t s, std::uint64_t len, std::uint8_t f) {
         seen.emplace_back(phys_addr{s}, len, static_cast<range_flags>(f));
       });
   auto l = list::from_words(h, words);
-  FUZZ_CHECK(l.has_value() == (e == phyr::errc{}));
+  FUZZ_CHECK(l.has_value() == parsed.has_value());
   if (!l) return;
   FUZZ_CHECK(l->total_bytes() == h.total_len);
   FUZZ_CHECK(l->min_alignment() == (std::uint64_t{1} << h.min_align_log2));
@@ -156,7 +156,7 @@ void round_trip_ranges(reader in) {
   // The smallest encoding: each range's own minimum (proved on small windows by the tests).
   std::uint64_t want = 0;
   for (std::size_t i = 0; i < model.size(); ++i)
-    want += phyr::detail::plan_entry(model[i].addr().value(), model[i].len(),
+    want += phyr::packed_format::plan_entry(model[i].addr().value(), model[i].len(),
                                      static_cast<std::uint8_t>(model[i].flags()), i == 0,
                                      i + 1 == model.size())
                 .bytes();

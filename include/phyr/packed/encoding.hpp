@@ -1,11 +1,12 @@
 /// The packed 8/12/16-byte entry format (DESIGN.md, "The packed encoding"): field layout,
 /// the rule that picks the smallest entry for a range, and single-entry encode/decode.
 ///
-///   auto p = phyr::detail::plan_entry(addr, len, flags, /*front_open=*/false, /*back_open=*/false);
-///   p.bytes();                                    // 8, 12, 16 (or 16 per piece of a long escape)
+///   namespace pf = phyr::packed_format;
+///   auto p = pf::plan_entry(addr, len, flags, /*front_open=*/false, /*back_open=*/false);
+///   p.bytes();                          // 8, 12, 16 (or 16 per piece of a long escape)
 ///   std::uint32_t w[4];
-///   phyr::detail::write_plan(p, w);               // words as stored in a packed_list segment
-///   auto e = phyr::detail::decode_entry(w);       // back: start, length, flags
+///   pf::write_plan(p, w);               // words as stored in a packed_list segment
+///   auto e = pf::decode_entry(w);       // back: start, length, flags
 ///
 /// Most users want `packed_list` (packed/packed_list.hpp); this header is the format itself.
 ///
@@ -75,12 +76,13 @@ namespace packed_format {
 
 using ::phyr::page_shift;  // the frame field counts base pages (core/page.hpp)
 using ::phyr::page_size;
+using ::phyr::pfn_bits;
 using ::phyr::pfn_limit;
 
 // Head word (every mode).
-using pfn = bitfield<std::uint64_t, 0, 52>;
-using order = bitfield<std::uint8_t, 52, 5>;
-using flags = bitfield<std::uint8_t, 57, 5>;
+using pfn = bitfield<std::uint64_t, 0, pfn_bits>;
+using order = bitfield<std::uint8_t, pfn_bits, 5>;
+using flags = bitfield<std::uint8_t, order::offset + order::width, 5>;
 using mode = bitfield<packed_mode, 62, 2>;
 using head_layout = bit_layout<std::uint64_t, pfn, order, flags, mode>;
 
@@ -89,12 +91,12 @@ using run_count = bitfield<std::uint32_t, 0, 32>;
 using run_layout = bit_layout<std::uint32_t, run_count>;
 
 // Mode 2: the 32-bit word after the head. Length bits 24..20 live in the head's `order`.
-using bytes_offset = bitfield<std::uint16_t, 0, 12>;
+using bytes_offset = bitfield<std::uint16_t, 0, page_shift>;
 using bytes_len_low = bitfield<std::uint32_t, 12, 20>;
 using bytes_layout = bit_layout<std::uint32_t, bytes_offset, bytes_len_low>;
 
 // Mode 3: the 64-bit word after the head. Length bits 52..48 live in the head's `order`.
-using escape_offset = bitfield<std::uint16_t, 0, 12>;
+using escape_offset = bitfield<std::uint16_t, 0, page_shift>;
 using escape_flags_high = bitfield<std::uint8_t, 12, 3>;
 using escape_continued = bitfield<bool, 15, 1>;
 using escape_len_low = bitfield<std::uint64_t, 16, 48>;
@@ -110,8 +112,8 @@ inline constexpr std::uint64_t max_run_count = run_count::max;                  
 inline constexpr std::uint64_t max_bytes_len = (bytes_len_low::max << order::width) | order::max;
 inline constexpr std::uint64_t max_escape_len =
     (escape_len_low::max << order::width) | order::max;                                // 2^53-1
-/// Flag bits kept in the head (bits 0..4 of range_flags); the rest need mode 3.
-inline constexpr std::uint8_t head_flag_mask = static_cast<std::uint8_t>(flags::max);
+// Flag bits kept in the head are range.hpp's compact_flag_mask (bits 0..4 of range_flags);
+// the rest need mode 3.
 /// Longest extent (in pages) a valid entry may describe: a range of max_len bytes plus what
 /// widening can add. Bounding it keeps every byte count in 64 bits.
 inline constexpr std::uint64_t max_extent_pages = std::uint64_t{1} << 45;
@@ -119,7 +121,7 @@ inline constexpr std::uint64_t max_extent_pages = std::uint64_t{1} << 45;
 static_assert(max_order == 31);
 static_assert(max_bytes_len == (std::uint64_t{1} << 25) - 1);
 static_assert(max_escape_len == (std::uint64_t{1} << 53) - 1);
-static_assert(head_flag_mask == compact_flag_mask, "range.hpp and the format agree on flags");
+static_assert(flags::max == compact_flag_mask, "range.hpp and the format agree on flags");
 
 /// Words (32-bit) an entry of mode `m` occupies.
 [[nodiscard]] constexpr unsigned entry_words(packed_mode m) noexcept {
@@ -128,7 +130,10 @@ static_assert(head_flag_mask == compact_flag_mask, "range.hpp and the format agr
 
 }  // namespace packed_format
 
-namespace detail {
+// The documented encoding API (packed_plan, plan_entry, write_plan, packed_entry,
+// decode_entry, validate_entry) is public: packed_list::from_words and try_copy_words expose
+// the format, so tools that read or write it may use these directly.
+namespace packed_format {
 
 /// How one range is stored: the entry (or escape chain) and the header trims it needs.
 struct packed_plan {
@@ -145,6 +150,10 @@ struct packed_plan {
 
   [[nodiscard]] constexpr std::uint64_t bytes() const noexcept { return std::uint64_t{words} * 4; }
 };
+
+}  // namespace packed_format
+
+namespace detail {
 
 [[nodiscard]] constexpr unsigned ctz64(std::uint64_t v) noexcept {
   return v == 0 ? 64u : static_cast<unsigned>(std::countr_zero(v));
@@ -180,6 +189,10 @@ struct packed_plan {
 /// Smallest entry for the range [addr, addr + len) with `flags`; `front_open`/`back_open` say
 /// whether the list header trims this range's front/back (see the file comment for the rule
 /// and why it is minimal). Preconditions: 1 <= len <= range max_len, no wrap past 2^64.
+}  // namespace detail
+
+namespace packed_format {
+
 [[nodiscard]] constexpr packed_plan plan_entry(std::uint64_t addr, std::uint64_t len,
                                                std::uint8_t flags, bool front_open,
                                                bool back_open) noexcept {
@@ -188,13 +201,13 @@ struct packed_plan {
   packed_plan p;
   p.flags = flags;
   const std::uint64_t last = addr + (len - 1);
-  if ((flags & ~head_flag_mask) == 0) {
+  if ((flags & ~compact_flag_mask) == 0) {
     const bool start_ok = front_open || (addr & (page_size - 1)) == 0;
     const bool end_ok = back_open || (last & (page_size - 1)) == page_size - 1;
     if (start_ok && end_ok) {
       const std::uint64_t s = addr >> page_shift;        // first page
       const std::uint64_t e = (last >> page_shift) + 1;  // one past the last page, <= 2^52
-      if (const unsigned k = block_order(s, e, front_open, back_open); k != 64) {
+      if (const unsigned k = detail::block_order(s, e, front_open, back_open); k != 64) {
         const std::uint64_t b = front_open ? (s >> k) << k : s;
         p.mode = packed_mode::block;
         p.order = static_cast<std::uint8_t>(k);
@@ -205,7 +218,7 @@ struct packed_plan {
         return p;
       }
       // Mode 1 on the exact pages at the largest order dividing both ends.
-      unsigned k = ctz64(s) < ctz64(e) ? ctz64(s) : ctz64(e);
+      unsigned k = detail::ctz64(s) < detail::ctz64(e) ? detail::ctz64(s) : detail::ctz64(e);
       if (k > max_order) k = max_order;
       std::uint64_t b = s, f = e;
       bool found = ((e - s) >> k) <= max_run_count;
@@ -252,12 +265,16 @@ struct packed_plan {
   return p;
 }
 
+}  // namespace packed_format
+
+namespace detail {
+
 [[nodiscard]] constexpr std::uint64_t make_head(packed_mode m, std::uint64_t pfn_value,
                                                 std::uint8_t order_value,
                                                 std::uint8_t flags_value) noexcept {
   using namespace packed_format;
   return make<packed_format::pfn>(pfn_value) | make<packed_format::order>(order_value) |
-         make<packed_format::flags>(static_cast<std::uint8_t>(flags_value & head_flag_mask)) |
+         make<packed_format::flags>(static_cast<std::uint8_t>(flags_value & compact_flag_mask)) |
          make<packed_format::mode>(m);
 }
 
@@ -283,6 +300,10 @@ constexpr void put_u64(std::uint32_t* w, std::uint64_t v) noexcept {
 // Shifting the head left by page_shift drops the mode, flags and order (the top 12 bits) and
 // leaves the page's byte address, so no mask is needed for the start.
 
+/// The mode of a head word.
+[[nodiscard]] constexpr packed_mode head_mode(std::uint64_t head) noexcept {
+  return get<packed_format::mode>(head);
+}
 /// Byte address of the page a head word names.
 [[nodiscard]] constexpr std::uint64_t head_page_addr(std::uint64_t head) noexcept {
   static_assert(packed_format::pfn::offset == 0 &&
@@ -291,13 +312,17 @@ constexpr void put_u64(std::uint32_t* w, std::uint64_t v) noexcept {
 }
 /// Flag bits 0..4 of a head word.
 [[nodiscard]] constexpr std::uint8_t head_flags(std::uint64_t head) noexcept {
-  return static_cast<std::uint8_t>((head >> packed_format::flags::offset) &
-                                   packed_format::flags::max);
+  return get<packed_format::flags>(head);
 }
 /// Mode 0: bytes of the block.
 [[nodiscard]] constexpr std::uint64_t block_len(std::uint64_t head) noexcept {
-  return packed_format::page_size << ((head >> packed_format::order::offset) &
-                                      packed_format::order::max);
+  return packed_format::page_size << get<packed_format::order>(head);
+}
+/// Mode 1: bytes of `count` blocks (the word after the head). Trusted entries only: their
+/// extent is at most max_extent_pages, so the shifts cannot overflow.
+[[nodiscard]] constexpr std::uint64_t run_len(std::uint64_t head, std::uint32_t w2) noexcept {
+  return (std::uint64_t{get<packed_format::run_count>(w2)} << get<packed_format::order>(head))
+         << packed_format::page_shift;
 }
 /// Mode 2: start and length, from the head and the word after it. The head's `order` holds
 /// length bits 24..20, which is where they already sit once the head is shifted down by 32.
@@ -342,24 +367,28 @@ constexpr void write_escape(std::uint32_t* w, std::uint64_t addr, std::uint64_t 
 }
 
 /// Writes the entry (or chain) `p` describes into `w`, which has room for `p.words` words.
+}  // namespace detail
+
+namespace packed_format {
+
 constexpr void write_plan(const packed_plan& p, std::uint32_t* w) noexcept {
   using namespace packed_format;
   switch (p.mode) {
     case packed_mode::block:
-      write_block(w, p.start, p.order, p.flags);
+      detail::write_block(w, p.start, p.order, p.flags);
       return;
     case packed_mode::run:
-      put_u64(w, make_head(packed_mode::run, p.start >> page_shift, p.order, p.flags));
+      detail::put_u64(w, detail::make_head(packed_mode::run, p.start >> page_shift, p.order, p.flags));
       w[2] = make<run_count, std::uint32_t>(static_cast<std::uint32_t>(p.count));
       return;
     case packed_mode::bytes:
-      write_bytes(w, p.start, p.len, p.flags);
+      detail::write_bytes(w, p.start, p.len, p.flags);
       return;
     case packed_mode::escape: {
       std::uint64_t a = p.start, left = p.len;
       for (std::uint32_t i = 0; i < p.pieces; ++i, w += 4) {
         const std::uint64_t take = left < max_escape_len ? left : max_escape_len;
-        write_escape(w, a, take, p.flags, i + 1 < p.pieces);
+        detail::write_escape(w, a, take, p.flags, i + 1 < p.pieces);
         a += take;
         left -= take;
       }
@@ -382,7 +411,7 @@ struct packed_entry {
 /// Mode 0 (the common case of page lists) is tested first and costs a handful of shifts.
 [[nodiscard]] constexpr packed_entry decode_entry(const std::uint32_t* w) noexcept {
   using namespace packed_format;
-  const std::uint64_t head = get_u64(w);
+  const std::uint64_t head = detail::get_u64(w);
   const std::uint64_t pfn_value = head & pfn::max;
   const unsigned ord = static_cast<unsigned>((head >> order::offset) & order::max);
   packed_entry e;
@@ -403,7 +432,7 @@ struct packed_entry {
     e.len = (std::uint64_t{ord} << bytes_len_low::width) | get<bytes_len_low>(w[2]);
     e.words = 3;
   } else {
-    const std::uint64_t x = get_u64(w + 2);
+    const std::uint64_t x = detail::get_u64(w + 2);
     e.start = (pfn_value << page_shift) | get<escape_offset>(x);
     e.len = (std::uint64_t{ord} << escape_len_low::width) | get<escape_len_low>(x);
     e.flags = static_cast<std::uint8_t>(e.flags | (get<escape_flags_high>(x) << flags::width));
@@ -437,7 +466,7 @@ struct checked_entry {
     c.error = entry_error::truncated;
     return c;
   }
-  const std::uint64_t head = get_u64(w);
+  const std::uint64_t head = detail::get_u64(w);
   const packed_mode m = get<packed_format::mode>(head);
   if (avail < entry_words(m)) {
     c.error = entry_error::truncated;
@@ -476,5 +505,6 @@ struct checked_entry {
   return c;
 }
 
-}  // namespace detail
+}  // namespace packed_format
 }  // namespace phyr
+

@@ -7,8 +7,8 @@
 ///   pl.for_each([](phyr::phys_range r) { program(r); });  // exactly the ranges that went in
 ///   for (phyr::phys_range r : pl) program(r);             // the same, as an iterator
 ///   pl.entry_bytes();                         // 8 per discontiguous page, 8 per 2 MiB block
-///   pl.for_each_block(4096, [](phyr::phys_addr a) { mr_page(a); });  // random-access HW
-///   auto rl = pl.to_range_list();             // and back: packed_list::from_ranges(*rl)
+///   pl.try_for_each_block(4096, [](phyr::phys_addr a) { mr_page(a); });  // random-access HW
+///   auto rl = pl.try_to_range_list();             // and back: packed_list::from_ranges(*rl)
 ///
 /// What it holds. A header {first_offset, total_len, min_alignment, entry count} and entries
 /// of 8, 12 or 16 bytes in chained segments of 32-bit words (256 bytes, doubling to 4 KiB; an
@@ -23,22 +23,22 @@
 /// limits (adjacent and same flags; past `max_len` the tail is filled and the rest starts a
 /// new range), so both hold the same ranges and converting either way is lossless. A list
 /// built from a `range_list` with a `max_segment` limit holds the merged ranges (same bytes
-/// and flags); `to_range_list` into a list with the same limit splits them again.
+/// and flags); `try_to_range_list` into a list with the same limit splits them again.
 ///
 /// The streaming encoder. The last range (the tail) is kept open, as a plain range inside
 /// the object, while appends can still grow it; when a non-adjacent range arrives it is
 /// closed: encoded once, to the smallest entry, knowing whether it is the list's first
 /// range. The open tail is counted in `entry_bytes()` with the encoding it would get as the
-/// last range, and exported that way by `copy_words`. `try_append_pages` writes runs of
+/// last range, and exported that way by `try_copy_words`. `try_append_pages` writes runs of
 /// discontiguous pages 8 at a time without a per-page branch (see there).
 ///
-/// Walking. `for_each` and `for_each_block` are tight loops per segment with modes 0 and 2
-/// decoded inline from the words: use them on hot paths. The iterators (`begin`/`end`, `blocks()`) carry more state
-/// and are slower (see bench/packed_bench.cpp).
+/// Walking. `for_each` and `try_for_each_block` are tight loops per segment with modes 0 and 2
+/// decoded inline from the words: use them on hot paths. The iterators (`begin`/`end`,
+/// `try_blocks()`) carry more state and are slower (see bench/packed_bench.cpp).
 ///
 /// Alignment. `alignment()` is the largest power of two dividing every interior boundary
 /// (the end of each range but the last, the start of each but the first), tracked in O(1):
-/// the largest block size random-access hardware can use (`blocks()`). `set_min_alignment`
+/// the largest block size random-access hardware can use (`try_blocks()`). `try_set_min_alignment`
 /// makes it a promise: an append that would break it fails with `errc::misaligned`.
 ///
 /// Errors and guarantees. Every `try_*` is strong: on failure the list is as before and
@@ -71,7 +71,7 @@
 
 namespace phyr::inline v0 {
 
-/// The list header as stored and exchanged with `copy_words` / `from_words`.
+/// The list header as stored and exchanged with `try_copy_words` / `from_words`.
 struct packed_header {
   std::uint64_t first_offset = 0;   ///< bytes of the first entry before the data
   std::uint64_t total_len = 0;      ///< bytes of data in all ranges
@@ -97,27 +97,22 @@ static_assert(sizeof(packed_segment) == 16);
   return reinterpret_cast<const std::uint32_t*>(s + 1);
 }
 
-/// Reads a head word's mode from its high half (the mode decides the entry's size).
-[[nodiscard]] constexpr packed_mode mode_of(std::uint32_t high) noexcept {
-  return static_cast<packed_mode>(high >> 30);
-}
-
 /// Walks untrusted words + header and hands each range to `emit(addr, len, flags)`;
-/// returns `errc{}` when everything is consistent. Checks: every entry well formed
+/// succeeds when everything is consistent. Checks: every entry well formed
 /// (validate_entry), escape chains contiguous with equal flags, the header's first_offset
 /// and total_len inside the first/last entries, every range 1..max_len bytes, no two
 /// neighbours mergeable (an encoder always merges them), interior boundaries at the promised
 /// alignment, and entry_count. Overflow-free for any input.
 template <class Emit>
-[[nodiscard]] constexpr errc parse_packed(const packed_header& h,
-                                          std::span<const std::uint32_t> w, Emit&& emit) noexcept {
+[[nodiscard]] constexpr result<void> parse_packed(const packed_header& h,
+                                                  std::span<const std::uint32_t> w,
+                                                  Emit&& emit) noexcept {
   using namespace packed_format;
-  constexpr std::uint64_t max_len = (std::uint64_t{1} << 56) - 1;  // range<>::max_len
+  constexpr std::uint64_t max_len = range<cpu_phys>::max_len;
   if (h.min_align_log2 > 63) return errc::invalid_argument;
   if (w.empty()) {
-    return (h.entry_count == 0 && h.total_len == 0 && h.first_offset == 0)
-               ? errc{}
-               : errc::invalid_argument;
+    if (h.entry_count == 0 && h.total_len == 0 && h.first_offset == 0) return {};
+    return errc::invalid_argument;
   }
   if (h.total_len == 0) return errc::invalid_argument;
   const std::uint64_t align_mask = (std::uint64_t{1} << h.min_align_log2) - 1;
@@ -134,7 +129,7 @@ template <class Emit>
 
   // Turns the pending extent into a range (first/last trims), checks it against the range
   // before it, and emits it.
-  auto finish = [&](bool last) -> errc {
+  auto finish = [&](bool last) -> result<void> {
     std::uint64_t start = pending.start, len = pending.len;
     if (emitted == 0) {
       if (h.first_offset >= len) return errc::invalid_argument;
@@ -162,7 +157,7 @@ template <class Emit>
     prev_flags = pending.flags;
     ++emitted;
     emit(start, len, pending.flags);
-    return errc{};
+    return {};
   };
 
   while (pos < w.size()) {
@@ -184,14 +179,14 @@ template <class Emit>
       x.len += c.entry.len;
     }
     if (have_pending) {
-      if (const errc e = finish(false); e != errc{}) return e;
+      if (result<void> r = finish(false); !r) return r;
     }
     pending = x;
     have_pending = true;
   }
-  if (const errc e = finish(true); e != errc{}) return e;
+  if (result<void> r = finish(true); !r) return r;
   if (entries != h.entry_count) return errc::invalid_argument;
-  return errc{};
+  return {};
 }
 
 }  // namespace detail
@@ -210,7 +205,7 @@ class packed_list {
   static constexpr std::uint64_t page_size = packed_format::page_size;
   /// Segment sizes: the first is small (a short list stays small), then each doubles.
   static constexpr std::size_t first_segment_bytes = 256;
-  static constexpr std::size_t max_segment_bytes = 4096;
+  static constexpr std::size_t max_segment_bytes = ::phyr::page_size;
 
  private:
   // Position in the segment chain while decoding.
@@ -264,14 +259,13 @@ class packed_list {
         c_.e = c_.w + c_.s->used;
       }
       const std::uint64_t head = detail::get_u64(c_.w);
-      if (PHYR_LIKELY((head >> 62) == 0)) {  // mode 0 inline
+      if (PHYR_LIKELY(detail::head_mode(head) == packed_mode::block)) {  // decoded inline
         c_.w += 2;
-        cur_ = range_type{address_type{(head & packed_format::pfn::max) << 12},
-                          packed_format::page_size << ((head >> 52) & 31),
-                          static_cast<range_flags>((head >> 57) & 31)};
+        cur_ = range_type{address_type{detail::head_page_addr(head)}, detail::block_len(head),
+                          static_cast<range_flags>(detail::head_flags(head))};
         return;
       }
-      const stepped st = step_slow(c_);
+      const decoded st = decode_at(c_);
       c_ = st.c;
       cur_ = range_type{address_type{st.x.start}, st.x.len, static_cast<range_flags>(st.x.flags)};
     }
@@ -378,14 +372,7 @@ class packed_list {
       std::memcpy(detail::seg_words(d), detail::seg_words(s), std::size_t{s->used} * 4);
       d->used = s->used;
     }
-    c.words_ = words_;
-    c.entries_ = entries_;
-    c.ranges_ = ranges_;
-    c.first_offset_ = first_offset_;
-    c.total_ = total_;
-    c.align_acc_ = align_acc_;
-    c.flags_seen_ = flags_seen_;
-    c.tail_ = tail_;
+    c.n_ = n_;
     c.min_align_log2_ = min_align_log2_;
     return result<packed_list>{std::move(c)};
   }
@@ -400,39 +387,39 @@ class packed_list {
     const std::uint64_t a = r.addr().value(), len = r.len();
     const std::uint8_t fl = flag_bits(r.flags());
     if (len == 0) return errc::invalid_argument;
-    if (len > ~total_) return errc::overflow;
+    if (len > ~n_.total) return errc::overflow;
     // Fast paths that change nothing until they can no longer fail, so need no mark: growing
     // the tail within max_len, and closing it into the room left in the current segment.
     if (has_tail()) {
-      const std::uint64_t t_addr = tail_.addr().value(), t_len = tail_.len();
-      const std::uint8_t t_fl = flag_bits(tail_.flags());
+      const std::uint64_t t_addr = n_.tail.addr().value(), t_len = n_.tail.len();
+      const std::uint8_t t_fl = flag_bits(n_.tail.flags());
       const std::uint64_t t_end = t_addr + t_len;  // 0 when the tail ends at 2^64
       if (t_end == a && t_end != 0 && fl == t_fl) {
         if (len <= range_type::max_len - t_len) {
-          tail_ = range_type::make_unchecked(t_addr, t_len + len, tail_.flags());
-          total_ += len;
+          n_.tail = range_type::make_unchecked(t_addr, t_len + len, n_.tail.flags());
+          n_.total += len;
           return {};
         }
-      } else if (ranges_ != 0 && cur_ != nullptr && cur_->capacity - cur_->used >= 3) {
+      } else if (n_.ranges != 0 && cur_ != nullptr && cur_->capacity - cur_->used >= 3) {
         const std::uint64_t b = t_end | a;
         if ((b & ((std::uint64_t{1} << min_align_log2_) - 1)) != 0) return errc::misaligned;
         if (const std::uint32_t k =
                 close_fast(detail::seg_words(cur_) + cur_->used, t_addr, t_len, t_fl);
             k != 0) {
           cur_->used += k;
-          words_ += k;
-          ++entries_;
-          ++ranges_;
-          align_acc_ |= b;
-          flags_seen_ |= fl;
-          tail_ = r;
-          total_ += len;
+          n_.words += k;
+          ++n_.entries;
+          ++n_.ranges;
+          n_.align_acc |= b;
+          n_.flags_seen |= fl;
+          n_.tail = r;
+          n_.total += len;
           return {};
         }
       }
     }
     const mark m = save();
-    if (const errc e = append_one(a, len, fl); e != errc{}) return fail(m, e);
+    if (result<void> r = append_one(a, len, fl); !r) return fail(m, r.error());
     return {};
   }
 
@@ -462,36 +449,36 @@ class packed_list {
     const std::uint64_t span_bytes = static_cast<std::uint64_t>(n) * page;
     if (total_len > span_bytes - first_offset || total_len + first_offset <= span_bytes - page)
       return errc::invalid_argument;
-    if (total_len > ~total_) return errc::overflow;
+    if (total_len > ~n_.total) return errc::overflow;
 
     const std::uint64_t* p = pfns.data();
     const std::uint64_t tail_cut = span_bytes - first_offset - total_len;
     const std::uint8_t fl = flag_bits(flags);
     const mark m = save();
-    flags_seen_ |= fl;
+    n_.flags_seen |= fl;
 
     // First run: may merge with the current tail, so it takes the general path.
     std::size_t i = run_end(p, 1, n);
     // A run's pfns are consecutive, so its ends bound all of it.
-    if ((p[0] | p[i - 1]) >> 52) return errc::invalid_argument;
+    if ((p[0] | p[i - 1]) >> pfn_bits) return errc::invalid_argument;
     {
-      const std::uint64_t addr = (p[0] << 12) + first_offset;
+      const std::uint64_t addr = pfn_to_addr(p[0]) + first_offset;
       std::uint64_t len = static_cast<std::uint64_t>(i) * page - first_offset;
       if (i == n) len -= tail_cut;
-      if (const errc e = append_one(addr, len, fl); e != errc{}) return fail(m, e);
+      if (result<void> r = append_one(addr, len, fl); !r) return fail(m, r.error());
     }
     if (i == n) return {};
 
     // Later runs start at a discontinuity: each closes the tail [t_addr, t_end).
-    std::uint64_t t_addr = tail_.addr().value();
-    std::uint64_t t_end = t_addr + tail_.len();  // page aligned (wraps to 0 at 2^64)
-    bool generic = ranges_ == 0 || (fl & ~packed_format::head_flag_mask) != 0;
+    std::uint64_t t_addr = n_.tail.addr().value();
+    std::uint64_t t_end = t_addr + n_.tail.len();  // page aligned (wraps to 0 at 2^64)
+    bool generic = n_.ranges == 0 || (fl & ~compact_flag_mask) != 0;
     const std::uint64_t fbits = detail::make_head(packed_mode::block, 0, 0, fl);
     std::uint64_t bnd_acc = 0;  // OR of the interior boundaries, in pages
     std::uint64_t entries = 0;
     std::uint32_t* wp = cur_ == nullptr ? nullptr : detail::seg_words(cur_) + cur_->used;
     std::uint32_t* wend = cur_ == nullptr ? nullptr : detail::seg_words(cur_) + cur_->capacity;
-    errc err{};
+    result<void> err;  // the first failure; the loop stops there
     while (i < n) {
       // A fully fragmented stretch: the open tail is one aligned page (it is p[i - 1]) and
       // none of the next 8 pfns continues its predecessor or leaves the 52-bit space. Then
@@ -508,12 +495,12 @@ class packed_list {
           bnd_acc |= 1;  // a one-page run has an odd boundary: only 4 KiB alignment is left
           // The new tail starts at p[i - 1] and takes in the pages that continue it.
           const std::size_t j = run_end(p, i, n);
-          if (PHYR_UNLIKELY(p[j - 1] >> 52)) {
+          if (PHYR_UNLIKELY(p[j - 1] >> pfn_bits)) {
             err = errc::invalid_argument;
             break;
           }
-          t_addr = p[i - 1] << 12;
-          t_end = (p[j - 1] + 1) << 12;
+          t_addr = pfn_to_addr(p[i - 1]);
+          t_end = pfn_to_addr(p[j - 1] + 1);
           i = j;
           continue;
         }
@@ -523,11 +510,11 @@ class packed_list {
       const std::uint64_t last = p[j - 1];
       // Checked before the run is encoded (it is, when the next run closes it). The run's
       // pfns are consecutive, so its ends bound all of it.
-      if (PHYR_UNLIKELY((s | last) >> 52)) {
+      if (PHYR_UNLIKELY((s | last) >> pfn_bits)) {
         err = errc::invalid_argument;
         break;
       }
-      bnd_acc |= (t_end >> 12) | s;
+      bnd_acc |= pfn_of(t_end) | s;
       if (PHYR_LIKELY(t_end - t_addr == page && !generic)) {
         if (PHYR_UNLIKELY(wend - wp < 2)) {
           sync(wp, entries);
@@ -538,35 +525,36 @@ class packed_list {
           wp = detail::seg_words(cur_) + cur_->used;
           wend = detail::seg_words(cur_) + cur_->capacity;
         }
-        const std::uint64_t head = (t_addr >> 12) | fbits;
+        const std::uint64_t head = pfn_of(t_addr) | fbits;
         detail::put_u64(wp, head);
         wp += 2;
         ++entries;
       } else {
         sync(wp, entries);
-        if (!commit_range(t_addr, t_end - t_addr, fl, ranges_ == 0)) {
+        if (!commit_range(t_addr, t_end - t_addr, fl, n_.ranges == 0)) {
           err = errc::out_of_memory;
           break;
         }
         wp = detail::seg_words(cur_) + cur_->used;
         wend = detail::seg_words(cur_) + cur_->capacity;
-        generic = (fl & ~packed_format::head_flag_mask) != 0;
+        generic = (fl & ~compact_flag_mask) != 0;
       }
-      t_addr = s << 12;
-      t_end = (last + 1) << 12;
+      t_addr = pfn_to_addr(s);
+      t_end = pfn_to_addr(last + 1);
       i = j;
     }
-    if (err == errc{}) {
+    if (err) {
       sync(wp, entries);
       // Boundaries are page multiples, so only promises above 4 KiB can fail here.
-      if ((bnd_acc << 12) & ((std::uint64_t{1} << min_align_log2_) - 1)) err = errc::misaligned;
+      if (pfn_to_addr(bnd_acc) & ((std::uint64_t{1} << min_align_log2_) - 1))
+        err = errc::misaligned;
     }
-    if (err != errc{}) return fail(m, err);
+    if (!err) return fail(m, err.error());
     // The boundary between the old tail and the first run was accounted by append_one.
-    align_acc_ |= bnd_acc << 12;
-    tail_ = range_type{address_type{t_addr}, t_end - t_addr - tail_cut,
+    n_.align_acc |= pfn_to_addr(bnd_acc);
+    n_.tail = range_type{address_type{t_addr}, t_end - t_addr - tail_cut,
                        static_cast<range_flags>(fl)};
-    total_ = m.total + total_len;
+    n_.total = m.n.total + total_len;
     return {};
   }
 
@@ -583,7 +571,7 @@ class packed_list {
   result<void> try_append_all(const Ranges& ranges) noexcept {
     const mark m = save();
     const std::uint64_t amask = (std::uint64_t{1} << min_align_log2_) - 1;
-    fast_state st = load_fast();
+    append_state st = load_append_state();
     for (const range_type r : ranges) {
       const std::uint64_t a = r.addr().value(), len = r.len();
       const std::uint8_t fl = flag_bits(r.flags());
@@ -605,17 +593,17 @@ class packed_list {
           continue;
         }
       }
-      if (const errc e = append_generic(st, a, len, fl); e != errc{}) return fail(m, e);
-      st = load_fast();
+      if (result<void> r = append_generic(st, a, len, fl); !r) return fail(m, r.error());
+      st = load_append_state();
     }
-    store_fast(st);
+    store_append_state(st);
     return {};
   }
 
   /// Promises that every interior boundary is a multiple of `align` (a power of two), now and
   /// for every later append (which fails with misaligned otherwise). Errors: invalid_argument
   /// (not a power of two), misaligned (the list already breaks it).
-  result<void> set_min_alignment(std::uint64_t align) noexcept {
+  result<void> try_set_min_alignment(std::uint64_t align) noexcept {
     if (align == 0 || !std::has_single_bit(align)) return errc::invalid_argument;
     if (align > alignment()) return errc::misaligned;
     min_align_log2_ = static_cast<std::uint8_t>(std::countr_zero(align));
@@ -626,7 +614,7 @@ class packed_list {
   }
   /// Largest power of two (at most 2^63) dividing every interior boundary; 2^63 with none.
   [[nodiscard]] std::uint64_t alignment() const noexcept {
-    const std::uint64_t low = align_acc_ & (~align_acc_ + 1);  // lowest set bit
+    const std::uint64_t low = n_.align_acc & (~n_.align_acc + 1);  // lowest set bit
     return low == 0 ? std::uint64_t{1} << 63 : low;
   }
 
@@ -634,28 +622,26 @@ class packed_list {
   void clear() noexcept {
     for (seg* s = head_; s != nullptr; s = s->next) s->used = 0;
     cur_ = head_;
-    words_ = entries_ = ranges_ = first_offset_ = total_ = align_acc_ = 0;
-    flags_seen_ = 0;
-    tail_ = range_type{};
+    n_ = counters{};
   }
 
   // ---- observers -----------------------------------------------------------------------------
 
   /// Ranges (an escape chain is one range).
   [[nodiscard]] std::size_t size() const noexcept {
-    return static_cast<std::size_t>(ranges_ + (has_tail() ? 1 : 0));
+    return static_cast<std::size_t>(n_.ranges + (has_tail() ? 1 : 0));
   }
   [[nodiscard]] bool empty() const noexcept { return !has_tail(); }
-  [[nodiscard]] std::uint64_t total_bytes() const noexcept { return total_; }
+  [[nodiscard]] std::uint64_t total_bytes() const noexcept { return n_.total; }
   /// Entries of the complete encoding (the header's entry count).
   [[nodiscard]] std::uint64_t entry_count() const noexcept {
-    return entries_ + (has_tail() ? tail_plan().pieces : 0);
+    return n_.entries + (has_tail() ? tail_plan().pieces : 0);
   }
   /// Bytes of entries only: 8/12/16 each, the open tail as it would be stored last.
   [[nodiscard]] std::uint64_t entry_bytes() const noexcept { return word_count() * 4; }
-  /// 32-bit words `copy_words` writes.
+  /// 32-bit words `try_copy_words` writes.
   [[nodiscard]] std::uint64_t word_count() const noexcept {
-    return words_ + (has_tail() ? tail_plan().words : 0);
+    return n_.words + (has_tail() ? tail_plan().words : 0);
   }
   /// Everything the list costs: the object (header and open tail) plus its segments
   /// (including unused space at their ends and spares kept by clear()).
@@ -670,10 +656,10 @@ class packed_list {
     packed_header h;
     h.min_align_log2 = min_align_log2_;
     if (!has_tail()) return h;
-    const detail::packed_plan tp = tail_plan();
-    h.first_offset = ranges_ == 0 ? tp.front_trim : first_offset_;
-    h.total_len = total_;
-    h.entry_count = entries_ + tp.pieces;
+    const packed_format::packed_plan tp = tail_plan();
+    h.first_offset = n_.ranges == 0 ? tp.front_trim : n_.first_offset;
+    h.total_len = n_.total;
+    h.entry_count = n_.entries + tp.pieces;
     return h;
   }
   [[nodiscard]] Alloc get_allocator() const noexcept { return alloc_; }
@@ -681,14 +667,14 @@ class packed_list {
   [[nodiscard]] const_iterator begin() const noexcept {
     const_iterator it;
     it.rem_ = size();
-    it.tail_ = tail_;
-    if (ranges_ == 0) {
-      it.cur_ = tail_;
+    it.tail_ = n_.tail;
+    if (n_.ranges == 0) {
+      it.cur_ = n_.tail;
       return it;
     }
     it.c_ = cursor{head_, detail::seg_words(head_), detail::seg_words(head_) + head_->used};
-    const detail::packed_entry x = next_entry(it.c_);
-    it.cur_ = range_type{address_type{x.start + first_offset_}, x.len - first_offset_,
+    const packed_format::packed_entry x = next_entry(it.c_);
+    it.cur_ = range_type{address_type{x.start + n_.first_offset}, x.len - n_.first_offset,
                          static_cast<range_flags>(x.flags)};
     return it;
   }
@@ -703,35 +689,35 @@ class packed_list {
   }
   [[nodiscard]] range_type back() const noexcept {
     PHYR_ASSERT(has_tail(), "back() of an empty packed_list");
-    return tail_;
+    return n_.tail;
   }
 
   /// Calls `f(range_type)` for every range: the fastest walk (a tight loop per segment).
   template <class F>
   void for_each(F&& f) const noexcept {
     if (!has_tail()) return;
-    if (ranges_ != 0) {
+    if (n_.ranges != 0) {
       // Every live segment, head to cur_, holds only committed entries. The first range
       // (trimmed by the header) is decoded on its own so the loop carries no "first" test.
       cursor c{head_, detail::seg_words(head_), detail::seg_words(head_) + head_->used};
       {
-        const detail::packed_entry x = next_entry(c);
-        f(range_type{address_type{x.start + first_offset_}, x.len - first_offset_,
+        const packed_format::packed_entry x = next_entry(c);
+        f(range_type{address_type{x.start + n_.first_offset}, x.len - n_.first_offset,
                      static_cast<range_flags>(x.flags)});
       }
-      if (flags_seen_ == 0) {
+      if (n_.flags_seen == 0) {
         walk_committed<false>(f, c);
       } else {
         walk_committed<true>(f, c);
       }
     }
-    f(tail_);
+    f(n_.tail);
   }
 
   /// Fixed-size blocks (see block_view). Errors: invalid_argument (not a power of two),
   /// misaligned (an interior boundary is not a multiple of `block_size`: the hardware cannot
   /// describe the list with blocks that big).
-  [[nodiscard]] result<block_view> blocks(std::uint64_t block_size) const noexcept {
+  [[nodiscard]] result<block_view> try_blocks(std::uint64_t block_size) const noexcept {
     if (block_size == 0 || !std::has_single_bit(block_size)) return errc::invalid_argument;
     if (block_size > alignment()) return errc::misaligned;
     block_view v;
@@ -740,15 +726,15 @@ class packed_list {
     v.first_ = begin();
     v.offset_ = (*v.first_).addr().value() & (block_size - 1);
     // ceil((offset + total) / bs) without overflow: interior boundaries are bs multiples.
-    const std::uint64_t rem = v.offset_ + (total_ & (block_size - 1));
-    v.count_ = total_ / block_size + (rem == 0 ? 0 : rem <= block_size ? 1 : 2);
+    const std::uint64_t rem = v.offset_ + (n_.total & (block_size - 1));
+    v.count_ = n_.total / block_size + (rem == 0 ? 0 : rem <= block_size ? 1 : 2);
     return v;
   }
 
-  /// Calls `f(address_type)` for every block of blocks(block_size), in order: the fast way
-  /// to fill a page list (one tight loop, no iterator state). Same errors as blocks().
+  /// Calls `f(address_type)` for every block of try_blocks(block_size), in order: the fast
+  /// way to fill a page list (one tight loop, no iterator state). Same errors as try_blocks().
   template <class F>
-  result<void> for_each_block(std::uint64_t block_size, F&& f) const noexcept {
+  result<void> try_for_each_block(std::uint64_t block_size, F&& f) const noexcept {
     if (block_size == 0 || !std::has_single_bit(block_size)) return errc::invalid_argument;
     if (block_size > alignment()) return errc::misaligned;
     const std::uint64_t mask = block_size - 1;
@@ -768,38 +754,39 @@ class packed_list {
 
   /// Writes the complete encoding (committed entries, then the tail as the last entry) to
   /// `out`; returns the words written. out_of_range when `out` has fewer than word_count().
-  [[nodiscard]] result<std::size_t> copy_words(std::span<std::uint32_t> out) const noexcept {
+  [[nodiscard]] result<std::size_t> try_copy_words(std::span<std::uint32_t> out) const noexcept {
     const std::uint64_t need = word_count();
     if (out.size() < need) return errc::out_of_range;
     std::uint32_t* o = out.data();
-    std::uint64_t left = words_;
+    std::uint64_t left = n_.words;
     for (const seg* s = head_; left != 0; s = s->next) {
       std::memcpy(o, detail::seg_words(s), std::size_t{s->used} * 4);
       o += s->used;
       left -= s->used;
     }
-    if (has_tail()) detail::write_plan(tail_plan(), o);
+    if (has_tail()) packed_format::write_plan(tail_plan(), o);
     return static_cast<std::size_t>(need);
   }
 
-  /// Rebuilds a list from a header and words (`header()` + `copy_words()`, or bytes from
+  /// Rebuilds a list from a header and words (`header()` + `try_copy_words()`, or bytes from
   /// anywhere). Everything is validated first, so arbitrary input gives an errc, never
   /// undefined behaviour: invalid_argument (malformed entry, inconsistent header, mergeable
   /// neighbours), misaligned (a boundary below the header's promise), out_of_memory.
   [[nodiscard]] static result<packed_list> from_words(const packed_header& h,
                                                       std::span<const std::uint32_t> words,
                                                       Alloc a = Alloc{}) noexcept {
-    const errc e = detail::parse_packed(h, words, [](std::uint64_t, std::uint64_t,
-                                                     std::uint8_t) noexcept {});
-    if (e != errc{}) return e;
+    if (result<void> r = detail::parse_packed(
+            h, words, [](std::uint64_t, std::uint64_t, std::uint8_t) noexcept {});
+        !r)
+      return r.error();
     packed_list l{a};
     l.min_align_log2_ = h.min_align_log2;
-    errc oom{};
+    result<void> appended;  // the first append failure (out_of_memory) stops the rest
     (void)detail::parse_packed(h, words,
                                [&](std::uint64_t addr, std::uint64_t len, std::uint8_t f) noexcept {
-                                 if (oom == errc{}) oom = l.append_one(addr, len, f);
+                                 if (appended) appended = l.append_one(addr, len, f);
                                });
-    if (oom != errc{}) return oom;
+    if (!appended) return appended.error();
     return result<packed_list>{std::move(l)};
   }
 
@@ -817,26 +804,37 @@ class packed_list {
 
   /// The same ranges as a range_list (default limits, so nothing is merged or split).
   template <segment_allocator A2 = default_allocator>
-  [[nodiscard]] result<range_list<range_type, A2>> to_range_list(A2 a = A2{}) const noexcept {
+  [[nodiscard]] result<range_list<range_type, A2>> try_to_range_list(A2 a = A2{}) const noexcept {
     range_list<range_type, A2> out{a};
-    errc e{};
+    result<void> appended;  // the first failure stops the rest
     for_each([&](const range_type& r) noexcept {
-      if (e == errc{}) {
-        if (auto x = out.try_append(r); !x) e = x.error();
-      }
+      if (appended) appended = out.try_append(r);
     });
-    if (e != errc{}) return e;
+    if (!appended) return appended.error();
     return result<range_list<range_type, A2>>{std::move(out)};
   }
 
  private:
+  // Everything the list knows besides its segments, in one aggregate so that clearing,
+  // moving, cloning, marking and rolling back are single assignments.
+  struct counters {
+    std::uint64_t words = 0;         // committed words (not counting segment slack)
+    std::uint64_t entries = 0;       // committed entries
+    std::uint64_t ranges = 0;        // committed ranges (all but the open tail)
+    std::uint64_t first_offset = 0;  // header trim of the first committed range
+    std::uint64_t total = 0;         // bytes of all ranges, the open tail included
+    std::uint64_t align_acc = 0;     // OR of every interior boundary address
+    range_type tail{};               // the open last range; len 0 when the list is empty
+    // OR of the flags of every range appended since the list was last empty (a superset of
+    // the committed entries' flags): when it is 0, for_each builds ranges with constant flags.
+    std::uint8_t flags_seen = 0;
+  };
+
   struct mark {
     seg* cur;
     seg* last;
     std::uint32_t cur_used;
-    std::uint64_t words, entries, ranges, first_offset, total, align_acc;
-    range_type tail;
-    std::uint8_t flags_seen;
+    counters n;
   };
 
   Alloc alloc_;
@@ -844,19 +842,10 @@ class packed_list {
   seg* cur_ = nullptr;   // segment being filled; those after it are empty spares
   seg* last_ = nullptr;  // last segment of the chain
   std::uint64_t seg_bytes_ = 0;
-  std::uint64_t words_ = 0;    // committed words (not counting segment slack)
-  std::uint64_t entries_ = 0;  // committed entries
-  std::uint64_t ranges_ = 0;   // committed ranges (all but the open tail)
-  std::uint64_t first_offset_ = 0;
-  std::uint64_t total_ = 0;
-  std::uint64_t align_acc_ = 0;  // OR of every interior boundary address
-  range_type tail_{};            // the open last range; len 0 when the list is empty
+  counters n_;
   std::uint8_t min_align_log2_ = 0;
-  // OR of the flags of every range appended since the list was last empty (a superset of
-  // the committed entries' flags): when it is 0, for_each builds ranges with constant flags.
-  std::uint8_t flags_seen_ = 0;
 
-  [[nodiscard]] bool has_tail() const noexcept { return tail_.len() != 0; }
+  [[nodiscard]] bool has_tail() const noexcept { return n_.tail.len() != 0; }
 
   [[nodiscard]] static std::size_t run_end(const std::uint64_t* p, std::size_t i,
                                            std::size_t n) noexcept {
@@ -885,7 +874,7 @@ class packed_list {
         const v2 out = prev | fbits;
         std::memcpy(w + 2 * k, &out, sizeof out);
       }
-      return ((z[0] | z[1]) >> 52) == 0;
+      return ((z[0] | z[1]) >> pfn_bits) == 0;
     }
 #endif
     std::uint64_t z = 0;
@@ -894,18 +883,19 @@ class packed_list {
       z |= ((x - 1) & ~x) | p[k];
       detail::put_u64(w + 2 * k, p[k - 1] | fbits);
     }
-    return (z >> 52) == 0;
+    return (z >> pfn_bits) == 0;
   }
 
-  struct stepped {
-    detail::packed_entry x;
+  struct decoded {
+    packed_format::packed_entry x;
     cursor c;
   };
 
   // for_each's loop over the committed entries from `c` on. Modes 0 and 2 (page lists,
-  // byte-granular chunks) are decoded inline straight from the words; the branches on the
-  // mode predict well on real lists, so the next entry's address never waits for this
-  // entry's load. Modes 1 and 3 go out of line (an escape chain may end in a later segment,
+  // byte-granular chunks) and 1 (runs of blocks: hugepage-backed buffers whose runs are
+  // not one power-of-two block) are decoded inline straight from the words; the branches on
+  // the mode predict well on real lists, so the next entry's address never waits for this
+  // entry's load. Only mode 3 goes out of line (an escape chain may end in a later segment,
   // hence the cursor round trip). Without `Flags` (no range ever had flags) the ranges get
   // constant flags, which lets the compiler drop the flag packing when `f` reads only the
   // length or the address.
@@ -917,8 +907,9 @@ class packed_list {
     for (;;) {
       while (w != e) {
         const std::uint64_t head = detail::get_u64(w);
-        if (PHYR_UNLIKELY((head >> 62) & 1)) {  // modes 1 and 3
-          const stepped st = step_slow(cursor{s, w, e});
+        const packed_mode mode = detail::head_mode(head);
+        if (PHYR_UNLIKELY(mode == packed_mode::escape)) {
+          const decoded st = decode_at(cursor{s, w, e});
           s = st.c.s;
           w = st.c.w;
           e = st.c.e;
@@ -928,13 +919,17 @@ class packed_list {
         }
         std::uint64_t start = detail::head_page_addr(head);
         std::uint64_t len;
-        if (PHYR_LIKELY((head >> 63) == 0)) {
+        if (PHYR_LIKELY(mode == packed_mode::block)) {
           len = detail::block_len(head);
           w += 2;
         } else {
           const std::uint32_t w2 = w[2];
-          start = detail::bytes_start(head, w2);
-          len = detail::bytes_len(head, w2);
+          if (mode == packed_mode::bytes) {
+            start = detail::bytes_start(head, w2);
+            len = detail::bytes_len(head, w2);
+          } else {
+            len = detail::run_len(head, w2);
+          }
           w += 3;
         }
         f(range_type::make_unchecked(
@@ -949,40 +944,33 @@ class packed_list {
   }
   // next_entry by value, out of line: the iterator calls it for modes 1-3 and its cursor
   // never has its address taken, so it stays in registers.
-  [[gnu::noinline]] static stepped step_slow(cursor c) noexcept {
-    const detail::packed_entry x = next_entry(c);
+  [[gnu::noinline]] static decoded decode_at(cursor c) noexcept {
+    const packed_format::packed_entry x = next_entry(c);
     return {x, c};
-  }
-  // Calls f with the range of a mode-0 head word (decoded inline: the hot case).
-  template <class F>
-  static void emit_block(F& f, std::uint64_t head) noexcept {
-    const std::uint64_t start = (head & packed_format::pfn::max) << packed_format::page_shift;
-    const std::uint64_t len = packed_format::page_size << ((head >> 52) & 31);
-    f(range_type{address_type{start}, len, static_cast<range_flags>((head >> 57) & 31)});
   }
   // The entry at `c` (moving to the next segment first if `c` is at the end of one), joined
   // with the rest of its escape chain; `c` moves past it.
-  static detail::packed_entry next_entry(cursor& c) noexcept {
+  static packed_format::packed_entry next_entry(cursor& c) noexcept {
     if (c.w == c.e) {
       c.s = c.s->next;
       c.w = detail::seg_words(c.s);
       c.e = c.w + c.s->used;
     }
-    detail::packed_entry x = detail::decode_entry(c.w);
+    packed_format::packed_entry x = packed_format::decode_entry(c.w);
     c.w += x.words;
     if (PHYR_UNLIKELY(x.continued)) x = join_chain(c, x);
     return x;
   }
   // The rest of an escape chain (ranges >= 8 PiB), possibly across segments.
-  [[gnu::cold, gnu::noinline]] static detail::packed_entry join_chain(
-      cursor& c, detail::packed_entry x) noexcept {
+  [[gnu::cold, gnu::noinline]] static packed_format::packed_entry join_chain(
+      cursor& c, packed_format::packed_entry x) noexcept {
     while (x.continued) {
       if (c.w == c.e) {
         c.s = c.s->next;
         c.w = detail::seg_words(c.s);
         c.e = c.w + c.s->used;
       }
-      const detail::packed_entry n = detail::decode_entry(c.w);
+      const packed_format::packed_entry n = packed_format::decode_entry(c.w);
       c.w += n.words;
       x.len += n.len;
       x.continued = n.continued;
@@ -991,44 +979,44 @@ class packed_list {
   }
 
   // What try_append_all's loop keeps in registers: the tail, counters and write position.
-  struct fast_state {
+  struct append_state {
     std::uint64_t t_addr, t_len, total, acc, closed;
     std::uint32_t* wp;
     std::uint32_t* wend;
     std::uint8_t t_fl, seen;
     bool first;  // the tail is the list's first range
   };
-  [[nodiscard]] fast_state load_fast() const noexcept {
-    fast_state st;
-    st.t_addr = tail_.addr().value();
-    st.t_len = tail_.len();
-    st.t_fl = flag_bits(tail_.flags());
-    st.total = total_;
-    st.acc = align_acc_;
+  [[nodiscard]] append_state load_append_state() const noexcept {
+    append_state st;
+    st.t_addr = n_.tail.addr().value();
+    st.t_len = n_.tail.len();
+    st.t_fl = flag_bits(n_.tail.flags());
+    st.total = n_.total;
+    st.acc = n_.align_acc;
     st.closed = 0;
-    st.seen = flags_seen_;
-    st.first = ranges_ == 0;
+    st.seen = n_.flags_seen;
+    st.first = n_.ranges == 0;
     st.wp = cur_ == nullptr ? nullptr : detail::seg_words(cur_) + cur_->used;
     st.wend = cur_ == nullptr ? nullptr : detail::seg_words(cur_) + cur_->capacity;
     return st;
   }
-  void store_fast(const fast_state& st) noexcept {
+  void store_append_state(const append_state& st) noexcept {
     if (cur_ != nullptr) {
       const auto used = static_cast<std::uint32_t>(st.wp - detail::seg_words(cur_));
-      words_ += used - cur_->used;
+      n_.words += used - cur_->used;
       cur_->used = used;
     }
-    entries_ += st.closed;
-    ranges_ += st.closed;
-    total_ = st.total;
-    align_acc_ = st.acc;
-    flags_seen_ = st.seen;
-    tail_ = range_type::make_unchecked(st.t_addr, st.t_len, static_cast<range_flags>(st.t_fl));
+    n_.entries += st.closed;
+    n_.ranges += st.closed;
+    n_.total = st.total;
+    n_.align_acc = st.acc;
+    n_.flags_seen = st.seen;
+    n_.tail = range_type::make_unchecked(st.t_addr, st.t_len, static_cast<range_flags>(st.t_fl));
   }
   // Out of line so the fast loop's state stays in registers.
-  [[gnu::noinline]] errc append_generic(fast_state st, std::uint64_t addr,
+  [[gnu::noinline]] result<void> append_generic(append_state st, std::uint64_t addr,
                                         std::uint64_t len, std::uint8_t fl) noexcept {
-    store_fast(st);
+    store_append_state(st);
     return append_one(addr, len, fl);
   }
 
@@ -1039,7 +1027,7 @@ class packed_list {
   [[nodiscard]] static std::uint32_t close_fast(std::uint32_t* w, std::uint64_t addr,
                                                 std::uint64_t len, std::uint8_t fl) noexcept {
     using namespace packed_format;
-    if ((fl & ~head_flag_mask) != 0) return 0;
+    if ((fl & ~compact_flag_mask) != 0) return 0;
     const std::uint64_t end = addr + len;  // 0 when the range ends at 2^64
     if (((addr | end) & (page_size - 1)) != 0) {  // not page granular: mode 2 or 3
       if (len > max_bytes_len) return 0;
@@ -1058,49 +1046,49 @@ class packed_list {
   [[nodiscard]] static constexpr std::uint8_t flag_bits(range_flags f) noexcept {
     return static_cast<std::uint8_t>(f);
   }
-  [[nodiscard]] detail::packed_plan tail_plan() const noexcept {
-    return detail::plan_entry(tail_.addr().value(), tail_.len(), flag_bits(tail_.flags()),
-                              ranges_ == 0, true);
+  [[nodiscard]] packed_format::packed_plan tail_plan() const noexcept {
+    return packed_format::plan_entry(n_.tail.addr().value(), n_.tail.len(), flag_bits(n_.tail.flags()),
+                              n_.ranges == 0, true);
   }
 
-  // Appends without the total/zero checks (callers did them); errc{} on success. Not atomic
+  // Appends without the total/zero checks (callers did them). Not atomic
   // by itself: callers hold a mark.
-  errc append_one(std::uint64_t addr, std::uint64_t len, std::uint8_t fl) noexcept {
-    flags_seen_ |= fl;
+  result<void> append_one(std::uint64_t addr, std::uint64_t len, std::uint8_t fl) noexcept {
+    n_.flags_seen |= fl;
     if (has_tail()) {
-      std::uint64_t t_last = tail_.last().value();
-      if (flag_bits(tail_.flags()) == fl && t_last != ~std::uint64_t{0} && t_last + 1 == addr) {
+      std::uint64_t t_last = n_.tail.last().value();
+      if (flag_bits(n_.tail.flags()) == fl && t_last != ~std::uint64_t{0} && t_last + 1 == addr) {
         // Merge; past max_len fill the tail and start a new range (range_list's greedy rule).
-        const std::uint64_t room = range_type::max_len - tail_.len();
+        const std::uint64_t room = range_type::max_len - n_.tail.len();
         const std::uint64_t take = len < room ? len : room;
-        tail_ = range_type{tail_.addr(), tail_.len() + take, tail_.flags()};
-        total_ += take;
-        if (take == len) return errc{};
+        n_.tail = range_type{n_.tail.addr(), n_.tail.len() + take, n_.tail.flags()};
+        n_.total += take;
+        if (take == len) return {};
         addr += take;
         len -= take;
         t_last += take;
       }
       const std::uint64_t b = (t_last + 1) | addr;
       if (b & ((std::uint64_t{1} << min_align_log2_) - 1)) return errc::misaligned;
-      if (!commit_range(tail_.addr().value(), tail_.len(), flag_bits(tail_.flags()),
-                        ranges_ == 0))
+      if (!commit_range(n_.tail.addr().value(), n_.tail.len(), flag_bits(n_.tail.flags()),
+                        n_.ranges == 0))
         return errc::out_of_memory;
-      align_acc_ |= b;
+      n_.align_acc |= b;
     }
-    tail_ = range_type{address_type{addr}, len, static_cast<range_flags>(fl)};
-    total_ += len;
-    return errc{};
+    n_.tail = range_type{address_type{addr}, len, static_cast<range_flags>(fl)};
+    n_.total += len;
+    return {};
   }
 
   // Encodes the closed range [addr, addr + len) (not the list's last) into the segments.
   // Returns false on allocation failure, possibly after writing part of an escape chain:
   // callers roll back.
   bool commit_range(std::uint64_t addr, std::uint64_t len, std::uint8_t fl, bool first) noexcept {
-    const detail::packed_plan p = detail::plan_entry(addr, len, fl, first, false);
+    const packed_format::packed_plan p = packed_format::plan_entry(addr, len, fl, first, false);
     if (p.pieces == 1) {
       std::uint32_t* w = reserve(p.words);
       if (w == nullptr) return false;
-      detail::write_plan(p, w);
+      packed_format::write_plan(p, w);
       cur_->used += p.words;
     } else {
       std::uint64_t a = p.start, left = p.len;
@@ -1115,10 +1103,10 @@ class packed_list {
         left -= take;
       }
     }
-    words_ += p.words;
-    entries_ += p.pieces;
-    if (first) first_offset_ = p.front_trim;
-    ++ranges_;
+    n_.words += p.words;
+    n_.entries += p.pieces;
+    if (first) n_.first_offset = p.front_trim;
+    ++n_.ranges;
     return true;
   }
 
@@ -1159,19 +1147,16 @@ class packed_list {
   void sync(std::uint32_t* wp, std::uint64_t& entries) noexcept {
     if (cur_ != nullptr) {
       const auto used = static_cast<std::uint32_t>(wp - detail::seg_words(cur_));
-      words_ += used - cur_->used;
+      n_.words += used - cur_->used;
       cur_->used = used;
     }
-    entries_ += entries;
-    ranges_ += entries;
+    n_.entries += entries;
+    n_.ranges += entries;
     entries = 0;
   }
 
   [[nodiscard]] mark save() const noexcept {
-    return mark{cur_,     last_,        cur_ == nullptr ? 0u : cur_->used,
-                words_,   entries_,     ranges_,
-                first_offset_, total_,  align_acc_,
-                tail_,    flags_seen_};
+    return mark{cur_, last_, cur_ == nullptr ? 0u : cur_->used, n_};
   }
 
   result<void> fail(const mark& m, errc e) noexcept {
@@ -1191,14 +1176,7 @@ class packed_list {
     }
     cur_ = m.cur;
     last_ = m.last;
-    words_ = m.words;
-    entries_ = m.entries;
-    ranges_ = m.ranges;
-    first_offset_ = m.first_offset;
-    total_ = m.total;
-    align_acc_ = m.align_acc;
-    tail_ = m.tail;
-    flags_seen_ = m.flags_seen;
+    n_ = m.n;
     return e;
   }
 
@@ -1224,14 +1202,7 @@ class packed_list {
     cur_ = std::exchange(o.cur_, nullptr);
     last_ = std::exchange(o.last_, nullptr);
     seg_bytes_ = std::exchange(o.seg_bytes_, 0);
-    words_ = std::exchange(o.words_, 0);
-    entries_ = std::exchange(o.entries_, 0);
-    ranges_ = std::exchange(o.ranges_, 0);
-    first_offset_ = std::exchange(o.first_offset_, 0);
-    total_ = std::exchange(o.total_, 0);
-    align_acc_ = std::exchange(o.align_acc_, 0);
-    flags_seen_ = std::exchange(o.flags_seen_, std::uint8_t{0});
-    tail_ = std::exchange(o.tail_, range_type{});
+    n_ = std::exchange(o.n_, counters{});
     min_align_log2_ = o.min_align_log2_;
   }
 };

@@ -10,7 +10,7 @@ namespace {
 
 namespace pf = phyr::packed_format;
 using phyr::packed_mode;
-using phyr::detail::plan_entry;
+using phyr::packed_format::plan_entry;
 
 constexpr std::uint64_t page = 4096;
 constexpr std::uint64_t pg(std::uint64_t pfn) { return pfn * page; }
@@ -26,8 +26,8 @@ constexpr rt roundtrip(std::uint64_t addr, std::uint64_t len, std::uint8_t flags
                        bool b = false) {
   const auto p = plan_entry(addr, len, flags, f, b);
   std::uint32_t w[4] = {};
-  phyr::detail::write_plan(p, w);
-  const auto e = phyr::detail::decode_entry(w);
+  phyr::packed_format::write_plan(p, w);
+  const auto e = phyr::packed_format::decode_entry(w);
   return {e.start, e.len, e.flags, e.words, e.mode};
 }
 
@@ -53,7 +53,7 @@ TEST_CASE("packed format: the head word is pfn 51..0, order 56..52, flags 61..57
   STATIC_REQUIRE(pf::entry_words(packed_mode::bytes) == 3);
   STATIC_REQUIRE(pf::entry_words(packed_mode::escape) == 4);
   // The five head flag bits are exactly range_flags' compact bits.
-  STATIC_REQUIRE(pf::head_flag_mask == phyr::compact_flag_mask);
+  STATIC_REQUIRE(pf::flags::max == phyr::compact_flag_mask);
 }
 
 TEST_CASE("packed format: entries round-trip in constant expressions", "[packed][format][static]") {
@@ -145,23 +145,23 @@ TEST_CASE("packed format: run counts 1 and 2^32-1 and the first count that does 
   std::uint32_t w[3];
   phyr::detail::put_u64(w, phyr::detail::make_head(packed_mode::run, 64, 6, 0));
   w[2] = 1;
-  auto c = phyr::detail::validate_entry(w, 3);
-  CHECK(c.error == phyr::detail::entry_error::none);
+  auto c = phyr::packed_format::validate_entry(w, 3);
+  CHECK(c.error == phyr::packed_format::entry_error::none);
   CHECK(c.entry.start == pg(64));
   CHECK(c.entry.len == 64 * page);
   w[2] = 0;
-  CHECK(phyr::detail::validate_entry(w, 3).error == phyr::detail::entry_error::zero_length);
+  CHECK(phyr::packed_format::validate_entry(w, 3).error == phyr::packed_format::entry_error::zero_length);
   w[2] = 1;
-  CHECK(phyr::detail::validate_entry(w, 2).error == phyr::detail::entry_error::truncated);
+  CHECK(phyr::packed_format::validate_entry(w, 2).error == phyr::packed_format::entry_error::truncated);
   phyr::detail::put_u64(w, phyr::detail::make_head(packed_mode::run, 65, 6, 0));
-  CHECK(phyr::detail::validate_entry(w, 3).error == phyr::detail::entry_error::misaligned_pfn);
+  CHECK(phyr::packed_format::validate_entry(w, 3).error == phyr::packed_format::entry_error::misaligned_pfn);
   phyr::detail::put_u64(w, phyr::detail::make_head(packed_mode::block, pf::pfn_limit - 1, 1, 0));
-  CHECK(phyr::detail::validate_entry(w, 2).error == phyr::detail::entry_error::misaligned_pfn);
+  CHECK(phyr::packed_format::validate_entry(w, 2).error == phyr::packed_format::entry_error::misaligned_pfn);
   phyr::detail::put_u64(w, phyr::detail::make_head(packed_mode::block, pf::pfn_limit - 2, 1, 0));
-  CHECK(phyr::detail::validate_entry(w, 2).error == phyr::detail::entry_error::none);
+  CHECK(phyr::packed_format::validate_entry(w, 2).error == phyr::packed_format::entry_error::none);
   phyr::detail::put_u64(w, phyr::detail::make_head(packed_mode::run, pf::pfn_limit - 2, 1, 0));
   w[2] = 2;
-  CHECK(phyr::detail::validate_entry(w, 3).error == phyr::detail::entry_error::past_space);
+  CHECK(phyr::packed_format::validate_entry(w, 3).error == phyr::packed_format::entry_error::past_space);
 }
 
 TEST_CASE("packed format: byte-granular entries hold up to 2^25-1 bytes, then escape",
@@ -174,20 +174,20 @@ TEST_CASE("packed format: byte-granular entries hold up to 2^25-1 bytes, then es
   CHECK(plan_entry(a, pf::max_bytes_len + 1, 0, false, false).mode == packed_mode::escape);
   CHECK(plan_entry(a, pf::max_bytes_len + 1, 0, false, false).bytes() == 16);
   std::uint32_t w[3];
-  phyr::detail::write_plan(plan_entry(a, pf::max_bytes_len, 3, false, false), w);
-  const auto e = phyr::detail::decode_entry(w);
+  phyr::packed_format::write_plan(plan_entry(a, pf::max_bytes_len, 3, false, false), w);
+  const auto e = phyr::packed_format::decode_entry(w);
   CHECK(e.start == a);
   CHECK(e.len == pf::max_bytes_len);
   CHECK(e.flags == 3);
   // Zero length and a wrap past 2^64 are rejected when decoding untrusted words.
   phyr::detail::put_u64(w, phyr::detail::make_head(packed_mode::bytes, 5, 0, 0));
   w[2] = 0x10;  // offset 0x10, length 0
-  CHECK(phyr::detail::validate_entry(w, 3).error == phyr::detail::entry_error::zero_length);
+  CHECK(phyr::packed_format::validate_entry(w, 3).error == phyr::packed_format::entry_error::zero_length);
   phyr::detail::put_u64(w, phyr::detail::make_head(packed_mode::bytes, pf::pfn_limit - 1, 0, 0));
   w[2] = 0xfff | (2u << 12);  // last byte of the space + 1 more
-  CHECK(phyr::detail::validate_entry(w, 3).error == phyr::detail::entry_error::past_space);
+  CHECK(phyr::packed_format::validate_entry(w, 3).error == phyr::packed_format::entry_error::past_space);
   w[2] = 0xfff | (1u << 12);
-  CHECK(phyr::detail::validate_entry(w, 3).error == phyr::detail::entry_error::none);
+  CHECK(phyr::packed_format::validate_entry(w, 3).error == phyr::packed_format::entry_error::none);
 }
 
 TEST_CASE("packed format: high flag bits force the escape, which keeps all eight",
@@ -198,8 +198,8 @@ TEST_CASE("packed format: high flag bits force the escape, which keeps all eight
     CAPTURE(bit);
     CHECK(p.bytes() == (bit < 5 ? 8u : 16u));
     std::uint32_t w[4];
-    phyr::detail::write_plan(p, w);
-    CHECK(phyr::detail::decode_entry(w).flags == f);
+    phyr::packed_format::write_plan(p, w);
+    CHECK(phyr::packed_format::decode_entry(w).flags == f);
   }
 }
 
@@ -211,10 +211,10 @@ TEST_CASE("packed format: escapes chain past 2^53-1 bytes and cover max_len", "[
   CHECK(p.pieces == 9);
   CHECK(p.bytes() == 9 * 16);
   std::uint32_t w[36];
-  phyr::detail::write_plan(p, w);
+  phyr::packed_format::write_plan(p, w);
   std::uint64_t sum = 0, next = 0x10;
   for (unsigned i = 0; i < p.pieces; ++i) {
-    const auto e = phyr::detail::decode_entry(w + 4 * i);
+    const auto e = phyr::packed_format::decode_entry(w + 4 * i);
     CHECK(e.start == next);
     CHECK(e.flags == 0xff);
     CHECK(e.continued == (i + 1 < p.pieces));
@@ -234,7 +234,7 @@ TEST_CASE("packed format: plan_entry is the smallest entry (brute force over sma
   constexpr std::uint64_t window = 64;  // pages
   auto brute = [&](std::uint64_t a, std::uint64_t len, std::uint8_t flags, bool f, bool b) {
     const std::uint64_t end = a + len;
-    if ((flags & ~pf::head_flag_mask) != 0) return 16u;
+    if ((flags & ~phyr::compact_flag_mask) != 0) return 16u;
     auto ok = [&](std::uint64_t es, std::uint64_t ee) {
       return (f ? es <= a : es == a) && (b ? ee >= end : ee == end);
     };
@@ -262,8 +262,8 @@ TEST_CASE("packed format: plan_entry is the smallest entry (brute force over sma
     REQUIRE(p.bytes() == brute(a, len, flags, f, b));
     // And the planned entry decodes to an extent the header can trim to the range.
     std::uint32_t w[4];
-    phyr::detail::write_plan(p, w);
-    const auto e = phyr::detail::decode_entry(w);
+    phyr::packed_format::write_plan(p, w);
+    const auto e = phyr::packed_format::decode_entry(w);
     REQUIRE(e.start + p.front_trim == a);
     REQUIRE(e.len == p.front_trim + len + p.back_trim);
     REQUIRE((f || p.front_trim == 0));

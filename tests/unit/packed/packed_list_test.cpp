@@ -29,7 +29,7 @@ std::vector<phys_range> ranges_of(const L& l) {
 
 std::vector<std::uint32_t> words_of(const list& l) {
   std::vector<std::uint32_t> w(l.word_count());
-  REQUIRE(l.copy_words(w).value() == w.size());
+  REQUIRE(l.try_copy_words(w).value() == w.size());
   return w;
 }
 
@@ -57,7 +57,7 @@ TEST_CASE("packed_list: an empty list allocates nothing and decodes to nothing",
   CHECK(l.bytes_used() == sizeof(list));
   CHECK(l.segment_count() == 0);
   CHECK(l.header() == phyr::packed_header{});
-  auto b = l.blocks(4096);
+  auto b = l.try_blocks(4096);
   REQUIRE(b);
   CHECK(b->size() == 0);
   CHECK(b->begin() == b->end());
@@ -130,12 +130,12 @@ TEST_CASE("packed_list: 512-byte direct-I/O chunks cost 12 bytes each and keep 5
   CHECK(l.entry_bytes() == 12 * 50);
   CHECK(l.alignment() == 512);
   CHECK(ranges_of(l) == want);
-  auto b = l.blocks(512);
+  auto b = l.try_blocks(512);
   REQUIRE(b);
   CHECK(b->size() == 50);
   std::size_t i = 0;
   for (phys_addr a : *b) CHECK(a == want[i++].addr());
-  CHECK(l.blocks(1024).error() == errc::misaligned);
+  CHECK(l.try_blocks(1024).error() == errc::misaligned);
 }
 
 TEST_CASE("packed_list: appends coalesce adjacent ranges with equal flags only", "[packed_list]") {
@@ -225,7 +225,7 @@ TEST_CASE("packed_list: bad input is an errc and leaves the list unchanged", "[p
 TEST_CASE("packed_list: a promised alignment rejects misaligned boundaries, list unchanged",
           "[packed_list][errors][align]") {
   list l;
-  REQUIRE(l.set_min_alignment(4096));
+  REQUIRE(l.try_set_min_alignment(4096));
   CHECK(l.min_alignment() == 4096);
   REQUIRE(l.try_append(R(pg(1) + 0x80, page - 0x80)));  // the first start may be anywhere
   REQUIRE(l.try_append(R(pg(7), 2 * page)));
@@ -237,7 +237,7 @@ TEST_CASE("packed_list: a promised alignment rejects misaligned boundaries, list
   CHECK(l.try_append(R(pg(30), page)).error() == errc::misaligned);
   // 2 MiB promise with 4 KiB-fragmented pages: rolled back after the fast path ran.
   list h;
-  REQUIRE(h.set_min_alignment(std::uint64_t{1} << 21));
+  REQUIRE(h.try_set_min_alignment(std::uint64_t{1} << 21));
   std::vector<std::uint64_t> ok, pfns;  // 2 MiB blocks, one of them off by a page
   for (std::uint64_t b = 0; b < 20; ++b)
     for (std::uint64_t i = 0; i < 512; ++i) ok.push_back(1024 * b + i);
@@ -248,15 +248,15 @@ TEST_CASE("packed_list: a promised alignment rejects misaligned boundaries, list
   const snapshot hb = snap(h);
   CHECK(h.try_append_pages(pfns, 0, pfns.size() * page).error() == errc::misaligned);
   CHECK(snap(h) == hb);
-  // set_min_alignment refuses a promise the list already breaks, and non-powers of two.
-  CHECK(h.set_min_alignment(3).error() == errc::invalid_argument);
-  CHECK(h.set_min_alignment(0).error() == errc::invalid_argument);
+  // try_set_min_alignment refuses a promise the list already breaks, and non-powers of two.
+  CHECK(h.try_set_min_alignment(3).error() == errc::invalid_argument);
+  CHECK(h.try_set_min_alignment(0).error() == errc::invalid_argument);
   list g;
   REQUIRE(g.try_append(R(pg(2), 2 * page)));  // boundaries at pfn 4 and 6
   REQUIRE(g.try_append(R(pg(6), page)));
   CHECK(g.alignment() == 2 * page);
-  CHECK(g.set_min_alignment(4 * page).error() == errc::misaligned);
-  CHECK(g.set_min_alignment(2 * page));
+  CHECK(g.try_set_min_alignment(4 * page).error() == errc::misaligned);
+  CHECK(g.try_set_min_alignment(2 * page));
 }
 
 TEST_CASE("packed_list: alignment() is the largest block size that fits every interior boundary",
@@ -278,7 +278,7 @@ TEST_CASE("packed_list: blocks() yields every block address and the first block'
   REQUIRE(l.try_append(R(pg(4096), pg(512))));
   REQUIRE(l.try_append(R(pg(8192), pg(100) + 7)));
   for (std::uint64_t bs : {std::uint64_t{512}, page, 16 * page, std::uint64_t{1} << 21}) {
-    auto b = l.blocks(bs);
+    auto b = l.try_blocks(bs);
     REQUIRE(b);
     // Model: expand each range into its blocks.
     std::vector<std::uint64_t> want;
@@ -293,23 +293,23 @@ TEST_CASE("packed_list: blocks() yields every block address and the first block'
     CHECK(b->first_offset() == ((pg(512) + 0x1234) & (bs - 1)));
     CHECK(b->block_size() == bs);
     std::vector<std::uint64_t> fe;
-    REQUIRE(l.for_each_block(bs, [&](phys_addr a) { fe.push_back(a.value()); }));
+    REQUIRE(l.try_for_each_block(bs, [&](phys_addr a) { fe.push_back(a.value()); }));
     CHECK(fe == want);
   }
-  CHECK(l.for_each_block(std::uint64_t{1} << 22, [](phys_addr) {}).error() == errc::misaligned);
-  CHECK(l.for_each_block(48, [](phys_addr) {}).error() == errc::invalid_argument);
+  CHECK(l.try_for_each_block(std::uint64_t{1} << 22, [](phys_addr) {}).error() == errc::misaligned);
+  CHECK(l.try_for_each_block(48, [](phys_addr) {}).error() == errc::invalid_argument);
   // A range ending at 2^64 ends the walk (counted, not compared against an end address).
   list top;
   REQUIRE(top.try_append(R(~std::uint64_t{0} - 3 * page + 1, 3 * page)));
   std::vector<std::uint64_t> tb;
-  REQUIRE(top.for_each_block(page, [&](phys_addr a) { tb.push_back(a.value()); }));
+  REQUIRE(top.try_for_each_block(page, [&](phys_addr a) { tb.push_back(a.value()); }));
   CHECK(tb.size() == 3);
-  auto tv = top.blocks(page);
+  auto tv = top.try_blocks(page);
   REQUIRE(tv);
   CHECK(tv->size() == 3);
-  CHECK(l.blocks(std::uint64_t{1} << 22).error() == errc::misaligned);
-  CHECK(l.blocks(3000).error() == errc::invalid_argument);
-  CHECK(l.blocks(0).error() == errc::invalid_argument);
+  CHECK(l.try_blocks(std::uint64_t{1} << 22).error() == errc::misaligned);
+  CHECK(l.try_blocks(3000).error() == errc::invalid_argument);
+  CHECK(l.try_blocks(0).error() == errc::invalid_argument);
 }
 
 TEST_CASE("packed_list: header and words round-trip through from_words", "[packed_list][words]") {
@@ -330,7 +330,7 @@ TEST_CASE("packed_list: header and words round-trip through from_words", "[packe
   CHECK(back->header() == h);
   CHECK(words_of(*back) == w);
   std::vector<std::uint32_t> small(w.size() - 1);
-  CHECK(l.copy_words(small).error() == errc::out_of_range);
+  CHECK(l.try_copy_words(small).error() == errc::out_of_range);
 }
 
 TEST_CASE("packed_list: from_words rejects malformed words and inconsistent headers",

@@ -35,7 +35,7 @@ std::vector<phys_range> ranges_of(const L& l) {
 template <class L>
 std::vector<std::uint32_t> words_of(const L& l) {
   std::vector<std::uint32_t> w(l.word_count());
-  REQUIRE(l.copy_words(w).value() == w.size());
+  REQUIRE(l.try_copy_words(w).value() == w.size());
   return w;
 }
 
@@ -57,7 +57,7 @@ void model_append(std::vector<phys_range>& m, phys_range r) {
 std::uint64_t expected_entry_bytes(const std::vector<phys_range>& m) {
   std::uint64_t b = 0;
   for (std::size_t i = 0; i < m.size(); ++i)
-    b += phyr::detail::plan_entry(m[i].addr().value(), m[i].len(),
+    b += phyr::packed_format::plan_entry(m[i].addr().value(), m[i].len(),
                                   static_cast<std::uint8_t>(m[i].flags()), i == 0,
                                   i + 1 == m.size())
              .bytes();
@@ -219,12 +219,12 @@ TEST_CASE("packed round trip: try_append_all, try_append and the plan_entry rule
     }
     std::vector<std::uint32_t> want;
     for (std::size_t i = 0; i < model.size(); ++i) {
-      const auto p = phyr::detail::plan_entry(model[i].addr().value(), model[i].len(),
+      const auto p = phyr::packed_format::plan_entry(model[i].addr().value(), model[i].len(),
                                               static_cast<std::uint8_t>(model[i].flags()),
                                               i == 0, i + 1 == model.size());
       const std::size_t at = want.size();
       want.resize(at + p.words);
-      phyr::detail::write_plan(p, want.data() + at);
+      phyr::packed_format::write_plan(p, want.data() + at);
     }
     list all;
     REQUIRE(all.try_append_all(in));
@@ -281,7 +281,7 @@ TEST_CASE("packed round trip: range_list -> packed_list -> range_list is lossles
     auto pl = list::from_ranges(rl);
     REQUIRE(pl);
     check_round_trip(*pl, model);
-    auto back = pl->to_range_list();
+    auto back = pl->try_to_range_list();
     REQUIRE(back);
     REQUIRE(ranges_of(*back) == model);
     REQUIRE(back->total_bytes() == rl.total_bytes());
@@ -351,7 +351,7 @@ TEST_CASE("packed round trip: blocks() matches expanding the model's ranges",
       REQUIRE(l.try_append(r));
       model_append(model, r);
     }
-    auto b = l.blocks(bs);
+    auto b = l.try_blocks(bs);
     REQUIRE(b);
     std::vector<std::uint64_t> want;
     for (const phys_range& r : model)
@@ -362,7 +362,7 @@ TEST_CASE("packed round trip: blocks() matches expanding the model's ranges",
     REQUIRE(got == want);
     REQUIRE(b->size() == want.size());
     std::vector<std::uint64_t> fe;
-    REQUIRE(l.for_each_block(bs, [&](phys_addr a) { fe.push_back(a.value()); }));
+    REQUIRE(l.try_for_each_block(bs, [&](phys_addr a) { fe.push_back(a.value()); }));
     REQUIRE(fe == want);
   }
 }
@@ -397,7 +397,7 @@ TEST_CASE("packed fault injection: every allocation failure leaves the list unch
           // Clone and conversions allocate too.
           auto c = l.try_clone();
           if (c) {
-            auto rl = l.to_range_list(phyr::fault_injecting_allocator{&fs});
+            auto rl = l.try_to_range_list(phyr::fault_injecting_allocator{&fs});
             if (rl) {
               auto back = flist::from_ranges(*rl, phyr::fault_injecting_allocator{&fs});
               if (back) {
