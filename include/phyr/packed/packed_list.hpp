@@ -837,7 +837,7 @@ class packed_list {
     counters n;
   };
 
-  Alloc alloc_;
+  [[no_unique_address]] Alloc alloc_;
   seg* head_ = nullptr;  // first segment
   seg* cur_ = nullptr;   // segment being filled; those after it are empty spares
   seg* last_ = nullptr;  // last segment of the chain
