@@ -998,7 +998,6 @@ struct registrar {
 
   void add(const char* op, const std::string& wl, const std::string& size, const char* impl,
            bench_fn fn, bool once = false) {
-    if (!phyr_bench::workload_available(wl)) return;
     const std::string name = phyr_bench::bench_name(op, wl, size, impl);
     auto* b = benchmark::RegisterBenchmark(name.c_str(), fn, wl, size);
     phyr_bench::apply_settings(b, once);
@@ -1008,7 +1007,6 @@ struct registrar {
   void add_blocks(const char* op, const std::string& wl, const std::string& size, const char* impl,
                   void (*fn)(benchmark::State&, std::string, std::string, std::uint64_t),
                   std::uint64_t bs) {
-    if (!phyr_bench::workload_available(wl)) return;
     const std::string name = phyr_bench::bench_name(op, wl, size, impl);
     auto* b = benchmark::RegisterBenchmark(name.c_str(), fn, wl, size, bs);
     phyr_bench::apply_settings(b);
@@ -1027,12 +1025,6 @@ struct registrar {
 [[maybe_unused]] const bool registered = [] {
   static const char* const synthetic[] = {"frag", "contig", "2m", "1g", "dio512"};
   static const char* const traces[] = {"trace_4k", "trace_thp"};
-  for (const char* t : traces) {
-    if (!phyr_bench::workload_available(t)) {
-      std::printf("phyr bench: %s (%s) absent, %s skipped\n", t, phyr_bench::trace_path(t).c_str(),
-                  t);
-    }
-  }
   registrar r;
   auto each = [&](std::initializer_list<const char*> sizes, auto&& fn) {
     for (const char* wl : synthetic) {

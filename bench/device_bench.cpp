@@ -133,7 +133,7 @@ void set_block_counters(benchmark::State& state, const phyr_bench::cpu_stopwatch
 
 void bench_phyr(benchmark::State& state, const input& in, std::uint64_t block,
                 bool with_validation) {
-  if (!phyr_bench::check(state, in.present, "trace file missing")) return;
+  if (!phyr_bench::check(state, in.present, phyr_bench::trace_missing)) return;
   lists& l = get_lists(in);
   if (!phyr_bench::check(state, l.ok, "building the inputs failed")) return;
   const expected_blocks e = expect(in, block);
@@ -178,7 +178,7 @@ void bench_phyr(benchmark::State& state, const input& in, std::uint64_t block,
 }
 
 void bench_sg(benchmark::State& state, const input& in, std::uint64_t block) {
-  if (!phyr_bench::check(state, in.present, "trace file missing")) return;
+  if (!phyr_bench::check(state, in.present, phyr_bench::trace_missing)) return;
   lists& l = get_lists(in);
   if (!phyr_bench::check(state, l.ok, "building the inputs failed")) return;
   const expected_blocks e = expect(in, block);
@@ -218,7 +218,6 @@ struct registrar {
         {"1g", "1GiB", true},        {"trace_4k", "256MiB", false}, {"trace_thp", "256MiB", true},
     };
     for (const workload& w : workloads) {
-      if (!phyr_bench::workload_available(w.name)) continue;
       for (const std::uint64_t block : {std::uint64_t{4096}, std::uint64_t{65536}}) {
         if (block == 65536 && !w.blocks64k) continue;
         const std::string op = block == 4096 ? "blocks4k" : "blocks64k";

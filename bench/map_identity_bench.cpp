@@ -11,13 +11,11 @@
 //       map: phyr (range_list + aliasing mapping) against the scatterlist baseline (table
 //       built by sg_alloc_table_from_pages_segment and filled by dma_direct_map_sg). `frag` has
 //       every page its own physical run (the worst case: one entry per page on both sides);
-//       trace_4k is the real 256 MiB layout from shared/data (skipped if absent). Counters
+//       trace_4k is the real 256 MiB layout from tests/data/pagemap. Counters
 //       phyr_bytes_per_page, sg_bytes_per_page, ratio. `frag` fails unless phyr <= half the
 //       baseline; on the trace both are tiny and phyr's 4 KiB segment granularity dominates.
 //
-// Heap allocations are counted by a replacement operator new, declared weak so that another
-// benchmark file may bring its own; a probe at first use finds out whether this one is live
-// and, if not, the heap count is reported as -1 and only the allocator count is checked.
+// Heap allocations are counted by phyr_bench's replacement operator new (bench/main.cpp).
 
 #include <benchmark/benchmark.h>
 
@@ -39,58 +37,12 @@
 #include "phyr/map/identity_mapper.hpp"
 #include "workloads.hpp"
 
-#ifndef PHYR_SHARED_DATA_DIR
-#  define PHYR_SHARED_DATA_DIR "../shared/data"
-#endif
-
-namespace {
-// Relaxed load + store, not a read-modify-write: no locked instruction on every allocation of
-// the whole benchmark binary. Counts are exact on the single benchmark thread.
-std::atomic<std::uint64_t> g_operator_new_calls{0};
-void* counted_new(std::size_t n, std::size_t align) noexcept {
-  g_operator_new_calls.store(g_operator_new_calls.load(std::memory_order_relaxed) + 1,
-                             std::memory_order_relaxed);
-  if (n == 0) n = 1;
-  if (align <= __STDCPP_DEFAULT_NEW_ALIGNMENT__) return std::malloc(n);
-  return std::aligned_alloc(align, (n + align - 1) / align * align);
-}
-}  // namespace
-
-// libstdc++'s operator delete forms release with free(), which matches malloc/aligned_alloc.
-[[gnu::weak]] void* operator new(std::size_t n) {
-  if (void* p = counted_new(n, __STDCPP_DEFAULT_NEW_ALIGNMENT__)) return p;
-  std::abort();
-}
-[[gnu::weak]] void* operator new(std::size_t n, std::align_val_t a) {
-  if (void* p = counted_new(n, static_cast<std::size_t>(a))) return p;
-  std::abort();
-}
-[[gnu::weak]] void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
-  return counted_new(n, __STDCPP_DEFAULT_NEW_ALIGNMENT__);
-}
-[[gnu::weak]] void* operator new(std::size_t n, std::align_val_t a,
-                                 const std::nothrow_t&) noexcept {
-  return counted_new(n, static_cast<std::size_t>(a));
-}
-
 namespace {
 
 struct bench_dev {};
 using identity = phyr::identity_mapper<bench_dev>;
 namespace sg = phyr::compat;
 constexpr std::uint64_t page = 4096;
-
-/// True when this file's operator new is the one the process uses.
-bool heap_counting_live() {
-  static const bool live = [] {
-    const std::uint64_t before = g_operator_new_calls.load();
-    int* p = new int(1);
-    benchmark::DoNotOptimize(p);
-    delete p;
-    return g_operator_new_calls.load() != before;
-  }();
-  return live;
-}
 
 /// `n` discontiguous pages at scattered frames (every page its own run).
 std::vector<std::uint64_t> fragmented_pfns(std::uint64_t n) {
@@ -111,7 +63,7 @@ double time_map_unmap(const identity& m, const List& l, const phyr::fault_state&
   constexpr int pairs = 20000;
   double best = 1e30;
   for (int r = 0; r < rounds; ++r) {
-    const std::uint64_t heap0 = g_operator_new_calls.load();
+    const std::uint64_t heap0 = phyr_bench::operator_new_calls();
     const std::uint64_t list0 = fs.calls;
     const auto t0 = std::chrono::steady_clock::now();
     for (int i = 0; i < pairs; ++i) {
@@ -124,7 +76,7 @@ double time_map_unmap(const identity& m, const List& l, const phyr::fault_state&
       benchmark::ClobberMemory();
     }
     const auto t1 = std::chrono::steady_clock::now();
-    heap_allocs += g_operator_new_calls.load() - heap0;
+    heap_allocs += phyr_bench::operator_new_calls() - heap0;
     list_allocs += fs.calls - list0;
     best = std::min(best, std::chrono::duration<double, std::nano>(t1 - t0).count() / pairs);
   }
@@ -144,7 +96,6 @@ void bm_identity_o1(benchmark::State& state) {
     return;
   }
   const identity m;
-  const bool counting = heap_counting_live();
   double ns1 = 0, ns1m = 0;
   std::uint64_t heap_allocs = 0, list_allocs = 0;
   bool ok = true;
@@ -156,7 +107,7 @@ void bm_identity_o1(benchmark::State& state) {
   state.counters["ns_1entry"] = ns1;
   state.counters["ns_1e6entries"] = ns1m;
   state.counters["ratio"] = ratio;
-  state.counters["heap_allocs"] = counting ? static_cast<double>(heap_allocs) : -1.0;
+  state.counters["heap_allocs"] = static_cast<double>(heap_allocs);
   state.counters["list_allocs"] = static_cast<double>(list_allocs);
   state.counters["entries"] = static_cast<double>(million.size());
   if (!ok)
@@ -209,7 +160,7 @@ memory_result measure_memory(const std::vector<std::uint64_t>& pfns) {
 void bm_identity_memory(benchmark::State& state, const std::vector<std::uint64_t>* pfns,
                         bool enforce_half) {
   if (pfns->empty()) {
-    state.SkipWithError("trace not found (shared/data); nothing measured");
+    state.SkipWithError(phyr_bench::trace_missing);
     return;
   }
   memory_result r;
@@ -229,11 +180,7 @@ const std::vector<std::uint64_t>& frag_1gib() {
   return v;
 }
 const std::vector<std::uint64_t>& trace_4k() {
-  static const auto v = [] {
-    const char* e = std::getenv("PHYR_SHARED_DATA_DIR");
-    const std::string dir = e != nullptr && *e != '\0' ? e : PHYR_SHARED_DATA_DIR;
-    return phyr_bench::detail::read_trace(dir + "/pagemap-256MiB-4k.u64");
-  }();
+  static const auto v = phyr_bench::detail::read_trace(phyr_bench::trace_path("trace_4k"));
   return v;
 }
 

@@ -129,7 +129,7 @@ std::uint64_t sg_slots(std::uint64_t n) {
 
 void bm_trace_bytes(benchmark::State& state, std::string wl) {
   const input& in = get_input(wl, "256MiB");
-  if (!check(state, in.present, "trace file missing")) return;
+  if (!check(state, in.present, phyr_bench::trace_missing)) return;
   double pk_entries = 0, pk_all = 0, rl_all = 0, sg = 0;
   bool ok = true;
   for (auto _ : state) {
@@ -163,7 +163,7 @@ void bm_trace_bytes(benchmark::State& state, std::string wl) {
 
 void bm_build_vs_memcpy(benchmark::State& state, std::string wl, std::string size) {
   const input& in = get_input(wl, size);
-  if (!check(state, in.present, "trace file missing")) return;
+  if (!check(state, in.present, phyr_bench::trace_missing)) return;
   std::vector<std::uint64_t> dst(in.pfns.size());
   const std::size_t bytes = in.pfns.size() * sizeof(std::uint64_t);
   // Each iteration times `reps` memcpys, then `reps` builds, each batch bracketed by one
@@ -206,7 +206,7 @@ enum class walk_how { iterator, for_each, blocks4k, for_each_block4k };
 
 void bm_walk(benchmark::State& state, std::string wl, std::string size, walk_how how) {
   const input& in = get_input(wl, size);
-  if (!check(state, in.present, "trace file missing")) return;
+  if (!check(state, in.present, phyr_bench::trace_missing)) return;
   packed l;
   if (!check(state, static_cast<bool>(l.try_append_pages(in.pfns, 0, in.bytes)),
              "packed_list build failed"))
@@ -265,7 +265,6 @@ void bm_walk(benchmark::State& state, std::string wl, std::string size, walk_how
     benchmark::RegisterBenchmark((std::string("packed_size/") + c.name).c_str(), bm_size, c)
         ->Iterations(1);
   for (const char* wl : {"trace_4k", "trace_thp"}) {
-    if (!phyr_bench::workload_available(wl)) continue;
     benchmark::RegisterBenchmark((std::string("packed_trace_bytes/") + wl).c_str(),
                                  bm_trace_bytes, std::string(wl))
         ->Iterations(1);
@@ -277,12 +276,11 @@ void bm_walk(benchmark::State& state, std::string wl, std::string size, walk_how
   for (wl_size w : {wl_size{"frag", "256MiB"}, wl_size{"frag", "1GiB"},
                     wl_size{"trace_4k", "256MiB"}, wl_size{"trace_thp", "256MiB"},
                     wl_size{"2m", "1GiB"}}) {
-    if (!phyr_bench::workload_available(w.wl)) continue;
     const std::string tag = std::string(w.wl) + "/" + w.size;
     benchmark::RegisterBenchmark(("packed_build_vs_memcpy/" + tag).c_str(), bm_build_vs_memcpy,
                                  std::string(w.wl), std::string(w.size))
         ->Unit(benchmark::kMicrosecond)
-        ->MinTime(0.3);
+        ->MinTime(phyr_bench::min_time(0.3));
     for (auto [how, name] : {std::pair{walk_how::iterator, "iterator"},
                              std::pair{walk_how::for_each, "for_each"},
                              std::pair{walk_how::blocks4k, "blocks4k"},
@@ -290,7 +288,7 @@ void bm_walk(benchmark::State& state, std::string wl, std::string size, walk_how
       benchmark::RegisterBenchmark(("packed_walk/" + tag + "/" + name).c_str(), bm_walk,
                                    std::string(w.wl), std::string(w.size), how)
           ->Unit(benchmark::kMicrosecond)
-          ->MinTime(0.2);
+          ->MinTime(phyr_bench::min_time(0.2));
     }
   }
   return true;

@@ -36,7 +36,7 @@ double bytes_per_page(const cpu_list& l, double pages) {
 
 void bm_from_pfns(benchmark::State& state, const std::string& workload) {
   const input& in = get_input(workload, "256MiB");
-  if (!check(state, in.present, "trace file not found (PHYR_SHARED_DATA_DIR)")) return;
+  if (!check(state, in.present, phyr_bench::trace_missing)) return;
   std::size_t entries = 0;
   double bpp = 0;
   cpu_stopwatch w;
@@ -57,7 +57,7 @@ void bm_from_pfns(benchmark::State& state, const std::string& workload) {
 
 void bm_from_words(benchmark::State& state, const std::string& workload) {
   const input& in = get_input(workload, "256MiB");
-  if (!check(state, in.present, "trace file not found (PHYR_SHARED_DATA_DIR)")) return;
+  if (!check(state, in.present, phyr_bench::trace_missing)) return;
   std::vector<std::uint64_t> words(in.pfns.size());
   // Typical flag bits of an exclusively mapped anonymous page, as the kernel reports them.
   for (std::size_t i = 0; i < words.size(); ++i)

@@ -459,8 +459,7 @@ class Report:
         if not gone:
             return ""
         return ("Workloads with no results: " + ", ".join(gone) +
-                " (the real traces are skipped when shared/data is absent; phyr_bench says so "
-                "when it starts).\n")
+                ".\n")
 
     def markdown(self):
         parts = [self.header(), "", self.missing(), self.targets_section(), self.workload_tables(),

@@ -17,8 +17,8 @@
 ///             2m         2 MiB-aligned runs of 512 pages, runs not adjacent
 ///             1g         1 GiB-aligned runs of 262144 pages (1 GiB hugepages)
 ///             dio512     512-byte direct-I/O chunks at discontiguous addresses (not pages)
-///             trace_4k   shared/data/pagemap-256MiB-4k.u64  (real layout, 1556 runs)
-///             trace_thp  shared/data/pagemap-256MiB-thp.u64 (real layout, THP, 49 runs)
+///             trace_4k   tests/data/pagemap/pagemap-256MiB-4k.u64  (real layout, 1556 runs)
+///             trace_thp  tests/data/pagemap/pagemap-256MiB-thp.u64 (real layout, THP, 49 runs)
 ///   size      16MiB, 1GiB, 8GiB (bytes of data), 256MiB (the traces), or an entry count
 ///             such as 1entry / 1e6entries for the O(1) identity-map check
 ///   impl      phyr_*       a phyr implementation (phyr_range_list, phyr_packed, phyr_identity,
@@ -58,8 +58,10 @@
 #include "phyr/core/allocator.hpp"
 #include "phyr/core/range.hpp"
 
-#ifndef PHYR_SHARED_DATA_DIR
-#  define PHYR_SHARED_DATA_DIR "../shared/data"
+// The committed traces (tests/data/pagemap/); bench/CMakeLists.txt passes the directory and
+// the top-level CMakeLists.txt refuses to configure without them.
+#ifndef PHYR_PAGEMAP_TRACE_DIR
+#  error "phyr bench: build through CMake, which defines PHYR_PAGEMAP_TRACE_DIR"
 #endif
 
 namespace phyr_bench {
@@ -70,6 +72,11 @@ inline constexpr std::uint64_t mib = 1024 * kib;
 inline constexpr std::uint64_t gib = 1024 * mib;
 
 // ---- allocation ------------------------------------------------------------------------------
+
+/// Calls to the global operator new (every form) since the process started: phyr_bench replaces
+/// operator new (bench/main.cpp) to count them, so a benchmark can report heap allocations per
+/// operation. Exact on the single benchmark thread.
+[[nodiscard]] std::uint64_t operator_new_calls() noexcept;
 
 /// A process-wide heap that never gives memory back: freed blocks go on a free list per
 /// (size, alignment) and are handed out again. New blocks are carved from 32 MiB arenas
@@ -82,6 +89,7 @@ inline constexpr std::uint64_t gib = 1024 * mib;
 class recycling_heap {
  public:
   [[nodiscard]] void* allocate(std::size_t n, std::size_t align) noexcept {
+    ++allocations_;
     if (n < sizeof(node)) n = sizeof(node);
     if (align < alignof(node)) align = alignof(node);
     bucket* b = fresh_ != 0 ? nullptr : find(n, align);
@@ -112,6 +120,9 @@ class recycling_heap {
   }
   /// Bytes in blocks handed out and not yet returned.
   [[nodiscard]] std::int64_t live_bytes() const noexcept { return live_bytes_; }
+  /// allocate() calls so far: the heap allocations of every structure built on bench_allocator
+  /// (the kernel model's kmalloc calls on the scatterlist side).
+  [[nodiscard]] std::uint64_t allocations() const noexcept { return allocations_; }
 
   /// While a `fresh_memory` scope is open, blocks come from untouched arena memory in address
   /// order instead of the free lists (whose order depends on what ran before). Structures
@@ -175,6 +186,7 @@ class recycling_heap {
   std::uintptr_t cur_ = 0;  // next free byte of the current arena
   std::uintptr_t end_ = 0;
   std::int64_t live_bytes_ = 0;
+  std::uint64_t allocations_ = 0;
   int fresh_ = 0;
 };
 
@@ -212,7 +224,7 @@ struct input {
   std::uint64_t bytes = 0;       ///< bytes of data
   std::uint64_t runs = 0;        ///< physically contiguous runs: phyr's entry count
   std::uint64_t sg_entries = 0;  ///< entries sg_alloc_table_from_pages_segment(UINT_MAX) makes
-  bool present = true;           ///< false when a trace file is missing
+  bool present = true;           ///< false when a trace file is unreadable (a broken checkout)
 
   [[nodiscard]] bool is_pages() const noexcept { return !pfns.empty(); }
   /// 4 KiB pages of data (the unit of every per-page counter, also for dio512).
@@ -297,7 +309,7 @@ inline void make_pages(input& in) {
   count_runs(in);
 }
 
-/// Little-endian u64 frames, as in shared/data/README.md. Empty when unreadable.
+/// Little-endian u64 frames, as in tests/data/pagemap/README.md. Empty when unreadable.
 inline std::vector<std::uint64_t> read_trace(const std::string& path) {
   std::vector<std::uint64_t> out;
   std::FILE* f = std::fopen(path.c_str(), "rb");
@@ -314,28 +326,16 @@ inline std::vector<std::uint64_t> read_trace(const std::string& path) {
 
 }  // namespace detail
 
-/// Where the traces live: $PHYR_SHARED_DATA_DIR, else the directory CMake passed in.
-inline std::string shared_data_dir() {
-  if (const char* e = std::getenv("PHYR_SHARED_DATA_DIR"); e != nullptr && *e != '\0') return e;
-  return PHYR_SHARED_DATA_DIR;
-}
-
 /// The trace file of a trace workload, or "" for a synthetic one.
 inline std::string trace_path(const std::string& workload) {
-  if (workload == "trace_4k") return shared_data_dir() + "/pagemap-256MiB-4k.u64";
-  if (workload == "trace_thp") return shared_data_dir() + "/pagemap-256MiB-thp.u64";
+  if (workload == "trace_4k") return PHYR_PAGEMAP_TRACE_DIR "/pagemap-256MiB-4k.u64";
+  if (workload == "trace_thp") return PHYR_PAGEMAP_TRACE_DIR "/pagemap-256MiB-thp.u64";
   return {};
 }
 
-/// True when `workload` can run: synthetic ones always, traces when their file is readable.
-inline bool workload_available(const std::string& workload) {
-  const std::string p = trace_path(workload);
-  if (p.empty()) return true;
-  std::FILE* f = std::fopen(p.c_str(), "rb");
-  if (f == nullptr) return false;
-  std::fclose(f);
-  return true;
-}
+/// What a benchmark reports when its trace cannot be read (only a broken checkout does that).
+inline constexpr const char* trace_missing =
+    "trace file unreadable: tests/data/pagemap/ is part of the repository";
 
 /// Bytes of data named by a size token ("16MiB", "1GiB", "8GiB", "4KiB"); 0 if not a size.
 inline std::uint64_t size_bytes(const std::string& s) {
@@ -402,20 +402,55 @@ inline const input& get_input(const std::string& workload, const std::string& si
   return op + "/" + workload + "/" + size + "/" + impl;
 }
 
-/// Run settings for the comparison suite. Default: 3 repetitions of >= 0.05 s (median
-/// reported), so the whole suite stays within minutes on a 2-core machine.
-/// PHYR_BENCH_FULL=1: 7 repetitions of >= 0.5 s for publication-grade numbers.
-/// `once`: a single iteration and no repetitions (measurements that do not time anything).
+/// How long the suite runs, from the environment:
+///   quick     PHYR_BENCH_QUICK=1: every benchmark once, one short repetition (CI's check that
+///             the README's bench command works; the numbers are indicative only)
+///   standard  (default) 3 repetitions of >= 0.05 s each, the median reported: minutes on 2 cores
+///   full      PHYR_BENCH_FULL=1: 7 repetitions of >= 0.5 s, for publication-grade numbers
+enum class run_mode { quick, standard, full };
+
+[[nodiscard]] inline bool env_flag(const char* name) noexcept {
+  const char* v = std::getenv(name);
+  return v != nullptr && *v != '\0' && std::strcmp(v, "0") != 0;
+}
+
+[[nodiscard]] inline run_mode mode() noexcept {
+  if (env_flag("PHYR_BENCH_QUICK")) return run_mode::quick;
+  if (env_flag("PHYR_BENCH_FULL")) return run_mode::full;
+  return run_mode::standard;
+}
+
+[[nodiscard]] inline const char* mode_name() noexcept {
+  switch (mode()) {
+    case run_mode::quick: return "quick";
+    case run_mode::full: return "full";
+    default: return "standard";
+  }
+}
+
+/// A benchmark's minimum time: `standard` seconds, or the quick/full mode's own.
+[[nodiscard]] inline double min_time(double standard) noexcept {
+  switch (mode()) {
+    case run_mode::quick: return 0.001;
+    case run_mode::full: return standard > 0.5 ? standard : 0.5;
+    default: return standard;
+  }
+}
+
+/// Run settings for the comparison suite (see run_mode). `once`: a single iteration and no
+/// repetitions (measurements that do not time anything).
 inline void apply_settings(benchmark::internal::Benchmark* b, bool once = false) {
   b->Unit(benchmark::kMicrosecond);
   if (once) {
     b->Iterations(1)->Repetitions(1);
     return;
   }
-  const char* full = std::getenv("PHYR_BENCH_FULL");
-  const bool is_full = full != nullptr && *full != '\0' && std::strcmp(full, "0") != 0;
-  b->MinTime(is_full ? 0.5 : 0.05);
-  b->Repetitions(is_full ? 7 : 3);
+  b->MinTime(min_time(0.05));
+  switch (mode()) {
+    case run_mode::quick: b->Repetitions(1); break;
+    case run_mode::full: b->Repetitions(7); break;
+    default: b->Repetitions(3); break;
+  }
   b->DisplayAggregatesOnly(true);
 }
 
