@@ -250,10 +250,50 @@ template <segment_allocator A>
   return {};
 }
 
-/// The kernel's sg_alloc_table_from_pages_segment: one entry per run of physically consecutive
-/// pages, a run cut whenever it would pass `max_segment` (aligned down to whole pages), the first
-/// entry starting `offset` bytes into its page and the entries summing to `size` bytes. Two
-/// passes over `pages` (count, then fill), one allocation per 128 entries.
+namespace detail {
+
+/// The kernel's get_next_sg (Linux 6.1, lib/scatterlist.c) while a table is filled in order:
+/// the slot after `cur`, unless that slot ends its array (end-marked by sg_init_table) and more
+/// than one entry is still `needed`; then a new array of min(needed, 128) entries is allocated,
+/// zeroed and end-marked, and chained from that slot. `cur == nullptr` allocates the first
+/// array. `slots` counts what sg_free_chain must free, as sg_append_table::total_nents does.
+/// Null when the allocator fails (the table is then still freeable with `slots`).
+template <segment_allocator A>
+[[nodiscard]] inline scatterlist* sg_next_or_grow(sg_table& t, unsigned int& slots,
+                                                  scatterlist* cur, std::uint64_t needed,
+                                                  A& a) noexcept {
+  scatterlist* next = nullptr;
+  if (cur != nullptr) {
+    next = sg_next(cur);
+    if (!sg_is_last(next) || needed == 1) return next;
+  }
+  const auto alloc_size =
+      static_cast<unsigned int>(needed < sg_max_single_alloc ? needed : sg_max_single_alloc);
+  scatterlist* fresh = sg_alloc_array(a, alloc_size);
+  if (PHYR_UNLIKELY(fresh == nullptr)) return nullptr;
+  sg_init_table(fresh, alloc_size);
+  if (cur != nullptr) {
+    slots += alloc_size - 1;
+    next->offset = 0;  // __sg_chain: the end slot becomes the link
+    next->length = 0;
+    next->page_link = (reinterpret_cast<std::uintptr_t>(fresh) | sg_chain_bit) & ~sg_end_bit;
+  } else {
+    t.sgl = fresh;
+    slots = alloc_size;
+  }
+  return fresh;
+}
+
+}  // namespace detail
+
+/// The kernel's sg_alloc_table_from_pages_segment as Linux 6.1 implements it (through
+/// sg_alloc_append_table_from_pages with no previous table and left_pages 0): one entry per run
+/// of physically consecutive pages, a run cut whenever it would pass `max_segment` (aligned down
+/// to whole pages), the first entry starting `offset` bytes into its page and the entries summing
+/// to `size` bytes. Two passes over `pages`: the first counts the entries; the second fills them,
+/// allocating each array of up to 128 entries (get_next_sg) when the fill reaches it, so an array
+/// is zeroed just before it is written. (Kernels before 5.15 allocated and zeroed the whole table
+/// first; the entries, arrays, chaining and end mark are the same either way.)
 ///
 /// Errors: `max_segment` below one page, no pages, `offset` not inside the first page, or
 /// `size` zero -> `invalid_argument`; pages that do not exactly cover offset + size ->
@@ -286,9 +326,8 @@ template <segment_allocator A>
     }
   }
 
-  if (auto r = sg_alloc_table(t, chunks, a); !r) return r;
-
-  scatterlist* s = t.sgl;
+  unsigned int slots = 0;
+  scatterlist* s = nullptr;
   unsigned int cur = 0;
   std::uint64_t left = size;
   for (unsigned int i = 0; i < chunks; ++i) {
@@ -298,14 +337,22 @@ template <segment_allocator A>
       seg_len += page_size;
       if (seg_len >= max_segment || !mergeable(pages[j], pages[j - 1])) break;
     }
+    s = detail::sg_next_or_grow(t, slots, s, chunks - i, a);
+    if (PHYR_UNLIKELY(s == nullptr)) {
+      t.orig_nents = slots;  // sg_free_append_table frees by total_nents
+      sg_free_table(t, a);
+      return errc::out_of_memory;
+    }
     const std::uint64_t chunk = (std::uint64_t{j - cur} << page_shift) - offset;
     const std::uint64_t len = chunk < left ? chunk : left;
     sg_set_page(s, pages[cur], static_cast<unsigned int>(len), offset);
     left -= len;
     offset = 0;
     cur = j;
-    s = sg_next(s);
   }
+  t.nents = chunks;
+  t.orig_nents = chunks;
+  sg_mark_end(s);
   return {};
 }
 

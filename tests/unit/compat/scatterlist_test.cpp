@@ -3,6 +3,8 @@
 #include <catch2/catch.hpp>
 #include <cstddef>
 #include <cstdint>
+#include <iterator>
+#include <new>
 #include <phyr/compat/scatterlist.hpp>
 #include <random>
 #include <vector>
@@ -232,6 +234,167 @@ TEST_CASE("from_pages matches the plain model on random page arrays") {
     CHECK(static_cast<std::size_t>(fs.live) == arrays_for(t.orig_nents));
     sg_free_table(t, a);
     CHECK(fs.live == 0);
+  }
+}
+
+namespace {
+
+// The order sg_alloc_table_from_pages_segment had before Linux 5.15 (and this model before it
+// followed 6.1): allocate and zero the whole table, then fill it. Kept here as the reference the
+// 6.1 order must match slot for slot.
+template <class A>
+bool build_prealloc_order(sg_table& t, const std::vector<page*>& pages, unsigned offset,
+                          std::uint64_t size, unsigned max_segment, A& a) {
+  max_segment &= ~static_cast<unsigned>(pg - 1);
+  const auto n = static_cast<unsigned>(pages.size());
+  auto cut = [&](unsigned j, std::uint64_t seg_len) {
+    return seg_len >= max_segment || page_to_pfn(pages[j]) != page_to_pfn(pages[j - 1]) + 1;
+  };
+  unsigned chunks = 1;
+  std::uint64_t seg_len = 0;
+  for (unsigned i = 1; i < n; ++i) {
+    seg_len += pg;
+    if (cut(i, seg_len)) {
+      ++chunks;
+      seg_len = 0;
+    }
+  }
+  if (!sg_alloc_table(t, chunks, a)) return false;
+  scatterlist* s = t.sgl;
+  unsigned cur = 0;
+  for (unsigned i = 0; i < chunks; ++i) {
+    unsigned j = cur + 1;
+    seg_len = 0;
+    for (; j < n; ++j) {
+      seg_len += pg;
+      if (cut(j, seg_len)) break;
+    }
+    const std::uint64_t chunk = (std::uint64_t{j - cur} * pg) - offset;
+    sg_set_page(s, pages[cur], static_cast<unsigned>(chunk < size ? chunk : size), offset);
+    size -= chunk < size ? chunk : size;
+    offset = 0;
+    cur = j;
+    s = sg_next(s);
+  }
+  return true;
+}
+
+// Heap allocator that logs the size of every array it hands out, in order.
+struct logging_allocator {
+  std::vector<std::size_t>* sizes;
+  std::int64_t* live;
+  void* allocate(std::size_t n, std::size_t align) noexcept {
+    sizes->push_back(n);
+    ++*live;
+    return ::operator new(n, std::align_val_t{align}, std::nothrow);
+  }
+  void deallocate(void* p, std::size_t, std::size_t align) noexcept {
+    --*live;
+    ::operator delete(p, std::align_val_t{align}, std::nothrow);
+  }
+  friend bool operator==(logging_allocator, logging_allocator) noexcept { return true; }
+};
+
+// Every slot of every array, in chain order, with chain links written as "next array" (their
+// pointer values differ between two tables) and everything else as stored.
+struct slot {
+  std::uintptr_t page_link;
+  unsigned offset;
+  unsigned length;
+  std::uint64_t dma_address;
+  unsigned dma_length;
+  unsigned dma_flags;
+  bool operator==(const slot&) const = default;
+};
+std::vector<slot> slots_of(const sg_table& t, const std::vector<std::size_t>& array_bytes) {
+  std::vector<slot> out;
+  scatterlist* arr = t.sgl;
+  for (std::size_t k = 0; k < array_bytes.size() && arr != nullptr; ++k) {
+    const std::size_t n = array_bytes[k] / sizeof(scatterlist);
+    scatterlist* next = nullptr;
+    for (std::size_t i = 0; i < n; ++i) {
+      const scatterlist& e = arr[i];
+      slot x{e.page_link, e.offset, e.length, e.dma_address, e.dma_length, e.dma_flags};
+      if (sg_is_chain(&e)) {
+        next = sg_chain_ptr(&e);
+        x.page_link = sg_chain_bit;  // "chained to the next array"
+      }
+      out.push_back(x);
+    }
+    arr = next;
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("from_pages (the 6.1 fill-as-you-go order) builds the very table the allocate-first "
+          "order builds") {
+  std::mt19937_64 rng(0x61f111);
+  for (int iter = 0; iter < 400; ++iter) {
+    // Up to ~700 entries: zero, one, two and more chained arrays, and the boundary counts
+    // 127, 128, 129, 254, 255, 256 that decide whether the end slot becomes a link.
+    static constexpr std::size_t edge[] = {1, 2, 127, 128, 129, 254, 255, 256, 381, 382, 383};
+    const bool at_edge = iter < 2 * static_cast<int>(std::size(edge));
+    const std::size_t runs_wanted = at_edge ? edge[iter % std::size(edge)] : 1 + rng() % 700;
+    const bool long_runs = !at_edge && rng() % 3 == 0;
+    std::vector<std::uint64_t> pfns;
+    std::uint64_t base = 1 + rng() % (1u << 20);
+    for (std::size_t r = 0; r < runs_wanted; ++r) {
+      const std::size_t len = at_edge ? 1 : 1 + rng() % (long_runs ? 40 : 3);
+      for (std::size_t k = 0; k < len; ++k) pfns.push_back(base + k);
+      base += len + 1 + rng() % 64;  // a gap: the next run starts a new entry
+    }
+    const std::size_t n = pfns.size();
+    const unsigned offset = static_cast<unsigned>(rng() % pg);
+    const std::uint64_t min_size = (n - 1) * pg + 1 > offset ? (n - 1) * pg + 1 - offset : 1;
+    const std::uint64_t size = min_size + rng() % (n * pg - offset - min_size + 1);
+    const unsigned max_segment =
+        at_edge || rng() % 3 == 0 ? ~0u : static_cast<unsigned>(pg * (1 + rng() % 8) + rng() % pg);
+    const auto pages = pages_of(pfns);
+    CAPTURE(iter, n, offset, size, max_segment);
+
+    std::vector<std::size_t> old_sizes, new_sizes;
+    std::int64_t old_live = 0, new_live = 0;
+    logging_allocator old_a{&old_sizes, &old_live}, new_a{&new_sizes, &new_live};
+    sg_table old_t, new_t;
+    REQUIRE(build_prealloc_order(old_t, pages, offset, size, max_segment, old_a));
+    REQUIRE(sg_alloc_table_from_pages_segment(new_t, pages, offset, size, max_segment, new_a));
+    CHECK(new_t.nents == old_t.nents);
+    CHECK(new_t.orig_nents == old_t.orig_nents);
+    CHECK(new_sizes == old_sizes);  // the same arrays, allocated in the same order
+    CHECK(slots_of(new_t, new_sizes) == slots_of(old_t, old_sizes));
+    CHECK(sg_nents(new_t.sgl) == new_t.orig_nents);  // one end mark, on the last entry
+    sg_free_table(old_t, old_a);
+    sg_free_table(new_t, new_a);
+    CHECK(old_live == 0);
+    CHECK(new_live == 0);
+  }
+}
+
+TEST_CASE("from_pages frees every array it took when an allocation fails mid-fill") {
+  std::mt19937_64 rng(0xfa11);
+  for (int iter = 0; iter < 20; ++iter) {
+    const std::size_t n = 128 + rng() % 600;
+    std::vector<std::uint64_t> pfns;
+    for (std::size_t i = 0; i < n; ++i) pfns.push_back(2 * i + (rng() % 2));  // scattered
+    const auto pages = pages_of(pfns);
+    for (std::uint64_t k = 1;; ++k) {
+      fault_state fs{.fail_at = k};
+      fault_injecting_allocator a{&fs};
+      sg_table t;
+      auto r = sg_alloc_table_from_pages_segment(t, pages, 0, n * pg, ~0u, a);
+      if (r) {
+        CHECK(static_cast<std::size_t>(fs.live) == arrays_for(t.orig_nents));
+        sg_free_table(t, a);
+        CHECK(fs.live == 0);
+        break;
+      }
+      CHECK(r.error() == errc::out_of_memory);
+      CHECK(t.sgl == nullptr);
+      CHECK(t.orig_nents == 0);
+      CHECK(fs.live == 0);
+    }
   }
 }
 
