@@ -20,6 +20,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <new>
 #include <set>
 #include <sstream>
@@ -159,12 +160,15 @@ class null_reporter final : public benchmark::BenchmarkReporter {
   void ReportRuns(const std::vector<Run>&) override {}
 };
 
-/// Google Benchmark's Initialize takes argc/argv by pointer and strips what it parses: each
-/// pass gets its own copy.
+/// Google Benchmark's Initialize takes argc/argv by pointer and strips what it parses, and keeps
+/// a pointer to argv[0] (the JSON context's "executable"): each pass gets its own copy, kept
+/// alive until the process ends.
 std::size_t initialize(const std::vector<std::string>& args, const char* extra) {
-  std::vector<std::string> a = args;
+  static std::deque<std::vector<std::string>> kept;  // a deque never moves its elements
+  std::vector<std::string>& a = kept.emplace_back(args);
   if (extra != nullptr) a.emplace_back(extra);
-  std::vector<char*> argv;
+  static std::deque<std::vector<char*>> kept_argv;
+  std::vector<char*>& argv = kept_argv.emplace_back();
   for (std::string& s : a) argv.push_back(s.data());
   argv.push_back(nullptr);
   int argc = static_cast<int>(a.size());
