@@ -4,7 +4,7 @@
 //
 //   blocks4k/<wl>/<size>/phyr_device_blocks        try_blocks on the range_list (its validation
 //                                                  pass) and a visit of every block; the
-//                                                  scatterlist twin is compare_bench.cpp's row
+//                                                  scatterlist twin is blocks_bench.cpp's row
 //                                                  (ib_umem_find_best_pgsz pass + block walk)
 //   blocks4k_iter/<wl>/<size>/phyr_device_blocks   the visit alone, view made beforehand: the
 //                                                  per-block cost

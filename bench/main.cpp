@@ -61,7 +61,8 @@ std::uint64_t phyr_bench::operator_new_calls() noexcept {
 [[gnu::noinline]] void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
   return counted_new(n, __STDCPP_DEFAULT_NEW_ALIGNMENT__);
 }
-[[gnu::noinline]] void* operator new(std::size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
+[[gnu::noinline]] void* operator new(std::size_t n, std::align_val_t a,
+                                     const std::nothrow_t&) noexcept {
   return counted_new(n, static_cast<std::size_t>(a));
 }
 
@@ -104,9 +105,10 @@ class progress_reporter final : public benchmark::BenchmarkReporter {
 
   void Finalize() override {
     clear_line();
-    std::printf("phyr_bench: ran %zu of %zu benchmarks in %s, %zu error(s); raw rows in the "
-                "--benchmark_out file\n",
-                seen_.size(), total_, elapsed().c_str(), errors_);
+    std::printf(
+        "phyr_bench: ran %zu of %zu benchmarks in %s, %zu error(s); raw rows in the "
+        "--benchmark_out file\n",
+        seen_.size(), total_, elapsed().c_str(), errors_);
     std::fflush(stdout);
   }
 
@@ -207,6 +209,7 @@ int main(int argc, char** argv) {
     total = benchmark::RunSpecifiedBenchmarks(&lister);
   }
   initialize(args, "--benchmark_list_tests=false");
+  benchmark::AddCustomContext("phyr_mode", phyr_bench::mode_name());  // report.py reads it
   progress_reporter progress(total);
   benchmark::RunSpecifiedBenchmarks(&progress);
   benchmark::Shutdown();

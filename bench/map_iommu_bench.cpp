@@ -1,5 +1,5 @@
 // Issue #4's IOMMU numbers, checked where they are measured (the phyr-vs-scatterlist
-// comparison rows map_iommu/... and unmap_iommu/... live in compare_bench.cpp):
+// comparison rows map_iommu/... and unmap_iommu/... live in map_bench.cpp):
 //
 //   check/frag/1GiB/phyr_iommu_map     iommu_mapper::try_map of 1 GiB of 4 KiB pages, no two
 //                                      adjacent (262144 list entries). Fails unless the mapping

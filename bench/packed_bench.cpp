@@ -1,7 +1,7 @@
 // The packed encoding's own numbers (issue #3): exact sizes, bytes per page on the real traces
 // against range_list and the scatterlist layout, build speed against a memcpy of the same pfn
 // array in the same iteration, and decode speed. The phyr-vs-scatterlist comparison rows for
-// packed_list (build/walk/blocks/memory) live in compare_bench.cpp.
+// packed_list live in build_bench.cpp, walk_bench.cpp, blocks_bench.cpp and memory_bench.cpp.
 //
 // Every benchmark checks its result (sizes against the expected table, round trips, sums of
 // lengths) and reports an error instead of a number when it is wrong.

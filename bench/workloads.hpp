@@ -11,7 +11,7 @@
 ///
 ///   <op>/<workload>/<size>/<impl>
 ///
-///   op        build, walk, blocks4k, blocks64k, map, unmap, map_iommu, unmap_iommu, memory
+///   op        io, build, walk, blocks4k, blocks64k, map, unmap, map_iommu, unmap_iommu, memory
 ///   workload  frag       every 4 KiB page its own physical chunk (no two frames adjacent)
 ///             contig     one physically contiguous run
 ///             2m         2 MiB-aligned runs of 512 pages, runs not adjacent
@@ -19,8 +19,8 @@
 ///             dio512     512-byte direct-I/O chunks at discontiguous addresses (not pages)
 ///             trace_4k   tests/data/pagemap/pagemap-256MiB-4k.u64  (real layout, 1556 runs)
 ///             trace_thp  tests/data/pagemap/pagemap-256MiB-thp.u64 (real layout, THP, 49 runs)
-///   size      16MiB, 1GiB, 8GiB (bytes of data), 256MiB (the traces), or an entry count
-///             such as 1entry / 1e6entries for the O(1) identity-map check
+///   size      16MiB, 1GiB, 8GiB (bytes of data), 256MiB (the traces), 4KiB..1MiB (io), or an
+///             entry count such as 1entry / 1e6entries for the O(1) identity-map check
 ///   impl      phyr_*       a phyr implementation (phyr_range_list, phyr_packed, phyr_identity,
 ///                          phyr_iommu, phyr_sg_bridge, ...)
 ///             scatterlist  the baseline twin (compat/scatterlist.hpp, kernel semantics)
@@ -422,18 +422,24 @@ enum class run_mode { quick, standard, full };
 
 [[nodiscard]] inline const char* mode_name() noexcept {
   switch (mode()) {
-    case run_mode::quick: return "quick";
-    case run_mode::full: return "full";
-    default: return "standard";
+    case run_mode::quick:
+      return "quick";
+    case run_mode::full:
+      return "full";
+    default:
+      return "standard";
   }
 }
 
 /// A benchmark's minimum time: `standard` seconds, or the quick/full mode's own.
 [[nodiscard]] inline double min_time(double standard) noexcept {
   switch (mode()) {
-    case run_mode::quick: return 0.001;
-    case run_mode::full: return standard > 0.5 ? standard : 0.5;
-    default: return standard;
+    case run_mode::quick:
+      return 0.001;
+    case run_mode::full:
+      return standard > 0.5 ? standard : 0.5;
+    default:
+      return standard;
   }
 }
 
@@ -447,9 +453,15 @@ inline void apply_settings(benchmark::internal::Benchmark* b, bool once = false)
   }
   b->MinTime(min_time(0.05));
   switch (mode()) {
-    case run_mode::quick: b->Repetitions(1); break;
-    case run_mode::full: b->Repetitions(7); break;
-    default: b->Repetitions(3); break;
+    case run_mode::quick:
+      b->Repetitions(1);
+      break;
+    case run_mode::full:
+      b->Repetitions(7);
+      break;
+    default:
+      b->Repetitions(3);
+      break;
   }
   b->DisplayAggregatesOnly(true);
 }
