@@ -12,7 +12,8 @@
 #include <cstring>
 #include <optional>
 #include <phyr/container/range_list.hpp>
-#include <phyr/device/blocks.hpp>
+#include <phyr/device/nvme/prp.hpp>
+#include <phyr/device/nvme/sgl.hpp>
 #include <phyr/os/linux/vfio.hpp>
 #include <span>
 
@@ -80,24 +81,25 @@ class session {
     mapper_.emplace(*container_, phyr::vfio_mapper_limits{.dma_bits = 64});
     if (auto s = mapper_->status(); !s) return fail(s.error());
 
-    // Queues, Identify data and descriptor lists: 8 pages, one virtually contiguous buffer,
-    // so one DMA range; the controller reads and writes them.
-    void* mem = mmap(nullptr, 8 * page, PROT_READ | PROT_WRITE,
+    // Queues, Identify data and descriptor memory: one virtually contiguous buffer, so one
+    // DMA range; the controller reads and writes it. Pages: admin SQ, admin CQ, Identify, I/O
+    // SQ, I/O CQ, then PRP lists (prp_pages of them, so lists can chain), then SGL segments.
+    void* mem = mmap(nullptr, total_pages * page, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
     if (mem == MAP_FAILED) return fail(phyr::errc::out_of_memory, errno, "mmap");
-    const vchunk all{static_cast<std::uint8_t*>(mem), 8 * page};
+    const vchunk all{static_cast<std::uint8_t*>(mem), total_pages * page};
     auto q = map({&all, 1}, dma_direction::bidirectional);
     if (!q) return false;
     queues_.emplace(std::move(*q));
     const std::uint64_t iova = queues_->begin()->addr().value();
-    for (int i = 0; i < 8; ++i) pages_[i] = dma_page{all.p + i * page, iova + i * page};
+    for (std::size_t i = 0; i < total_pages; ++i) pages_[i] = dma_page{all.p + i * page, iova + i * page};
 
     ctrl_ = controller(bar_.data());
     if (int e = ctrl_.enable(pages_[0], pages_[1])) return fail(phyr::errc::io_error, -e, "controller enable");
     if (int s = ctrl_.identify(pages_[2], id_)) return nvme_fail(s);
     if (int s = ctrl_.create_io_queues(pages_[3], pages_[4])) return nvme_fail(s);
     // MDTS counts units of CAP.MPSMIN (4 KiB here, enable() refuses anything else).
-    max_transfer_ = id_.mdts == 0 ? 0 : page << id_.mdts;
+    max_transfer_ = phyr::nvme::mdts_bytes(id_.mdts, page);
     return true;
   }
 
@@ -106,6 +108,9 @@ class session {
   [[nodiscard]] mapper_type& mapper() { return *mapper_; }
   [[nodiscard]] phyr::vfio::container& container() { return *container_; }
   [[nodiscard]] const failure& error() const { return err_; }
+  /// What the last prp() built: PRP entries, and PRP list pages (chained when more than one).
+  [[nodiscard]] std::uint64_t last_prp_entries() const { return last_prp_entries_; }
+  [[nodiscard]] std::uint64_t last_prp_list_pages() const { return last_prp_list_pages_; }
 
   /// The chunks as a phyr list of process-virtual ranges, mapped for the controller with the
   /// permission `dir` gives it (to_device: it may only read them).
@@ -124,53 +129,30 @@ class session {
     return std::move(*m);
   }
 
-  // INTERIM until phyr/device/nvme lands: PRPs from phyr::try_blocks, SGLs by hand.
   /// DPTR as PRP1/PRP2, with a PRP list in this session's descriptor page when needed.
   bool prp(const mapping& m, data_pointer& dp) {
-    auto b = phyr::try_blocks(m, page);
-    if (!b) return fail(b.error(), 0, "try_blocks");
-    if (max_transfer_ != 0 && m.total_bytes() > max_transfer_) return fail(phyr::errc::too_long);
-    auto it = b->begin();
-    dp = data_pointer{};
-    dp.dptr[0] = (*it).value() + b->first_offset();
-    ++it;
-    const std::uint64_t first_len = page - b->first_offset();
-    const std::uint64_t len = m.total_bytes();
-    if (len <= first_len) return true;
-    if (len - first_len <= page) {
-      dp.dptr[1] = (*it).value();
-      return true;
-    }
-    auto* slot = static_cast<std::uint64_t*>(pages_[5].cpu);
-    std::size_t i = 0;
-    for (; it != b->end(); ++it) {
-      if (i == page / 8) return fail(phyr::errc::too_long);  // one list page, no chaining
-      slot[i++] = (*it).value();
-    }
-    dp.dptr[1] = pages_[5].iova;
+    auto r = phyr::nvme::try_build_prp<nvme_bus>(
+        m, phyr::nvme::prp_config{.page_size = page, .max_transfer = max_transfer_},
+        std::span<std::uint64_t>(static_cast<std::uint64_t*>(pages_[5].cpu), prp_pages * page / 8),
+        phyr::dma_addr<nvme_bus>{pages_[5].iova});
+    if (!r) return fail(r.error(), 0, "nvme::try_build_prp");
+    last_prp_entries_ = r->entries;
+    last_prp_list_pages_ = r->list_pages;
+    dp = data_pointer{{r->prp1.value(), r->prp2.value()}, false};
     return true;
   }
 
-  /// DPTR as one SGL descriptor: a data block, or a last segment in this session's SGL page.
+  /// DPTR as one SGL descriptor: a data block, or a (last) segment in this session's SGL page.
   bool sgl(const mapping& m, data_pointer& dp) {
-    dp = data_pointer{};
-    dp.sgl = true;
-    if (m.size() == 1) {
-      dp.dptr[0] = m.begin()->addr().value();
-      dp.dptr[1] = m.begin()->len();  // type 0 (data block) in byte 15
-      return true;
-    }
-    if (m.size() > page / 16) return fail(phyr::errc::too_long);
-    auto* d = static_cast<std::uint64_t*>(pages_[6].cpu);
-    std::size_t i = 0;
-    for (const auto& r : m) {
-      if (r.len() > 0xffffffffu) return fail(phyr::errc::too_long);
-      d[2 * i] = r.addr().value();
-      d[2 * i + 1] = r.len();
-      ++i;
-    }
-    dp.dptr[0] = pages_[6].iova;
-    dp.dptr[1] = (i * 16) | (std::uint64_t{0x30} << 56);  // last segment descriptor
+    phyr::nvme::sgl_config cfg;
+    cfg.dword_granularity = (id_.sgls & 3) == 2;
+    cfg.max_transfer = max_transfer_;
+    auto r = phyr::nvme::try_build_sgl<nvme_bus>(
+        m, cfg, std::span<std::uint64_t>(static_cast<std::uint64_t*>(pages_[5 + prp_pages].cpu), page / 8),
+        phyr::dma_addr<nvme_bus>{pages_[5 + prp_pages].iova});
+    if (!r) return fail(r.error(), 0, "nvme::try_build_sgl");
+    const auto w = r->sgl1.to_words();
+    dp = data_pointer{{w[0], w[1]}, true};
     return true;
   }
 
@@ -207,7 +189,10 @@ class session {
   std::optional<mapping> queues_;
   controller ctrl_{nullptr};
   identity id_;
-  dma_page pages_[8];
+  static constexpr std::size_t prp_pages = 4;
+  static constexpr std::size_t total_pages = 5 + prp_pages + 1;
+  dma_page pages_[total_pages];
+  std::uint64_t last_prp_entries_ = 0, last_prp_list_pages_ = 0;
   std::uint64_t max_transfer_ = 0;
   failure err_;
 };

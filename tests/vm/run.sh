@@ -233,7 +233,7 @@ timeout --kill-after=10 "$timeout_s" qemu-system-x86_64 \
   -machine q35,kernel-irqchip=split \
   -device intel-iommu,intremap=on,caching-mode=on \
   -drive file="$disk",if=none,id=d0,format=raw \
-  -device nvme,serial=phyr-vm-0001,drive=d0 \
+  -device nvme,serial=phyr-vm-0001,drive=d0,mdts=10 \
   -device nvme,serial=phyr-vm-cmb,cmb_size_mb=1 \
   -kernel "$kernel" -initrd "$work/initramfs.cpio" \
   -append "console=ttyS0 intel_iommu=on panic=-1 quiet no_timer_check" \

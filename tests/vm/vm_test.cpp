@@ -1,7 +1,16 @@
-// The program tests/vm/run.sh boots in the VM: the example's driver against QEMU's emulated NVMe
-// controller behind an emulated Intel IOMMU, with every check printed as a `VM-TEST PASS|FAIL`
-// line on the serial console. The disk image holds a known pattern (tests/vm/disk.py: keep the
-// pattern functions and the written LBAs in step with it).
+// The program tests/vm/run.sh boots in the VM: the example's driver (examples/nvme_vfio) against
+// QEMU's emulated NVMe controller behind an emulated Intel IOMMU, with every check printed as a
+// `VM-TEST PASS|FAIL` line on the serial console:
+//   identify       the serial run.sh gave QEMU, the namespace the size of the disk image
+//   prp read       scattered pages with offsets at both ends; a PRP list
+//   prp chained    600 pages: the PRP list needs two chained pages
+//   prp write, sgl write   written, flushed, read back into other pieces; SGL for pieces no
+//                  PRP can describe (the PRP builder must refuse them); the host checks the image
+//   blocked        never-mapped IOVA, IOVA after unmap, device write to a to_device mapping
+//   p2p cmb        (with a second controller) a READ straight into the other's CMB
+//   shutdown
+// The disk image holds a known pattern (tests/vm/disk.py: keep the pattern functions and the
+// written LBAs in step with it).
 //
 // QEMU completes a command whose DMA the IOMMU blocked with success status, so the blocked cases
 // are judged by the data (the buffer is untouched) and by the guest kernel's DMAR fault line
@@ -32,6 +41,7 @@ namespace {
 constexpr std::uint32_t block = 512;
 constexpr std::uint64_t disk_blocks = 32768;
 constexpr std::uint64_t prp_read_lba = 1000;
+constexpr std::uint64_t chain_lba = 8192;
 constexpr std::uint64_t prp_write_lba = 4096;  // disk.py WRITTEN[0]: 64 blocks
 constexpr std::uint64_t sgl_write_lba = 6144;  // disk.py WRITTEN[1]: 48 blocks
 constexpr std::uint8_t sentinel = 0xee;
@@ -134,7 +144,7 @@ std::size_t fault_lines(std::uint64_t iova, std::string* last = nullptr) {
 }
 // Waits for a fault line beyond the `before` already there; empty if none comes.
 std::string wait_new_fault(std::uint64_t iova, std::size_t before) {
-  for (int i = 0; i < 40; ++i) {  // the fault interrupt is handled asynchronously
+  for (int i = 0; i < 100; ++i) {  // the fault interrupt is handled asynchronously
     std::string l;
     if (fault_lines(iova, &l) > before && !l.empty()) return l;
     usleep(50000);
@@ -310,6 +320,29 @@ int main(int argc, char** argv) {
             "the disk pattern, bytes around them untouched (%s)",
             prp_read_lba, c.size(), m ? m->total_bytes() : 0, dp.dptr[0] & (page - 1),
             io ? "ok" : why(s));
+  }
+
+  // ---- A READ long enough that the PRP list pages chain ---------------------------------------
+  {
+    // 600 pages (2400 KiB, 1.17 list pages of 512 slots) picked 7 apart around a 640-page pool:
+    // every piece is its own virtual run, and the PRP list needs a second, chained page.
+    // run.sh gives QEMU's controller mdts=10 (4 MiB) so one command may carry it.
+    pool big;
+    constexpr std::size_t n = 600, span = 640;
+    std::vector<vchunk> c;
+    if (big.init(span))
+      for (std::size_t i = 0; i < n; ++i) c.push_back({big.at((i * 7) % span), page});
+    auto m = c.empty() ? std::nullopt : s.map(c, dma_direction::from_device);
+    data_pointer dp;
+    const auto blocks = static_cast<std::uint32_t>(n * page / block);
+    const bool io = m && s.prp(*m, dp) && s.nvme_ok(s.ctrl().rw(io_read, chain_lba, blocks, dp));
+    std::uint64_t bad = 0;
+    verdict(io && s.last_prp_list_pages() == 2 && matches(c, chain_lba, disk_word, &bad),
+            "prp chained: %u blocks at LBA %" PRIu64 " into %zu scattered pages, %" PRIu64
+            " PRP entries in %" PRIu64 " chained list pages, match the disk pattern (%s)",
+            blocks, chain_lba, c.size(), s.last_prp_entries(), s.last_prp_list_pages(),
+            io ? "ok" : why(s));
+    if (big.base) munmap(big.base, span * page);
   }
 
   // ---- WRITE through PRPs, FLUSH, read back into other scattered pages --------------------------
