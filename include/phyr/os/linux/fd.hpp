@@ -16,6 +16,7 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
+#include <string_view>
 #include <utility>
 
 #include <phyr/config.hpp>
@@ -83,6 +84,44 @@ class unique_fd {
  private:
   int fd_ = -1;
 };
+
+/// Calls `on_line(std::string_view) -> bool` for each line of the file `fd` reads from its
+/// current position, without the newline, until it returns false or the file ends. A line
+/// longer than `cap` bytes is cut to its first `cap` bytes (the rest is skipped): callers parse
+/// only a known-short prefix of such lines.
+template <class OnLine>
+[[nodiscard]] result<void> for_each_line(int fd, char* buf, std::size_t cap,
+                                         OnLine&& on_line) noexcept {
+  std::size_t used = 0;
+  bool skipping = false;  // inside the overlong tail of a line already delivered
+  for (;;) {
+    const ssize_t got = ::read(fd, buf + used, cap - used);
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      return errc_from_errno(errno);
+    }
+    const std::size_t end = used + static_cast<std::size_t>(got);
+    std::size_t start = 0;
+    for (std::size_t i = used; i < end; ++i) {
+      if (buf[i] != '\n') continue;
+      if (!skipping && !on_line(std::string_view{buf + start, i - start})) return {};
+      skipping = false;
+      start = i + 1;
+    }
+    if (got == 0) {
+      if (start < end && !skipping) (void)on_line(std::string_view{buf + start, end - start});
+      return {};
+    }
+    used = end - start;
+    if (used == cap) {  // one line fills the buffer: deliver its prefix, skip the rest
+      if (!skipping && !on_line(std::string_view{buf, cap})) return {};
+      skipping = true;
+      used = 0;
+    } else if (start != 0) {
+      for (std::size_t k = 0; k < used; ++k) buf[k] = buf[start + k];
+    }
+  }
+}
 
 /// Reads exactly `n` bytes at `offset`, retrying EINTR and short reads. End of file before `n`
 /// bytes is io_error: callers ask only for bytes that must exist.

@@ -2,7 +2,8 @@
 ///
 ///   auto pb = phyr::pinned_buffer<>::try_pin(buf, len);
 ///   if (!pb) return pb.error();   // permission_denied: PFNs hidden (no CAP_SYS_ADMIN) or no
-///                                 //   mlock budget at all; exhausted: RLIMIT_MEMLOCK too small;
+///                                 //   mlock budget at all, or a page allows no access
+///                                 //   (PROT_NONE); exhausted: RLIMIT_MEMLOCK too small;
 ///                                 //   not_mapped, out_of_memory, ...
 ///   for (const phyr::phys_range& r : pb->ranges()) program(r);   // every entry flagged pinned
 ///   // ~pinned_buffer (or pb->unpin()) munlocks the whole page-aligned range
@@ -47,12 +48,14 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <string_view>
 #include <utility>
 
 #include <phyr/core/page.hpp>
 #include <phyr/config.hpp>
 #include <phyr/container/range_list.hpp>
 #include <phyr/core/allocator.hpp>
+#include <phyr/core/detail/try_vector.hpp>
 #include <phyr/core/error.hpp>
 #include <phyr/core/range.hpp>
 #include <phyr/os/linux/fd.hpp>
@@ -205,6 +208,120 @@ inline int sys_munlock(void* p, std::size_t n) noexcept {
   }
 }
 
+/// A page-aligned span of the pinned range that was already locked (VM_LOCKED) before try_pin.
+struct locked_span {
+  std::uintptr_t lo;
+  std::uintptr_t hi;
+};
+
+/// One line of /proc/<pid>/maps (also the header line of each smaps entry):
+/// "lo-hi perms offset dev inode [path]", addresses in lowercase hex. Fills `lo`, `hi` and
+/// whether any of r/w/x is allowed; false for any other line (smaps' "Key: value" lines start
+/// with an uppercase letter, never with a hex digit).
+[[nodiscard]] constexpr bool parse_vma_line(std::string_view line, std::uintptr_t& lo,
+                                            std::uintptr_t& hi, bool& accessible) noexcept {
+  const auto hex = [](std::string_view& s, std::uintptr_t& v) noexcept {
+    std::size_t i = 0;
+    v = 0;
+    for (; i < s.size() && i < 2 * sizeof(std::uintptr_t); ++i) {
+      const char c = s[i];
+      const int d = c >= '0' && c <= '9' ? c - '0' : (c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1);
+      if (d < 0) break;
+      v = (v << 4) | static_cast<std::uintptr_t>(d);
+    }
+    s.remove_prefix(i);
+    return i != 0;
+  };
+  if (!hex(line, lo) || line.empty() || line.front() != '-') return false;
+  line.remove_prefix(1);
+  if (!hex(line, hi) || line.size() < 5 || line.front() != ' ' || hi <= lo) return false;
+  accessible = line[1] != '-' || line[2] != '-' || line[3] != '-';
+  return true;
+}
+
+/// What try_pin must know about [lo, hi) before it locks anything: whether all of it is
+/// mapped and accessible, and which parts were already locked (so a failed pin unlocks only
+/// what it locked itself). Locks are per VMA (VM_LOCKED), shown as "lo" in smaps' VmFlags;
+/// smaps costs a page-table walk per VMA, so it is read only when VmLck says this process has
+/// locked memory at all, and /proc/self/maps (no walk) otherwise.
+template <class Spans>
+[[nodiscard]] result<void> scan_before_lock(std::uintptr_t lo, std::uintptr_t hi,
+                                            Spans& locked) noexcept {
+  char buf[512];
+  bool any_locked = true;  // unless VmLck says 0 kB
+  {
+    result<unique_fd> st = unique_fd::try_open("/proc/self/status", O_RDONLY);
+    if (st) {
+      (void)for_each_line(st->get(), buf, sizeof buf, [&](std::string_view l) noexcept {
+        if (l.substr(0, 6) != "VmLck:") return true;
+        l.remove_prefix(6);
+        while (!l.empty() && (l.front() == ' ' || l.front() == '\t')) l.remove_prefix(1);
+        any_locked = !(l.substr(0, 2) == "0 ");
+        return false;
+      });
+    }
+  }
+  result<unique_fd> fd =
+      unique_fd::try_open(any_locked ? "/proc/self/smaps" : "/proc/self/maps", O_RDONLY);
+  if (!fd) return fd.error() == errc::not_found ? errc::not_supported : fd.error();
+  std::uintptr_t covered = lo;  // [lo, covered) is known to be mapped
+  bool inaccessible = false;
+  bool pending = false;  // an smaps entry inside [lo, hi) waits for its VmFlags line
+  std::uintptr_t vlo = 0, vhi = 0;
+  result<void> err{};
+  result<void> rd = for_each_line(fd->get(), buf, sizeof buf, [&](std::string_view l) noexcept {
+    std::uintptr_t a = 0, b = 0;
+    bool acc = false;
+    if (parse_vma_line(l, a, b, acc)) {
+      pending = false;
+      if (b <= lo) return true;
+      if (a >= hi) return false;  // VMAs are listed in address order
+      if (a > covered) return false;  // a hole before this VMA
+      covered = b;
+      inaccessible = inaccessible || !acc;
+      vlo = a < lo ? lo : a;
+      vhi = b > hi ? hi : b;
+      pending = any_locked;
+      return covered < hi || pending;
+    }
+    if (!pending || l.substr(0, 8) != "VmFlags:") return true;
+    pending = false;
+    for (std::string_view f = l.substr(8); !f.empty();) {
+      while (!f.empty() && f.front() == ' ') f.remove_prefix(1);
+      const std::size_t n = f.find(' ');
+      if (f.substr(0, n) == "lo") {
+        if (!locked.empty() && locked.back().hi == vlo) {
+          locked.back().hi = vhi;
+        } else if (result<void> r = locked.try_push_back(locked_span{vlo, vhi}); !r) {
+          err = r;
+          return false;
+        }
+        break;
+      }
+      if (n == std::string_view::npos) break;
+      f.remove_prefix(n);
+    }
+    return covered < hi;
+  });
+  if (!rd) return rd;
+  if (!err) return err;
+  if (covered < hi) return errc::not_mapped;
+  if (inaccessible) return errc::permission_denied;
+  return {};
+}
+
+/// Undoes a failed pin's mlock: munlocks [lo, hi) except the spans that were locked before.
+/// munlock stops at a hole, as mlock did, so nothing past one is touched either way.
+template <class Spans>
+void munlock_except(std::uintptr_t lo, std::uintptr_t hi, const Spans& locked) noexcept {
+  std::uintptr_t at = lo;
+  for (const locked_span& s : locked) {
+    if (s.lo > at) (void)sys_munlock(reinterpret_cast<void*>(at), s.lo - at);
+    at = s.hi;
+  }
+  if (hi > at) (void)sys_munlock(reinterpret_cast<void*>(at), hi - at);
+}
+
 }  // namespace detail
 
 /// Turns raw pagemap words (one per 4 KiB page, in virtual order) into a coalesced list. The
@@ -257,13 +374,17 @@ class pinned_buffer {
   /// - invalid_argument: len == 0, addr null, or limits in `opt` that range_list rejects;
   ///   overflow: the range wraps;
   /// - not_supported: the base page size is not 4 KiB, or there is no /proc/self/pagemap;
-  /// - permission_denied: the PFNs are hidden from this process (no CAP_SYS_ADMIN), or mlock
-  ///   is not allowed at all (RLIMIT_MEMLOCK 0 without CAP_IPC_LOCK);
+  /// - permission_denied: the PFNs are hidden from this process (no CAP_SYS_ADMIN), mlock
+  ///   is not allowed at all (RLIMIT_MEMLOCK 0 without CAP_IPC_LOCK), or a page of the range
+  ///   cannot be accessed (PROT_NONE: the kernel will not fault it in);
   /// - exhausted: the buffer exceeds what RLIMIT_MEMLOCK still allows (or the kernel could not
   ///   lock some pages); not_mapped: part of the range is unmapped, or a page stayed absent
   ///   (e.g. a VM_IO mapping nobody has touched);
   /// - out_of_memory (the allocator), io_error, parse_error.
-  /// On any failure nothing stays locked and nothing leaks.
+  /// On any failure nothing leaks and the process's locks are as they were: pages this call
+  /// locked are unlocked, pages locked before (by the caller, another pinned_buffer, or
+  /// mlockall) stay locked. Not atomic against another thread changing locks on the same pages
+  /// during the call.
   [[nodiscard]] static result<pinned_buffer> try_pin(void* addr, std::size_t len,
                                                      const pin_options& opt = {},
                                                      Alloc alloc = Alloc{}) noexcept {
@@ -302,11 +423,16 @@ class pinned_buffer {
       }
     }
 
+    // What was locked before, so a failure undoes only this call's locks; holes and PROT_NONE
+    // pages are reported here, before anything is locked.
+    detail::try_vector<detail::locked_span, Alloc> prior{alloc};
+    if (result<void> r = detail::scan_before_lock(lo, lo + lock_len, prior); !r) return r.error();
+
     void* const lock_addr = reinterpret_cast<void*>(lo);
     if (detail::sys_mlock(lock_addr, lock_len) != 0) {
       const int e = errno;
       // mlock can fail after locking a prefix (a hole in the range, a failed fault).
-      (void)detail::sys_munlock(lock_addr, lock_len);
+      detail::munlock_except(lo, lo + lock_len, prior);
       return detail::mlock_errc(e, lock_addr, lock_len);
     }
     const std::uint64_t first_word = (lo / pagemap_page_size) * sizeof(std::uint64_t);
@@ -322,7 +448,7 @@ class pinned_buffer {
         },
         pages, first_offset, len, range_flags::pinned | opt.flags);
     if (!r) {
-      (void)detail::sys_munlock(lock_addr, lock_len);
+      detail::munlock_except(lo, lo + lock_len, prior);
       return r.error();
     }
     return pinned_buffer{std::move(l), addr, len, lock_addr, lock_len};

@@ -728,3 +728,100 @@ TEST_CASE(
           code_of(limit == 0 || !pfns_readable() ? errc::permission_denied : errc::exhausted));
   }
 }
+
+// ---- a failed pin leaves the process's locks as they were (issue 11, items 2 and 7) ----------------
+
+TEST_CASE(
+    "pinned_buffer::try_pin: a hole after a page the caller locked fails without unlocking "
+    "the caller's page",
+    "[pagemap][pin]") {
+  mapping m(3 * page);
+  REQUIRE(m.ok());
+  REQUIRE(::munmap(m.p() + 2 * page, page) == 0);
+  const auto base = vm_locked_kib();
+  if (!base) {
+    WARN("skipped: VmLck not readable");
+    return;
+  }
+  if (::mlock(m.p(), page) != 0) {
+    WARN("skipped: this process cannot mlock a page");
+    return;
+  }
+  REQUIRE(vm_locked_kib() == *base + 4);
+  auto r = phyr::pinned_buffer<>::try_pin(m.p(), 3 * page);
+  CHECK(r.error() == (pfns_readable() ? errc::not_mapped : errc::permission_denied));
+  CHECK(vm_locked_kib() == *base + 4);  // the caller's lock survives the failed pin
+  ::munlock(m.p(), page);
+  ::munmap(m.p(), 2 * page);
+  m.base = MAP_FAILED;
+}
+
+TEST_CASE(
+    "pinned_buffer::try_pin: a failure after mlock unlocks only what it locked, not the "
+    "pages another live pinned_buffer or the caller locked",
+    "[pagemap][pin][alloc]") {
+  if (!pfns_readable()) {
+    WARN("skipped: this process is not shown PFNs");
+    return;
+  }
+  const auto base = vm_locked_kib();
+  if (!base) {
+    WARN("skipped: VmLck not readable");
+    return;
+  }
+  // 256 pages: the caller locks page 3, a live pinned_buffer holds pages 8..9, then a pin over
+  // all of them fails at each of its first allocations (one entry per page cannot fit inline).
+  constexpr std::size_t n = 256;
+  mapping m(n * page);
+  REQUIRE(m.ok());
+  (void)::madvise(m.p(), n * page, MADV_NOHUGEPAGE);
+  if (::mlock(m.p() + 3 * page, page) != 0) {
+    WARN("skipped: this process cannot mlock a page");
+    return;
+  }
+  auto held = phyr::must(phyr::pinned_buffer<>::try_pin(m.p() + 8 * page, 2 * page));
+  REQUIRE(vm_locked_kib() == *base + 12);
+  phyr::pin_options o;
+  o.max_segment = page;  // one entry per page
+  u64 failures = 0;
+  for (u64 k = 1; k < 64; ++k) {
+    phyr::fault_state fs{.fail_at = k};
+    auto r = phyr::pinned_buffer<phyr::fault_injecting_allocator>::try_pin(
+        m.p(), n * page, o, phyr::fault_injecting_allocator{&fs});
+    // Success unlocks all 256 pages when it ends (locks do not nest): checked elsewhere.
+    if (r) break;
+    ++failures;
+    INFO("allocation " << k << " fails");
+    CHECK(r.error() == errc::out_of_memory);
+    CHECK(fs.live == 0);
+    CHECK(vm_locked_kib() == *base + 12);
+    if (k == 1) {
+      held.unpin();
+      CHECK(vm_locked_kib() == *base + 4);
+      held = phyr::must(phyr::pinned_buffer<>::try_pin(m.p() + 8 * page, 2 * page));
+    }
+  }
+  CHECK(failures >= 1);
+  held.unpin();
+  ::munlock(m.p() + 3 * page, page);
+  CHECK(vm_locked_kib() == *base);
+}
+
+TEST_CASE(
+    "pinned_buffer::try_pin: a PROT_NONE page cannot be accessed: permission_denied, not "
+    "exhausted, and nothing is locked",
+    "[pagemap][pin]") {
+  mapping m(4 * page);
+  REQUIRE(m.ok());
+  REQUIRE(::mprotect(m.p() + page, page, PROT_NONE) == 0);
+  const auto base = vm_locked_kib();
+  auto r = phyr::pinned_buffer<>::try_pin(m.p(), 4 * page);
+  REQUIRE(!r);
+  CHECK(r.error() == errc::permission_denied);
+  if (base) CHECK(vm_locked_kib() == base);
+  // The accessible pages alone still pin (when PFNs are shown).
+  if (pfns_readable()) {
+    auto ok = phyr::pinned_buffer<>::try_pin(m.p() + 2 * page, 2 * page);
+    CHECK(ok.has_value());
+  }
+}
