@@ -7,8 +7,12 @@
 ///   r->can_merge(next);                  // adjacent and same flags
 ///
 /// Exactly 16 bytes: the address, then one word holding a 56-bit length (64 PiB, far above
-/// the 2^40 bytes required) and 8 flag bits. `end()` never wraps: `create` rejects such a
-/// range and the unchecked constructor asserts. Length is never zero.
+/// the 2^40 bytes required) and 8 flag bits. No range past 2^64, of length 0 or of length
+/// above `max_len` can be built by accident: `create` returns an errc for them, and the
+/// constructor traps on them in every build (release included, whatever PHYR_ASSERT is),
+/// since a wrapped end or a length spilling into the flag bits would send DMA to the wrong
+/// place silently. The one way around the check is `make_unchecked`, named so that it cannot
+/// be reached by accident; it is for phyr's batch builders, which validate afterwards.
 #pragma once
 
 #include <compare>
@@ -67,12 +71,14 @@ class range {
   /// every range handed out by phyr has a non-zero length.
   constexpr range() noexcept = default;
 
-  /// Unchecked: the caller guarantees 0 < len <= max_len and no wrap (asserted in debug).
+  /// The caller guarantees 0 < len <= max_len and an end at or below 2^64; a violation traps
+  /// in every build (two compares: `len - 1` wraps to the maximum when len is 0). For input
+  /// not known to be valid use `create`.
   constexpr range(address_type a, std::uint64_t len, range_flags f = range_flags::none) noexcept
       : addr_(a.value()), meta_(len | (std::uint64_t{static_cast<std::uint8_t>(f)} << len_bits)) {
-    PHYR_ASSERT(len != 0, "zero-length range");
-    PHYR_ASSERT(len <= max_len, "range too long");
-    PHYR_ASSERT(len - 1 <= ~addr_, "range end wraps past 2^64");
+    if (PHYR_UNLIKELY(len - 1 >= max_len || len - 1 > ~addr_))
+      detail::assert_fail(__FILE__, __LINE__,
+                          "range: zero length, length above max_len, or end past 2^64");
   }
 
   /// No checks, not even debug asserts: for batch builders that validate a whole batch after
