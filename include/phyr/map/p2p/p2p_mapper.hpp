@@ -234,7 +234,11 @@ class p2p_mapper {
   /// Maps `list` for the client (see the file comment). Errors: invalid_argument (empty list,
   /// bad direction, single_source violated), straddles_boundary, p2p_not_supported, not_found,
   /// not_addressable, out_of_memory, and whatever Inner reports. Strong guarantee: on error
-  /// nothing is mapped and nothing allocated.
+  /// nothing is mapped and nothing allocated, and Inner is called only when nothing after it
+  /// can fail, so a failed call leaves Inner's state (an IOMMU's caches and counters) as it
+  /// was. The one exception: an Inner that returns more entries than it was given (none of
+  /// phyr's mappers does) may need more output room after its map, and a failure there is
+  /// undone through Inner's unmap.
   template <segment_allocator A>
   [[nodiscard]] result<mapping> try_map(const range_list<phys_range, A>& list,
                                         dma_direction dir) noexcept {
@@ -280,9 +284,12 @@ class p2p_mapper {
     mapping m{alloc_};
     m.owner_ = id_.value();
     if (bus_n == 0) {
-      // All Inner-bound: Inner maps the caller's list itself.
-      if (auto r = map_inner(m, view, dir); !r) return r.error();
+      // All Inner-bound: Inner maps the caller's list itself. Room for its output is made
+      // first, so nothing after Inner's map can fail (see reserve_output).
+      if (auto r = reserve_output(m, view.size()); !r) return r.error();
+      if (auto r = map_inner(m, view, dir); !r) return undo(m, r.error());
       if (auto r = copy_inner(m); !r) return undo(m, r.error());
+      m.list_.shrink_to_fit();
       return result<mapping>{std::move(m)};
     }
     if (inner_n == 0) {
@@ -303,6 +310,10 @@ class p2p_mapper {
         continue;
       if (!m.scratch_->try_append(r)) return undo(m, errc::out_of_memory);
     }
+    // Pass 2 emits at most one piece per input range plus one per Inner entry past the first
+    // of each input range: view.size() + inner_n covers any Inner whose output has no more
+    // entries than its input.
+    if (auto r = reserve_output(m, view.size() + inner_n); !r) return undo(m, r.error());
     if (auto r = map_inner(m, *m.scratch_, dir); !r) return undo(m, r.error());
     if (m.inner().total_bytes() != m.scratch_->total_bytes()) {
       PHYR_ASSERT(false, "Inner mapper changed the byte count of what it mapped");
@@ -335,6 +346,7 @@ class p2p_mapper {
         }
       }
     }
+    m.list_.shrink_to_fit();
     return result<mapping>{std::move(m)};
   }
 
@@ -402,6 +414,24 @@ class p2p_mapper {
     for (const dma_range<Bus> d : m.inner()) {
       if (!m.list_.try_append(d)) return errc::out_of_memory;
     }
+    return {};
+  }
+
+  // Makes room in the (empty) output list for `n` entries before Inner maps anything: n
+  // entries that never coalesce (1 byte each, 1 byte apart) are appended and cleared, and
+  // clear() keeps the segments for the appends that follow. Why: once Inner has mapped, the
+  // only undo is Inner's unmap, which is not free of side effects (an IOMMU parks the IOVA
+  // block in its per-thread cache and counts a map and an unmap), so every allocation a
+  // successful map needs comes first. Unused room is returned by shrink_to_fit at the end.
+  [[nodiscard]] static result<void> reserve_output(mapping& m, std::size_t n) noexcept {
+    for (std::size_t i = 0; i < n; ++i) {
+      if (!m.list_.try_append(dma_range<Bus>{dma_addr<Bus>{2 * static_cast<std::uint64_t>(i)}, 1})) {
+        m.list_.clear();
+        m.list_.shrink_to_fit();
+        return errc::out_of_memory;
+      }
+    }
+    m.list_.clear();
     return {};
   }
 

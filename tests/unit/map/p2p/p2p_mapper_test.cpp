@@ -628,3 +628,65 @@ TEST_CASE("p2p_mapper: concurrent maps while a provider window comes and goes",
   CHECK(bad.load() == 0);
   CHECK(maps.load() > 0);
 }
+
+TEST_CASE(
+    "p2p_mapper over iommu_mapper: an allocation failure after classification leaves the "
+    "domain as it was (no map, no unmap, no cached IOVA block, no live allocation)",
+    "[p2p_mapper][alloc]") {
+  // The domain counts its own allocations (never failing); the p2p mapper's fail one by one.
+  phyr::fault_state dom_fs;
+  phyr::basic_iommu_domain<phyr::fault_injecting_allocator> dom{
+      phyr::fault_injecting_allocator{&dom_fs}};
+  phyr::iommu_mapper<nvme_bus, phyr::fault_injecting_allocator> io{dom};
+  world w;
+  phyr::fault_state fs;
+  using mapper =
+      phyr::p2p_mapper<nvme_bus, phyr::iommu_mapper<nvme_bus, phyr::fault_injecting_allocator>,
+                       phyr::p2p_registry<>, phyr::pci_topology<>, phyr::fault_injecting_allocator>;
+  auto m = phyr::must(mapper::create(io, w.reg, w.topo, nvme, p2p_policy::mixed,
+                                     phyr::fault_injecting_allocator{&fs}));
+  // Mixed lists long enough that the output needs heap segments, and an all-RAM one.
+  phyr::range_list<phys_range> mixed, ram;
+  for (std::uint64_t i = 0; i < 600; ++i) {
+    REQUIRE(mixed.try_append(pr(0x100'0000 + i * 8 * KiB, 4 * KiB)));
+    REQUIRE(mixed.try_append(pr(gpu_base + i * 8 * KiB, 4 * KiB)));
+    REQUIRE(ram.try_append(pr(0x400'0000 + i * 8 * KiB, 4 * KiB)));
+  }
+  {
+    auto direct = io.try_map(ram, dma_direction::to_device);
+    INFO("direct: " << (direct ? "ok" : phyr::to_string(direct.error())));
+    REQUIRE(direct);
+    REQUIRE(io.unmap(std::move(*direct)));
+  }
+  for (const auto* l : {&mixed, &ram}) {
+    // Warm the domain (page tables, per-thread cache) so a later map allocates nothing there.
+    {
+      auto warm = m.try_map(*l, dma_direction::to_device);
+      INFO("warm-up: " << (warm ? "ok" : phyr::to_string(warm.error())));
+      REQUIRE(warm);
+      REQUIRE(m.unmap(std::move(*warm)));
+    }
+    std::uint64_t failures = 0;
+    for (std::uint64_t k = 1;; ++k) {
+      const auto before = dom.stats();
+      const auto dom_live = dom_fs.live;
+      fs.fail_at = fs.calls + k;
+      auto mp = m.try_map(*l, dma_direction::to_device);
+      if (mp) {
+        fs.fail_at = 0;
+        REQUIRE(m.unmap(std::move(*mp)));
+        break;
+      }
+      ++failures;
+      INFO("list " << (l == &mixed ? "mixed" : "all RAM") << ", allocation " << k << " fails");
+      CHECK(mp.error() == errc::out_of_memory);
+      CHECK(fs.live == 0);
+      CHECK(dom_fs.live == dom_live);
+      CHECK(dom.stats().maps == before.maps);
+      CHECK(dom.stats().unmaps == before.unmaps);
+      REQUIRE(k < 100);
+    }
+    CHECK(failures >= 2);
+  }
+  CHECK(fs.live == 0);
+}
