@@ -21,12 +21,17 @@
 ///
 /// Concurrency: read-mostly, RCU-like. The windows live in an immutable snapshot (sorted
 /// starts, then the windows, in one allocator block) published through an atomic pointer.
-/// Readers announce themselves in a reader count, then load the snapshot; a registration
-/// builds a new snapshot under a mutex, publishes it and retires the old one. Retired snapshots
-/// are freed by a later writer (or `try_reclaim()`) that observes no reader in flight, and by
-/// the destructor; so memory stays bounded by the snapshots retired while readers were active,
-/// and readers never wait. A reader costs two atomic read-modify-writes per `reader()` guard
-/// (not per lookup): take one guard per list, not per range.
+/// A reader pins the snapshot it loads in that snapshot's own reader count; a registration
+/// builds a new snapshot under a mutex, publishes it, retires the old one, and frees every
+/// retired snapshot whose count is zero. Why per-snapshot counts (not one count for the whole
+/// registry): with overlapping read guards a registry-wide count never reaches zero, and
+/// retired snapshots piled up without bound (6,865 pending with 2 readers and 1 writer). Now,
+/// when any writer returns, the retired snapshots still held are at most the read guards alive
+/// (each pins one). The one race, a reader between loading the pointer and pinning what it
+/// loaded, is closed by a registry-wide "entering" count that the writer waits on before
+/// freeing: a few instructions wide, it never waits for a guard's lifetime. Readers never
+/// wait. A reader costs four atomic read-modify-writes per `reader()` guard (not per lookup):
+/// take one guard per list, not per range.
 ///
 /// Invariants: windows in a snapshot are sorted by start and pairwise disjoint; every window's
 /// bus addresses [start + offset, last + offset] lie in [0, 2^64) so `bus_address` never wraps.
@@ -39,6 +44,7 @@
 #include <mutex>
 #include <new>
 #include <span>
+#include <thread>
 
 #include <phyr/config.hpp>
 #include <phyr/core/address.hpp>
@@ -142,6 +148,7 @@ struct p2p_snapshot {
   p2p_snapshot* next_retired;
   std::size_t count;
   std::size_t bytes;
+  mutable std::atomic<std::size_t> readers{0};  ///< live read guards pinning this snapshot
 
   [[nodiscard]] static constexpr std::size_t bytes_for(std::size_t n) noexcept {
     return sizeof(p2p_snapshot) + n * (sizeof(std::uint64_t) + sizeof(p2p_window));
@@ -206,16 +213,17 @@ class p2p_registry {
   using allocator_type = Alloc;
 
   /// A read-side critical section: pins one snapshot so a whole list is classified against
-  /// one consistent set of windows. Cheap to create; do not keep it for long (retired
-  /// snapshots are not freed while any guard lives). Move-only.
+  /// one consistent set of windows. Cheap to create; do not keep it for long (the snapshot it
+  /// pins is not freed while it lives). Move-only.
   class read_guard {
    public:
     read_guard(const read_guard&) = delete;
     read_guard& operator=(const read_guard&) = delete;
-    read_guard(read_guard&& o) noexcept : reg_(o.reg_), snap_(o.snap_) { o.reg_ = nullptr; }
+    read_guard(read_guard&& o) noexcept : snap_(o.snap_) { o.snap_ = nullptr; }
     read_guard& operator=(read_guard&&) = delete;
     ~read_guard() {
-      if (reg_ != nullptr) reg_->readers_.fetch_sub(1, std::memory_order_release);
+      // release: this guard's reads of the snapshot happen before a writer frees it.
+      if (snap_ != nullptr) snap_->readers.fetch_sub(1, std::memory_order_release);
     }
 
     /// The owner of all of `r`: RAM, or the one window containing it; straddles_boundary when
@@ -234,13 +242,15 @@ class p2p_registry {
 
    private:
     friend class p2p_registry;
-    read_guard(const p2p_registry* reg) noexcept : reg_(reg) {
-      // seq_cst on both sides (here and in publish()) is the store-buffer pattern: a writer
-      // that sees no reader after publishing knows every later reader loads the new snapshot.
-      reg_->readers_.fetch_add(1, std::memory_order_seq_cst);
-      snap_ = reg_->current_.load(std::memory_order_seq_cst);
+    explicit read_guard(const p2p_registry* reg) noexcept {
+      // seq_cst here and in reclaim() is the store-buffer pattern: a writer that sees nobody
+      // entering after it unpublished a snapshot knows every reader that loaded it has pinned
+      // it already, and every later reader loads a newer one.
+      reg->entering_.fetch_add(1, std::memory_order_seq_cst);
+      snap_ = reg->current_.load(std::memory_order_seq_cst);
+      if (snap_ != nullptr) snap_->readers.fetch_add(1, std::memory_order_seq_cst);
+      reg->entering_.fetch_sub(1, std::memory_order_seq_cst);
     }
-    const p2p_registry* reg_;
     const snapshot* snap_ = nullptr;
   };
 
@@ -251,10 +261,16 @@ class p2p_registry {
 
   /// No reader or writer may be active.
   ~p2p_registry() {
-    PHYR_ASSERT(readers_.load(std::memory_order_relaxed) == 0,
+    const snapshot* cur = current_.load(std::memory_order_relaxed);
+    PHYR_ASSERT(cur == nullptr || cur->readers.load() == 0,
                 "p2p_registry destroyed while a read_guard is alive");
-    free_retired();
-    free_snapshot(current_.load(std::memory_order_relaxed));
+    while (retired_ != nullptr) {
+      snapshot* s = retired_;
+      PHYR_ASSERT(s->readers.load() == 0, "p2p_registry destroyed while a read_guard is alive");
+      retired_ = s->next_retired;
+      free_snapshot(s);
+    }
+    free_snapshot(cur);
   }
 
   /// Pins the current snapshot for a batch of lookups.
@@ -336,15 +352,16 @@ class p2p_registry {
     return {};
   }
 
-  /// Frees retired snapshots if no reader is in flight; returns how many were freed.
-  /// Writers do this on their own after each publish; call it to reclaim sooner.
+  /// Frees the retired snapshots no read guard pins any more; returns how many were freed.
+  /// Writers do this on their own after each publish; call it to reclaim once the last guards
+  /// of a quiet registry are gone.
   std::size_t try_reclaim() noexcept {
     std::lock_guard<std::mutex> lock(write_mutex_);
-    if (readers_.load(std::memory_order_seq_cst) != 0) return 0;
-    return free_retired();
+    return reclaim();
   }
 
-  /// Snapshots waiting for readers to leave (observability and tests).
+  /// Snapshots waiting for their read guards to end (observability and tests): when a writer
+  /// or try_reclaim returns, at most the number of read guards alive at that moment.
   [[nodiscard]] std::size_t retired_snapshots() const noexcept {
     std::lock_guard<std::mutex> lock(write_mutex_);
     std::size_t n = 0;
@@ -372,13 +389,25 @@ class p2p_registry {
     alloc_.deallocate(const_cast<snapshot*>(s), s->bytes, alignof(snapshot));
   }
 
-  std::size_t free_retired() noexcept {
+  // Caller holds write_mutex_. Frees every retired snapshot no guard pins.
+  std::size_t reclaim() noexcept {
+    if (retired_ == nullptr) return 0;
+    // A reader between loading current_ and pinning its snapshot may hold a retired one not
+    // yet counted; the window is a few instructions, so wait it out rather than keep the
+    // snapshot (yield: the reader may be preempted inside it).
+    while (entering_.load(std::memory_order_seq_cst) != 0) std::this_thread::yield();
     std::size_t n = 0;
-    while (retired_ != nullptr) {
-      snapshot* s = retired_;
-      retired_ = s->next_retired;
-      free_snapshot(s);
-      ++n;
+    snapshot** link = &retired_;
+    while (*link != nullptr) {
+      snapshot* s = *link;
+      // acquire: pairs with the guard's release, so its reads happen before the free.
+      if (s->readers.load(std::memory_order_acquire) == 0) {
+        *link = s->next_retired;
+        free_snapshot(s);
+        ++n;
+      } else {
+        link = &s->next_retired;
+      }
     }
     return n;
   }
@@ -390,11 +419,11 @@ class p2p_registry {
       old->next_retired = retired_;
       retired_ = old;
     }
-    if (readers_.load(std::memory_order_seq_cst) == 0) free_retired();
+    (void)reclaim();
   }
 
   std::atomic<snapshot*> current_{nullptr};
-  mutable std::atomic<std::size_t> readers_{0};
+  mutable std::atomic<std::size_t> entering_{0};  // readers between load and pin
   mutable std::mutex write_mutex_;
   snapshot* retired_ = nullptr;  // guarded by write_mutex_
   [[no_unique_address]] Alloc alloc_{};
