@@ -17,7 +17,6 @@
 
 #include <compare>
 #include <cstdint>
-
 #include <phyr/config.hpp>
 #include <phyr/core/address.hpp>
 #include <phyr/core/address_space.hpp>
@@ -188,4 +187,4 @@ inline constexpr bool is_range_v<range<S>> = true;
 template <class R>
 concept any_range = is_range_v<R>;
 
-}  // namespace phyr
+}  // namespace phyr::inline v0

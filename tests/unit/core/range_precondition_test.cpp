@@ -42,7 +42,7 @@ TEST_CASE(
   CHECK(construction_traps(0, phys_range::max_len + 1));  // 2^56: would read back as flags
   CHECK(construction_traps(0, ~std::uint64_t{0}));
   // The boundaries themselves are fine.
-  CHECK_FALSE(construction_traps(~std::uint64_t{0}, 1));                        // ends at 2^64
+  CHECK_FALSE(construction_traps(~std::uint64_t{0}, 1));                       // ends at 2^64
   CHECK_FALSE(construction_traps(~std::uint64_t{0} - phys_range::max_len + 1,  // ends at 2^64
                                  phys_range::max_len));
   CHECK_FALSE(construction_traps(0, phys_range::max_len));

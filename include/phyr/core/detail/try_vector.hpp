@@ -15,12 +15,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <new>
-#include <type_traits>
-#include <utility>
-
 #include <phyr/config.hpp>
 #include <phyr/core/allocator.hpp>
 #include <phyr/core/error.hpp>
+#include <type_traits>
+#include <utility>
 
 namespace phyr::inline v0::detail {
 

@@ -49,9 +49,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <new>
-#include <type_traits>
-#include <utility>
-
 #include <phyr/config.hpp>
 #include <phyr/container/range_list.hpp>
 #include <phyr/core/address.hpp>
@@ -61,6 +58,8 @@
 #include <phyr/map/mapper.hpp>
 #include <phyr/map/p2p/p2p_registry.hpp>
 #include <phyr/map/p2p/pci_topology.hpp>
+#include <type_traits>
+#include <utility>
 
 namespace phyr::inline v0 {
 
@@ -425,7 +424,8 @@ class p2p_mapper {
   // successful map needs comes first. Unused room is returned by shrink_to_fit at the end.
   [[nodiscard]] static result<void> reserve_output(mapping& m, std::size_t n) noexcept {
     for (std::size_t i = 0; i < n; ++i) {
-      if (!m.list_.try_append(dma_range<Bus>{dma_addr<Bus>{2 * static_cast<std::uint64_t>(i)}, 1})) {
+      if (!m.list_.try_append(
+              dma_range<Bus>{dma_addr<Bus>{2 * static_cast<std::uint64_t>(i)}, 1})) {
         m.list_.clear();
         m.list_.shrink_to_fit();
         return errc::out_of_memory;
@@ -456,4 +456,4 @@ class p2p_mapper {
   [[no_unique_address]] Alloc alloc_{};
 };
 
-}  // namespace phyr
+}  // namespace phyr::inline v0

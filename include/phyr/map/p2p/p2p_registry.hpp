@@ -43,14 +43,13 @@
 #include <cstdint>
 #include <mutex>
 #include <new>
-#include <span>
-#include <thread>
-
 #include <phyr/config.hpp>
 #include <phyr/core/address.hpp>
 #include <phyr/core/allocator.hpp>
 #include <phyr/core/error.hpp>
 #include <phyr/core/range.hpp>
+#include <span>
+#include <thread>
 
 namespace phyr::inline v0 {
 
@@ -429,4 +428,4 @@ class p2p_registry {
   [[no_unique_address]] Alloc alloc_{};
 };
 
-}  // namespace phyr
+}  // namespace phyr::inline v0

@@ -16,11 +16,10 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
-#include <string_view>
-#include <utility>
-
 #include <phyr/config.hpp>
 #include <phyr/core/error.hpp>
+#include <string_view>
+#include <utility>
 
 namespace phyr::inline v0::detail {
 
@@ -143,4 +142,4 @@ template <class OnLine>
   return {};
 }
 
-}  // namespace phyr::detail
+}  // namespace phyr::inline v0::detail

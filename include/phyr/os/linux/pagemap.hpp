@@ -47,18 +47,17 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
-#include <span>
-#include <string_view>
-#include <utility>
-
-#include <phyr/core/page.hpp>
 #include <phyr/config.hpp>
 #include <phyr/container/range_list.hpp>
 #include <phyr/core/allocator.hpp>
 #include <phyr/core/detail/try_vector.hpp>
 #include <phyr/core/error.hpp>
+#include <phyr/core/page.hpp>
 #include <phyr/core/range.hpp>
 #include <phyr/os/linux/fd.hpp>
+#include <span>
+#include <string_view>
+#include <utility>
 
 namespace phyr::inline v0 {
 
@@ -275,7 +274,7 @@ template <class Spans>
     if (parse_vma_line(l, a, b, acc)) {
       pending = false;
       if (b <= lo) return true;
-      if (a >= hi) return false;  // VMAs are listed in address order
+      if (a >= hi) return false;      // VMAs are listed in address order
       if (a > covered) return false;  // a hole before this VMA
       covered = b;
       inaccessible = inaccessible || !acc;
@@ -509,4 +508,4 @@ class pinned_buffer {
   std::size_t lock_len_ = 0;
 };
 
-}  // namespace phyr
+}  // namespace phyr::inline v0
