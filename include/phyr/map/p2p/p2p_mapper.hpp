@@ -53,6 +53,7 @@
 #include <phyr/container/range_list.hpp>
 #include <phyr/core/address.hpp>
 #include <phyr/core/allocator.hpp>
+#include <phyr/core/detail/try_vector.hpp>
 #include <phyr/core/error.hpp>
 #include <phyr/core/range.hpp>
 #include <phyr/map/mapper.hpp>
@@ -72,7 +73,7 @@ namespace detail {
 
 /// Per-map memo of provider decisions, so each provider is decided once per list and both
 /// passes over the list see the same decision even if the topology's policy changes meanwhile.
-/// 16 inline entries; more spill to the allocator.
+/// 16 inline entries (a list rarely touches more providers); more spill to a try_vector.
 template <segment_allocator Alloc>
 class p2p_decision_memo {
  public:
@@ -80,12 +81,9 @@ class p2p_decision_memo {
     p2p_provider_id id;
     p2p_map_type type;
   };
-  explicit p2p_decision_memo(Alloc a) noexcept : alloc_(a) {}
+  explicit p2p_decision_memo(Alloc a) noexcept : spill_(a) {}
   p2p_decision_memo(const p2p_decision_memo&) = delete;
   p2p_decision_memo& operator=(const p2p_decision_memo&) = delete;
-  ~p2p_decision_memo() {
-    if (heap_ != nullptr) alloc_.deallocate(heap_, cap_ * sizeof(entry), alignof(entry));
-  }
 
   [[nodiscard]] const entry* find(p2p_provider_id id) noexcept {
     if (n_ != 0 && at(last_).id == id) return &at(last_);
@@ -97,40 +95,102 @@ class p2p_decision_memo {
     }
     return nullptr;
   }
-  [[nodiscard]] bool add(entry e) noexcept {
+  /// out_of_memory when the spill cannot grow; the memo is then unchanged.
+  [[nodiscard]] result<void> try_add(entry e) noexcept {
     if (n_ >= inline_cap) {
-      const std::size_t k = n_ - inline_cap;
-      if (k == cap_) {
-        const std::size_t ncap = cap_ == 0 ? 32 : cap_ * 2;
-        void* p = alloc_.allocate(ncap * sizeof(entry), alignof(entry));
-        if (p == nullptr) return false;
-        entry* h = static_cast<entry*>(p);
-        for (std::size_t i = 0; i < ncap; ++i) ::new (static_cast<void*>(h + i)) entry{};
-        for (std::size_t i = 0; i < k; ++i) h[i] = heap_[i];
-        if (heap_ != nullptr) alloc_.deallocate(heap_, cap_ * sizeof(entry), alignof(entry));
-        heap_ = h;
-        cap_ = ncap;
-      }
+      if (auto r = spill_.try_push_back(e); !r) return r;
+    } else {
+      inline_[n_] = e;
     }
     last_ = n_++;
-    at(last_) = e;
-    return true;
+    return {};
   }
 
  private:
   static constexpr std::size_t inline_cap = 16;
   [[nodiscard]] entry& at(std::size_t i) noexcept {
-    return i < inline_cap ? inline_[i] : heap_[i - inline_cap];
+    return i < inline_cap ? inline_[i] : spill_[i - inline_cap];
   }
   entry inline_[inline_cap]{};
-  entry* heap_ = nullptr;
+  try_vector<entry, Alloc> spill_;
   std::size_t n_ = 0;
-  std::size_t cap_ = 0;
   std::size_t last_ = 0;
-  [[no_unique_address]] Alloc alloc_;
 };
 
 }  // namespace detail
+
+template <class Bus, phys_dma_mapper Inner, class Registry, class Topology,
+          segment_allocator Alloc>
+class p2p_mapper;
+
+/// The DMA list (owned) plus Inner's mapping of the RAM and host-bridge pieces, if any.
+/// Move-only; an empty (default-built, moved-from or unmapped) mapping is foreign to every
+/// mapper. Dropping it without `unmap` drops Inner's mapping the same way (see Inner's rule).
+template <class Bus, phys_dma_mapper Inner, segment_allocator Alloc = default_allocator>
+class p2p_mapping : public detail::owned_dma_list<Bus, Alloc> {
+  using base = detail::owned_dma_list<Bus, Alloc>;
+  using inner_mapping = typename Inner::mapping;
+  using scratch_list = range_list<phys_range, Alloc>;
+
+ public:
+  p2p_mapping() noexcept = default;
+  p2p_mapping(p2p_mapping&& o) noexcept
+      : base(std::move(o)), scratch_(o.scratch_), has_inner_(o.has_inner_), alloc_(o.alloc_) {
+    if (has_inner_) ::new (static_cast<void*>(inner_buf_)) inner_mapping(std::move(o.inner()));
+    o.drop_inner();
+    o.scratch_ = nullptr;
+  }
+  p2p_mapping& operator=(p2p_mapping&& o) noexcept {
+    if (this != &o) {
+      release();
+      base::operator=(std::move(o));
+      scratch_ = o.scratch_;
+      alloc_ = o.alloc_;
+      has_inner_ = o.has_inner_;
+      if (has_inner_) ::new (static_cast<void*>(inner_buf_)) inner_mapping(std::move(o.inner()));
+      o.drop_inner();
+      o.scratch_ = nullptr;
+    }
+    return *this;
+  }
+  ~p2p_mapping() { release(); }
+
+  /// Inner's mapping of the RAM / host-bridge pieces, or null when the list had none.
+  [[nodiscard]] const inner_mapping* inner_part() const noexcept {
+    return has_inner_ ? &inner_const() : nullptr;
+  }
+
+ private:
+  template <class, phys_dma_mapper, class, class, segment_allocator>
+  friend class p2p_mapper;
+  explicit p2p_mapping(Alloc a) noexcept : base(a), alloc_(a) {}
+  [[nodiscard]] inner_mapping& inner() noexcept {
+    return *std::launder(reinterpret_cast<inner_mapping*>(inner_buf_));
+  }
+  [[nodiscard]] const inner_mapping& inner_const() const noexcept {
+    return *std::launder(reinterpret_cast<const inner_mapping*>(inner_buf_));
+  }
+  void drop_inner() noexcept {
+    if (has_inner_) inner().~inner_mapping();
+    has_inner_ = false;
+  }
+  // Inner's mapping may borrow the scratch list, so it goes first.
+  void release() noexcept {
+    drop_inner();
+    if (scratch_ != nullptr) {
+      scratch_->~scratch_list();
+      alloc_.deallocate(scratch_, sizeof(scratch_list), alignof(scratch_list));
+      scratch_ = nullptr;
+    }
+    this->list_ = typename base::list_type{alloc_};
+    this->owner_ = 0;
+  }
+
+  scratch_list* scratch_ = nullptr;  // heap: its address must not change while Inner borrows
+  bool has_inner_ = false;
+  alignas(inner_mapping) unsigned char inner_buf_[sizeof(inner_mapping)];
+  [[no_unique_address]] Alloc alloc_{};
+};
 
 template <class Bus, phys_dma_mapper Inner, class Registry = p2p_registry<>,
           class Topology = pci_topology<>, segment_allocator Alloc = default_allocator>
@@ -147,70 +207,8 @@ class p2p_mapper {
   using space_type = dma_space<Bus>;
   using inner_type = Inner;
 
-  /// The DMA list (owned) plus Inner's mapping of the RAM and host-bridge pieces, if any.
-  /// Move-only; an empty (default-built, moved-from or unmapped) mapping is foreign to every
-  /// mapper. Dropping it without `unmap` drops Inner's mapping the same way (see Inner's rule).
-  class mapping : public detail::owned_dma_list<Bus, Alloc> {
-    using base = detail::owned_dma_list<Bus, Alloc>;
-
-   public:
-    mapping() noexcept = default;
-    mapping(mapping&& o) noexcept
-        : base(std::move(o)), scratch_(o.scratch_), has_inner_(o.has_inner_), alloc_(o.alloc_) {
-      if (has_inner_) ::new (static_cast<void*>(inner_buf_)) inner_mapping(std::move(o.inner()));
-      o.drop_inner();
-      o.scratch_ = nullptr;
-    }
-    mapping& operator=(mapping&& o) noexcept {
-      if (this != &o) {
-        release();
-        base::operator=(std::move(o));
-        scratch_ = o.scratch_;
-        alloc_ = o.alloc_;
-        has_inner_ = o.has_inner_;
-        if (has_inner_) ::new (static_cast<void*>(inner_buf_)) inner_mapping(std::move(o.inner()));
-        o.drop_inner();
-        o.scratch_ = nullptr;
-      }
-      return *this;
-    }
-    ~mapping() { release(); }
-
-    /// Inner's mapping of the RAM / host-bridge pieces, or null when the list had none.
-    [[nodiscard]] const inner_mapping* inner_part() const noexcept {
-      return has_inner_ ? &inner_const() : nullptr;
-    }
-
-   private:
-    friend class p2p_mapper;
-    explicit mapping(Alloc a) noexcept : base(a), alloc_(a) {}
-    [[nodiscard]] inner_mapping& inner() noexcept {
-      return *std::launder(reinterpret_cast<inner_mapping*>(inner_buf_));
-    }
-    [[nodiscard]] const inner_mapping& inner_const() const noexcept {
-      return *std::launder(reinterpret_cast<const inner_mapping*>(inner_buf_));
-    }
-    void drop_inner() noexcept {
-      if (has_inner_) inner().~inner_mapping();
-      has_inner_ = false;
-    }
-    // Inner's mapping may borrow the scratch list, so it goes first.
-    void release() noexcept {
-      drop_inner();
-      if (scratch_ != nullptr) {
-        scratch_->~scratch_list();
-        alloc_.deallocate(scratch_, sizeof(scratch_list), alignof(scratch_list));
-        scratch_ = nullptr;
-      }
-      this->list_ = typename base::list_type{alloc_};
-      this->owner_ = 0;
-    }
-
-    scratch_list* scratch_ = nullptr;  // heap: its address must not change while Inner borrows
-    bool has_inner_ = false;
-    alignas(inner_mapping) unsigned char inner_buf_[sizeof(inner_mapping)];
-    [[no_unique_address]] Alloc alloc_{};
-  };
+  /// What try_map returns (p2p_mapping, at namespace scope like iommu_mapping).
+  using mapping = p2p_mapping<Bus, Inner, Alloc>;
 
   /// A mapper for client device `client`. Errors: not_found (client not in `topo`).
   [[nodiscard]] static result<p2p_mapper> create(Inner& inner, const Registry& reg,
@@ -391,7 +389,7 @@ class p2p_mapper {
     if (pi == Topology::npos) return errc::not_found;
     const p2p_map_type t = topo_->path_by_index(pi, client_index).type;
     if (t == p2p_map_type::not_supported) return errc::p2p_not_supported;
-    if (!memo.add({id, t})) return errc::out_of_memory;
+    if (auto r = memo.try_add({id, t}); !r) return r.error();
     return t;
   }
 

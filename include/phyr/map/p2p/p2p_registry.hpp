@@ -67,12 +67,12 @@ class p2p_window {
  public:
   constexpr p2p_window() noexcept = default;
 
-  /// Checked factory. Errors: invalid_argument (size 0), too_long (above phys_range::max_len),
+  /// Checked factory. Errors: invalid_argument (len 0), too_long (above phys_range::max_len),
   /// overflow (the CPU range or its bus-address image would pass 2^64 or go below 0).
-  [[nodiscard]] static constexpr result<p2p_window> create(phys_addr start, byte_count size,
+  [[nodiscard]] static constexpr result<p2p_window> create(phys_addr addr, byte_count len,
                                                            p2p_provider_id provider,
                                                            std::int64_t bus_offset) noexcept {
-    auto r = phys_range::create(start, size);
+    auto r = phys_range::create(addr, len);
     if (!r) return r.error();
     const std::uint64_t first = r->addr().value();
     const std::uint64_t last = r->last().value();
@@ -92,8 +92,8 @@ class p2p_window {
   }
 
   [[nodiscard]] constexpr const phys_range& range() const noexcept { return range_; }
-  [[nodiscard]] constexpr phys_addr start() const noexcept { return range_.addr(); }
-  [[nodiscard]] constexpr byte_count size() const noexcept { return range_.len(); }
+  [[nodiscard]] constexpr phys_addr addr() const noexcept { return range_.addr(); }
+  [[nodiscard]] constexpr byte_count len() const noexcept { return range_.len(); }
   [[nodiscard]] constexpr p2p_provider_id provider() const noexcept { return provider_; }
   [[nodiscard]] constexpr std::int64_t bus_offset() const noexcept { return bus_offset_; }
 
@@ -291,7 +291,7 @@ class p2p_registry {
   /// out_of_memory. Strong guarantee.
   result<void> try_register_all(std::span<const p2p_window> ws) noexcept {
     for (const p2p_window& w : ws) {
-      if (w.size() == 0) return errc::invalid_argument;
+      if (w.len() == 0) return errc::invalid_argument;
     }
     if (ws.empty()) return {};
     std::lock_guard<std::mutex> lock(write_mutex_);
@@ -306,15 +306,15 @@ class p2p_registry {
     // Insertion sort of the (few) new windows into the sorted old ones.
     for (std::size_t k = 0; k < ws.size(); ++k) {
       std::size_t j = old_n + k;
-      const std::uint64_t s = ws[k].start().value();
-      while (j > 0 && out[j - 1].start().value() > s) {
+      const std::uint64_t s = ws[k].addr().value();
+      while (j > 0 && out[j - 1].addr().value() > s) {
         out[j] = out[j - 1];
         --j;
       }
       out[j] = ws[k];
     }
     for (std::size_t i = 0; i < n; ++i) {
-      next->starts()[i] = out[i].start().value();
+      next->starts()[i] = out[i].addr().value();
       if (i > 0 && out[i - 1].range().overlaps(out[i].range())) {
         free_snapshot(next);
         return errc::overlaps;
@@ -343,7 +343,7 @@ class p2p_registry {
         const p2p_window& w = cur->windows()[i];
         if (w.provider() == provider) continue;
         next->windows()[j] = w;
-        next->starts()[j] = w.start().value();
+        next->starts()[j] = w.addr().value();
         ++j;
       }
     }

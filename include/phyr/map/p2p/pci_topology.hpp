@@ -10,7 +10,7 @@
 ///   (void)t.try_add_device_below(dsp, {.bdf = gpu});          // endpoint by default
 ///   auto p = t.path(gpu, nvme);                               // result<p2p_path>
 ///   if (p && p->type == phyr::p2p_map_type::bus_address) ...  // through the switch
-///   t.set_host_bridge_policy(*hb, phyr::host_bridge_p2p::same_host_bridge);  // allowlist
+///   t.try_set_host_bridge_policy(*hb, phyr::host_bridge_p2p::same_host_bridge);  // allowlist
 ///
 /// The rules are the Linux kernel's (drivers/pci/p2pdma.c, calc_map_type_and_dist):
 ///  - Walk up from the provider (itself first) and find the first device that is also on the
@@ -42,9 +42,9 @@
 #include <cstring>
 #include <mutex>
 #include <new>
-
 #include <phyr/config.hpp>
 #include <phyr/core/allocator.hpp>
+#include <phyr/core/detail/try_vector.hpp>
 #include <phyr/core/error.hpp>
 #include <phyr/map/p2p/p2p_registry.hpp>
 
@@ -53,8 +53,8 @@ namespace phyr::inline v0 {
 namespace detail {
 /// Reads up to `max_digits` hex digits (either case) at s[i..n) into `out`, advancing `i`;
 /// returns how many it read. Shared by the BDF parser and the sysfs file parser.
-[[nodiscard]] constexpr std::size_t parse_hex_digits(const char* s, std::size_t n,
-                                                     std::size_t& i, std::size_t max_digits,
+[[nodiscard]] constexpr std::size_t parse_hex_digits(const char* s, std::size_t n, std::size_t& i,
+                                                     std::size_t max_digits,
                                                      std::uint64_t& out) noexcept {
   std::size_t d = 0;
   out = 0;
@@ -107,7 +107,7 @@ struct pci_bdf {
   [[nodiscard]] static constexpr result<pci_bdf> parse(const char* s, std::size_t n) noexcept {
     std::size_t i = 0;
     auto hex = [&](std::size_t min_digits, std::size_t max_digits,
-                   std::uint64_t& out) constexpr noexcept {
+                   std::uint64_t & out) constexpr noexcept {
       return detail::parse_hex_digits(s, n, i, max_digits, out) >= min_digits;
     };
     std::uint64_t dom = 0, bus = 0, dev = 0, fn = 0;
@@ -241,22 +241,34 @@ class pci_topology {
   static constexpr std::size_t cache_slots = 256;
 
   pci_topology() noexcept = default;
-  explicit pci_topology(Alloc a) noexcept : alloc_(a) {}
+  explicit pci_topology(Alloc a) noexcept : nodes_(a), sorted_(a), hosts_(a), alloc_(a) {}
   pci_topology(const pci_topology&) = delete;
   pci_topology& operator=(const pci_topology&) = delete;
   /// Moves the devices; the decision cache starts empty. Neither side may be in use.
-  pci_topology(pci_topology&& o) noexcept : alloc_(o.alloc_) { steal(o); }
+  pci_topology(pci_topology&& o) noexcept
+      : nodes_(std::move(o.nodes_)),
+        sorted_(std::move(o.sorted_)),
+        hosts_(std::move(o.hosts_)),
+        count_(o.count_),
+        platform_p2p_(o.platform_p2p_),
+        alloc_(o.alloc_) {
+    o.forget();
+  }
   pci_topology& operator=(pci_topology&& o) noexcept {
     if (this != &o) {
-      release();
+      nodes_ = std::move(o.nodes_);
+      sorted_ = std::move(o.sorted_);
+      hosts_ = std::move(o.hosts_);
+      count_ = o.count_;
+      platform_p2p_ = o.platform_p2p_;
       alloc_ = o.alloc_;
-      steal(o);
+      o.forget();
       clear_cache();
       generation_.fetch_add(1, std::memory_order_relaxed);
     }
     return *this;
   }
-  ~pci_topology() { release(); }
+  ~pci_topology() = default;
 
   // ---- building (set-up time; not concurrent with anything) ----------------------------------
 
@@ -265,14 +277,13 @@ class pci_topology {
   result<std::uint32_t> try_add_host_bridge(
       std::uint32_t domain, std::uint8_t root_bus,
       host_bridge_p2p policy = host_bridge_p2p::deny) noexcept {
-    for (std::uint32_t i = 0; i < host_count_; ++i) {
-      if (hosts_[i].domain == domain && hosts_[i].root_bus == root_bus) return errc::overlaps;
+    for (const pci_host_bridge_info& h : hosts_) {
+      if (h.domain == domain && h.root_bus == root_bus) return errc::overlaps;
     }
-    if (host_count_ >= max_devices) return errc::exhausted;
-    if (host_count_ == host_cap_ && !grow(hosts_, host_cap_, host_count_))
+    if (hosts_.size() >= max_devices) return errc::exhausted;
+    if (auto r = hosts_.try_push_back(pci_host_bridge_info{domain, root_bus, policy}); !r)
       return errc::out_of_memory;
-    hosts_[host_count_] = pci_host_bridge_info{domain, root_bus, policy};
-    return host_count_++;
+    return static_cast<std::uint32_t>(hosts_.size() - 1);
   }
 
   /// Adds a device on host bridge `host`'s root bus (a root port, or an integrated endpoint).
@@ -280,7 +291,7 @@ class pci_topology {
   /// a domain different from the host bridge's), overlaps (bdf already present), exhausted,
   /// out_of_memory. Strong guarantee.
   result<std::uint32_t> try_add_device(std::uint32_t host, const pci_device_info& info) noexcept {
-    if (host >= host_count_) return errc::not_found;
+    if (host >= static_cast<std::uint32_t>(hosts_.size())) return errc::not_found;
     if (info.bdf.domain != hosts_[host].domain) return errc::invalid_argument;
     return add(info, npos, host);
   }
@@ -299,9 +310,9 @@ class pci_topology {
   // ---- policy (thread-safe; invalidates cached decisions) -------------------------------------
 
   /// Sets host bridge `host`'s allowlist entry. Errors: not_found.
-  result<void> set_host_bridge_policy(std::uint32_t host, host_bridge_p2p p) noexcept {
+  result<void> try_set_host_bridge_policy(std::uint32_t host, host_bridge_p2p p) noexcept {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (host >= host_count_) return errc::not_found;
+    if (host >= static_cast<std::uint32_t>(hosts_.size())) return errc::not_found;
     hosts_[host].policy = p;
     invalidate_locked();
     return {};
@@ -314,7 +325,7 @@ class pci_topology {
   }
   /// Sets a device's ACS redirect state (as read from its ACS control register).
   /// Errors: not_found.
-  result<void> set_acs_redirect(pci_bdf b, bool on) noexcept {
+  result<void> try_set_acs_redirect(pci_bdf b, bool on) noexcept {
     std::lock_guard<std::mutex> lock(mutex_);
     const std::uint32_t i = find(b);
     if (i == npos) return errc::not_found;
@@ -343,7 +354,9 @@ class pci_topology {
   [[nodiscard]] bool contains(pci_bdf b) const noexcept { return find(b) != npos; }
 
   [[nodiscard]] std::uint32_t size() const noexcept { return count_; }
-  [[nodiscard]] std::uint32_t host_bridge_count() const noexcept { return host_count_; }
+  [[nodiscard]] std::uint32_t host_bridge_count() const noexcept {
+    return static_cast<std::uint32_t>(hosts_.size());
+  }
   /// Device `i` as added (ACS state as added; see `acs_redirect`).
   [[nodiscard]] const pci_device_info& device(std::uint32_t i) const noexcept {
     PHYR_ASSERT(i < count_, "device index out of range");
@@ -359,7 +372,7 @@ class pci_topology {
     return nodes_[i].host;
   }
   [[nodiscard]] pci_host_bridge_info host_bridge(std::uint32_t h) const noexcept {
-    PHYR_ASSERT(h < host_count_, "host bridge index out of range");
+    PHYR_ASSERT(h < static_cast<std::uint32_t>(hosts_.size()), "host bridge index out of range");
     std::lock_guard<std::mutex> lock(mutex_);
     return hosts_[h];
   }
@@ -371,7 +384,7 @@ class pci_topology {
   /// Host bridge index for (domain, root bus), or npos.
   [[nodiscard]] std::uint32_t find_host_bridge(std::uint32_t domain,
                                                std::uint8_t root_bus) const noexcept {
-    for (std::uint32_t i = 0; i < host_count_; ++i) {
+    for (std::uint32_t i = 0; i < static_cast<std::uint32_t>(hosts_.size()); ++i) {
       if (hosts_[i].domain == domain && hosts_[i].root_bus == root_bus) return i;
     }
     return npos;
@@ -520,79 +533,37 @@ class pci_topology {
     if (!info.bdf.valid()) return errc::invalid_argument;
     if (find(info.bdf) != npos) return errc::overlaps;
     if (count_ >= max_devices) return errc::exhausted;
-    // A failed second grow leaves the first array bigger but with the same entries: the
-    // topology is unchanged and nothing leaks.
-    if (count_ == node_cap_ && !grow(nodes_, node_cap_, count_)) return errc::out_of_memory;
-    if (count_ == sorted_cap_ && !grow(sorted_, sorted_cap_, count_)) return errc::out_of_memory;
+    // Room in both arrays first: a failure then leaves the topology unchanged (a bigger
+    // capacity is not a change) and the appends below cannot fail.
+    if (!nodes_.try_reserve(count_ + std::size_t{1}) ||
+        !sorted_.try_reserve(count_ + std::size_t{1}))
+      return errc::out_of_memory;
     const std::uint32_t idx = count_;
-    nodes_[idx] = node{info, parent, host, info.acs_redirect};
+    must(nodes_.try_push_back(node{info, parent, host, info.acs_redirect}));
     const std::uint64_t k = info.bdf.key();
     std::uint32_t j = count_;
-    while (j > 0 && sorted_[j - 1].key > k) {
-      sorted_[j] = sorted_[j - 1];
-      --j;
-    }
-    sorted_[j] = sorted_entry{k, idx};
+    while (j > 0 && sorted_[j - 1].key > k) --j;
+    must(sorted_.try_insert(j, sorted_entry{k, idx}));
     ++count_;
     clear_cache();
     generation_.fetch_add(1, std::memory_order_relaxed);
     return idx;
   }
 
-  // Doubles an array of trivially copyable T (at least 8 slots). On failure nothing changes.
-  template <class T>
-  [[nodiscard]] bool grow(T*& arr, std::uint32_t& cap, std::uint32_t used) noexcept {
-    const std::uint32_t ncap = cap == 0 ? 8 : (cap > max_devices / 2 ? max_devices : cap * 2);
-    void* p = alloc_.allocate(sizeof(T) * ncap, alignof(T));
-    if (p == nullptr) return false;
-    T* n = static_cast<T*>(p);
-    for (std::uint32_t i = 0; i < ncap; ++i) ::new (static_cast<void*>(n + i)) T{};
-    for (std::uint32_t i = 0; i < used; ++i) n[i] = arr[i];
-    if (arr != nullptr) alloc_.deallocate(arr, sizeof(T) * cap, alignof(T));
-    arr = n;
-    cap = ncap;
-    return true;
+  // After a move: empty, with a fresh generation so no cached decision survives.
+  void forget() noexcept {
+    nodes_.release();
+    sorted_.release();
+    hosts_.release();
+    count_ = 0;
+    clear_cache();
+    generation_.fetch_add(1, std::memory_order_relaxed);
   }
 
-  void release() noexcept {
-    if (nodes_ != nullptr) alloc_.deallocate(nodes_, sizeof(node) * node_cap_, alignof(node));
-    if (sorted_ != nullptr)
-      alloc_.deallocate(sorted_, sizeof(sorted_entry) * sorted_cap_, alignof(sorted_entry));
-    if (hosts_ != nullptr)
-      alloc_.deallocate(hosts_, sizeof(pci_host_bridge_info) * host_cap_,
-                        alignof(pci_host_bridge_info));
-    nodes_ = nullptr;
-    sorted_ = nullptr;
-    hosts_ = nullptr;
-    count_ = node_cap_ = sorted_cap_ = host_count_ = host_cap_ = 0;
-  }
-
-  void steal(pci_topology& o) noexcept {
-    nodes_ = o.nodes_;
-    sorted_ = o.sorted_;
-    hosts_ = o.hosts_;
-    count_ = o.count_;
-    node_cap_ = o.node_cap_;
-    sorted_cap_ = o.sorted_cap_;
-    host_count_ = o.host_count_;
-    host_cap_ = o.host_cap_;
-    platform_p2p_ = o.platform_p2p_;
-    o.nodes_ = nullptr;
-    o.sorted_ = nullptr;
-    o.hosts_ = nullptr;
-    o.count_ = o.node_cap_ = o.sorted_cap_ = o.host_count_ = o.host_cap_ = 0;
-    o.clear_cache();
-    o.generation_.fetch_add(1, std::memory_order_relaxed);
-  }
-
-  node* nodes_ = nullptr;
-  sorted_entry* sorted_ = nullptr;
-  pci_host_bridge_info* hosts_ = nullptr;  // policy fields guarded by mutex_
+  detail::try_vector<node, Alloc> nodes_;
+  detail::try_vector<sorted_entry, Alloc> sorted_;         // by key, for find()
+  detail::try_vector<pci_host_bridge_info, Alloc> hosts_;  // policy fields guarded by mutex_
   std::uint32_t count_ = 0;
-  std::uint32_t node_cap_ = 0;
-  std::uint32_t sorted_cap_ = 0;
-  std::uint32_t host_count_ = 0;
-  std::uint32_t host_cap_ = 0;
   bool platform_p2p_ = false;  // guarded by mutex_
   mutable std::mutex mutex_;
   std::atomic<std::uint64_t> generation_{1};
@@ -601,4 +572,4 @@ class pci_topology {
   [[no_unique_address]] Alloc alloc_{};
 };
 
-}  // namespace phyr
+}  // namespace phyr::inline v0

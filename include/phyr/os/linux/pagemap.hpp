@@ -76,7 +76,7 @@ inline constexpr std::uint64_t pagemap_page_size = page_size;
   if ((word & pagemap_swapped) != 0) return errc::parse_error;
   const std::uint64_t pfn = word & pagemap_pfn_mask;
   if (pfn == 0) return errc::permission_denied;
-  if ((pfn >> 52) != 0) return errc::parse_error;
+  if ((pfn >> pfn_bits) != 0) return errc::parse_error;
   return pfn;
 }
 
@@ -101,7 +101,7 @@ inline constexpr std::size_t pagemap_batch = 512;
   std::uint64_t bad = 0;
   for (std::size_t i = 0; i < n; ++i) {
     const std::uint64_t pfn = w[i] & pagemap_pfn_mask;
-    bad |= ((w[i] & (pagemap_present | pagemap_swapped)) ^ pagemap_present) | (pfn >> 52) |
+    bad |= ((w[i] & (pagemap_present | pagemap_swapped)) ^ pagemap_present) | (pfn >> pfn_bits) |
            static_cast<std::uint64_t>(pfn == 0);
   }
   return bad == 0;

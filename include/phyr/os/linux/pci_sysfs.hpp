@@ -30,68 +30,33 @@
 /// permission_denied / io_error, malformed text -> parse_error. Nothing throws, nothing
 /// allocates but through the allocator, and `load_pci_sysfs` changes nothing on failure.
 /// Uses POSIX (opendir, realpath, open, read).
+///
+/// Layout: pci_sysfs_parse.hpp holds the pure parsers (resource, class, config, names),
+/// pci_sysfs_io.hpp the file reads; this header walks the tree and builds from them.
 #pragma once
 
 #include <dirent.h>
-#include <fcntl.h>
 #include <limits.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdarg>
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <new>
-#include <span>
-#include <utility>
-
 #include <phyr/config.hpp>
 #include <phyr/core/allocator.hpp>
+#include <phyr/core/detail/try_vector.hpp>
 #include <phyr/core/error.hpp>
 #include <phyr/map/p2p/p2p_registry.hpp>
 #include <phyr/map/p2p/pci_topology.hpp>
 #include <phyr/os/linux/fd.hpp>
+#include <phyr/os/linux/pci_sysfs_io.hpp>
+#include <phyr/os/linux/pci_sysfs_parse.hpp>
+#include <span>
+#include <utility>
 
 namespace phyr::inline v0 {
-
-/// Why a sysfs read failed. Fixed buffers: filling it never allocates. Long paths keep their
-/// tail (the part that names the device) and start with "...".
-struct pci_sysfs_error {
-  errc code{};
-  int sys_errno = 0;    ///< errno of the failing call, 0 for parse errors
-  unsigned line = 0;    ///< 1-based line in `path`, 0 when the error is not about a line
-  char path[256] = {};  ///< the offending file or directory
-  char message[160] = {};
-};
-
-/// One BAR as sysfs shows it (CPU physical addresses).
-struct pci_bar {
-  static constexpr std::uint64_t flag_io = 0x100;         // IORESOURCE_IO
-  static constexpr std::uint64_t flag_mem = 0x200;        // IORESOURCE_MEM
-  static constexpr std::uint64_t flag_prefetch = 0x2000;  // IORESOURCE_PREFETCH
-  static constexpr std::uint64_t flag_mem_64 = 0x100000;  // IORESOURCE_MEM_64
-  static constexpr std::uint64_t flag_disabled = 0x10000000;
-  static constexpr std::uint64_t flag_unset = 0x20000000;
-
-  std::uint64_t start = 0;
-  std::uint64_t size = 0;  ///< 0 = unused
-  std::uint64_t flags = 0;
-
-  [[nodiscard]] constexpr bool used() const noexcept { return size != 0; }
-  [[nodiscard]] constexpr bool is_memory() const noexcept { return (flags & flag_mem) != 0; }
-  [[nodiscard]] constexpr bool is_prefetchable() const noexcept {
-    return (flags & flag_prefetch) != 0;
-  }
-  [[nodiscard]] constexpr bool is_64bit() const noexcept { return (flags & flag_mem_64) != 0; }
-  /// Assigned memory that can be a P2P provider window.
-  [[nodiscard]] constexpr bool is_assigned_memory() const noexcept {
-    return used() && is_memory() && (flags & (flag_disabled | flag_unset)) == 0;
-  }
-};
 
 /// One function found in sysfs.
 struct pci_sysfs_device {
@@ -141,252 +106,6 @@ struct pci_sysfs_options {
   bool endpoints_only = true;
 };
 
-namespace detail {
-
-inline void sysfs_set_error(pci_sysfs_error* e, errc code, int sys_errno, const char* path,
-                            unsigned line, const char* fmt, ...) noexcept
-    __attribute__((format(printf, 6, 7)));
-
-inline void sysfs_set_error(pci_sysfs_error* e, errc code, int sys_errno, const char* path,
-                            unsigned line, const char* fmt, ...) noexcept {
-  if (e == nullptr) return;
-  e->code = code;
-  e->sys_errno = sys_errno;
-  e->line = line;
-  const std::size_t n = path == nullptr ? 0 : std::strlen(path);
-  if (n < sizeof e->path) {
-    if (n != 0) std::memcpy(e->path, path, n);
-    e->path[n] = '\0';
-  } else {
-    // Keep the tail: it names the device and file.
-    const std::size_t keep = sizeof e->path - 4;
-    std::memcpy(e->path, "...", 3);
-    std::memcpy(e->path + 3, path + (n - keep), keep);
-    e->path[sizeof e->path - 1] = '\0';
-  }
-  va_list ap;
-  va_start(ap, fmt);
-  std::vsnprintf(e->message, sizeof e->message, fmt, ap);
-  va_end(ap);
-}
-
-/// Path buffer with checked appends.
-struct sysfs_path {
-  char buf[PATH_MAX];
-  std::size_t len = 0;
-  [[nodiscard]] bool set(const char* a, const char* b = nullptr, const char* c = nullptr) noexcept {
-    const int n =
-        std::snprintf(buf, sizeof buf, "%s%s%s", a, b == nullptr ? "" : b, c == nullptr ? "" : c);
-    if (n < 0 || static_cast<std::size_t>(n) >= sizeof buf) return false;
-    len = static_cast<std::size_t>(n);
-    return true;
-  }
-};
-
-/// Reads a whole (small) file. Returns bytes read, or an errc (with the error record filled
-/// unless the file is optional and merely absent or unreadable).
-inline result<std::size_t> sysfs_read_file(const char* path, char* buf, std::size_t cap,
-                                           pci_sysfs_error* err, bool optional_file) noexcept {
-  auto fd = unique_fd::try_open(path, O_RDONLY);
-  if (!fd) {
-    const int e = errno;
-    if (!optional_file)
-      sysfs_set_error(err, fd.error(), e, path, 0, "cannot open: %s", std::strerror(e));
-    return fd.error();
-  }
-  std::size_t got = 0;
-  for (;;) {
-    if (got == cap) {
-      // One more byte tells "exactly full" from "too big".
-      char extra;
-      ssize_t m;
-      do {
-        m = ::read(fd->get(), &extra, 1);
-      } while (m < 0 && errno == EINTR);
-      if (m > 0) {
-        sysfs_set_error(err, errc::parse_error, 0, path, 0, "file larger than %zu bytes", cap);
-        return errc::parse_error;
-      }
-      break;
-    }
-    const ssize_t m = ::read(fd->get(), buf + got, cap - got);
-    if (m < 0) {
-      const int e = errno;
-      if (e == EINTR) continue;
-      if (!optional_file)
-        sysfs_set_error(err, errc_from_errno(e), e, path, 0, "read failed: %s", std::strerror(e));
-      return errc_from_errno(e);
-    }
-    if (m == 0) break;
-    got += static_cast<std::size_t>(m);
-  }
-  return got;
-}
-
-/// Parses "0x" + 1..16 hex digits at s[i..]; advances i.
-[[nodiscard]] constexpr bool sysfs_parse_hex(const char* s, std::size_t n, std::size_t& i,
-                                             std::uint64_t& out) noexcept {
-  if (i + 2 > n || s[i] != '0' || (s[i + 1] != 'x' && s[i + 1] != 'X')) return false;
-  i += 2;
-  // Reading one digit past 16 tells "too long" from "exactly 16".
-  const std::size_t digits = detail::parse_hex_digits(s, n, i, 17, out);
-  return digits != 0 && digits <= 16;
-}
-
-/// A file holding one hex number ("0x030000\n"), at most `max`.
-[[nodiscard]] inline result<std::uint64_t> sysfs_read_hex_file(const char* path, std::uint64_t max,
-                                                               pci_sysfs_error* err,
-                                                               bool optional_file) noexcept {
-  char buf[64];
-  auto n = sysfs_read_file(path, buf, sizeof buf, err, optional_file);
-  if (!n) return n.error();
-  std::size_t i = 0;
-  std::uint64_t v = 0;
-  std::size_t end = *n;
-  while (end > 0 && (buf[end - 1] == '\n' || buf[end - 1] == ' ')) --end;
-  if (!sysfs_parse_hex(buf, end, i, v) || i != end) {
-    sysfs_set_error(err, errc::parse_error, 0, path, 1, "expected one hex number like 0x%llx",
-                    static_cast<unsigned long long>(max));
-    return errc::parse_error;
-  }
-  if (v > max) {
-    sysfs_set_error(err, errc::parse_error, 0, path, 1, "value 0x%llx above 0x%llx",
-                    static_cast<unsigned long long>(v), static_cast<unsigned long long>(max));
-    return errc::parse_error;
-  }
-  return v;
-}
-
-/// Parses a `resource` file into the six BARs.
-[[nodiscard]] inline result<void> sysfs_parse_resource(const char* text, std::size_t n,
-                                                       const char* path, pci_bar (&bars)[6],
-                                                       pci_sysfs_error* err) noexcept {
-  if (n == 0) {
-    sysfs_set_error(err, errc::parse_error, 0, path, 0, "empty resource file");
-    return errc::parse_error;
-  }
-  std::size_t i = 0;
-  unsigned line = 0;
-  while (i < n) {
-    ++line;
-    std::uint64_t v[3];
-    for (int k = 0; k < 3; ++k) {
-      while (k > 0 && i < n && (text[i] == ' ' || text[i] == '\t')) ++i;
-      if (!sysfs_parse_hex(text, n, i, v[k])) {
-        sysfs_set_error(err, errc::parse_error, 0, path, line,
-                        "expected \"0x<start> 0x<end> 0x<flags>\", field %d is not a hex number",
-                        k + 1);
-        return errc::parse_error;
-      }
-    }
-    while (i < n && (text[i] == ' ' || text[i] == '\t')) ++i;
-    if (i < n && text[i] != '\n') {
-      sysfs_set_error(err, errc::parse_error, 0, path, line, "trailing characters after flags");
-      return errc::parse_error;
-    }
-    if (i < n) ++i;  // the newline
-    const std::uint64_t start = v[0], end = v[1], flags = v[2];
-    pci_bar b;
-    b.flags = flags;
-    if (start == 0 && end == 0) {
-      b.size = 0;  // unused
-    } else if (start > end) {
-      sysfs_set_error(err, errc::parse_error, 0, path, line, "start 0x%llx above end 0x%llx",
-                      static_cast<unsigned long long>(start), static_cast<unsigned long long>(end));
-      return errc::parse_error;
-    } else if (start == 0 && end == ~std::uint64_t{0}) {
-      sysfs_set_error(err, errc::parse_error, 0, path, line, "resource covers all of 2^64");
-      return errc::parse_error;
-    } else {
-      b.start = start;
-      b.size = end - start + 1;
-    }
-    if (line <= 6) bars[line - 1] = b;
-  }
-  return {};
-}
-
-/// From `config` bytes: PCIe port type (-1 unknown) and ACS redirect (-1 unknown).
-struct sysfs_config_info {
-  int port_type = -1;
-  int acs_redirect = -1;
-};
-
-[[nodiscard]] inline std::uint32_t cfg_read(const unsigned char* c, std::size_t at,
-                                            std::size_t width) noexcept {
-  std::uint32_t v = 0;
-  for (std::size_t k = 0; k < width; ++k) v |= std::uint32_t{c[at + k]} << (8 * k);
-  return v;
-}
-
-[[nodiscard]] inline sysfs_config_info sysfs_parse_config(const unsigned char* c,
-                                                          std::size_t n) noexcept {
-  sysfs_config_info out;
-  if (n < 64) return out;
-  // Standard capability list (status bit 4), at most 48 entries (cycle guard).
-  if ((cfg_read(c, 0x06, 2) & 0x10) != 0) {
-    std::size_t pos = cfg_read(c, 0x34, 1) & 0xfc;
-    for (int guard = 0; guard < 48 && pos >= 0x40 && pos + 4 <= n && pos < 256; ++guard) {
-      if (cfg_read(c, pos, 1) == 0x10) {  // PCI Express
-        out.port_type = static_cast<int>((cfg_read(c, pos + 2, 2) >> 4) & 0xf);
-        break;
-      }
-      pos = cfg_read(c, pos + 1, 1) & 0xfc;
-    }
-  }
-  // Extended capabilities from 0x100 (root only sees them).
-  if (n >= 0x104) {
-    std::size_t pos = 0x100;
-    for (int guard = 0; guard < 512 && pos >= 0x100 && pos + 8 <= n; ++guard) {
-      const std::uint32_t h = cfg_read(c, pos, 4);
-      if (h == 0 || h == 0xffffffffu) break;
-      if ((h & 0xffff) == 0x000d) {  // ACS
-        const std::uint32_t ctrl = cfg_read(c, pos + 6, 2);
-        // Request redirect, completion redirect, egress control (PCI_ACS_RR | CR | EC).
-        out.acs_redirect = (ctrl & 0x2cu) != 0 ? 1 : 0;
-        break;
-      }
-      const std::size_t next = (h >> 20) & 0xffc;
-      if (next <= pos) break;
-      pos = next;
-    }
-    if (out.acs_redirect < 0) out.acs_redirect = 0;  // full config, no ACS capability
-  }
-  return out;
-}
-
-[[nodiscard]] constexpr bool class_is_bridge(std::uint32_t class_code) noexcept {
-  const std::uint32_t cls = class_code >> 8;  // base class + subclass
-  return cls == 0x0604 || cls == 0x0609;      // PCI-to-PCI, semi-transparent PCI-to-PCI
-}
-
-/// "pciDDDD:BB" -> host bridge.
-[[nodiscard]] inline bool parse_host_component(const char* s, std::size_t n, std::uint32_t& dom,
-                                               std::uint8_t& bus) noexcept {
-  if (n < 3 || std::memcmp(s, "pci", 3) != 0) return false;
-  std::uint64_t d = 0, b = 0;
-  std::size_t i = 3, digits = 0;
-  auto hexv = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
-  for (; i < n && hexv(s[i]) >= 0 && digits < 8; ++i, ++digits)
-    d = d * 16 + static_cast<std::uint64_t>(hexv(s[i]));
-  if (digits < 4 || i >= n || s[i] != ':') return false;
-  ++i;
-  digits = 0;
-  for (; i < n && hexv(s[i]) >= 0 && digits < 2; ++i, ++digits)
-    b = b * 16 + static_cast<std::uint64_t>(hexv(s[i]));
-  if (digits != 2 || i != n) return false;
-  dom = static_cast<std::uint32_t>(d);
-  bus = static_cast<std::uint8_t>(b);
-  return true;
-}
-
-}  // namespace detail
-
 /// The result of reading sysfs: every PCI function with its BARs, parent and host bridge.
 /// Devices are sorted by depth, then bdf (so parents come before children).
 template <segment_allocator Alloc = default_allocator>
@@ -395,15 +114,9 @@ class pci_sysfs_scan {
   pci_sysfs_scan(const pci_sysfs_scan&) = delete;
   pci_sysfs_scan& operator=(const pci_sysfs_scan&) = delete;
   pci_sysfs_scan(pci_sysfs_scan&& o) noexcept
-      : devs_(std::exchange(o.devs_, nullptr)),
-        hosts_(std::exchange(o.hosts_, nullptr)),
-        dev_count_(std::exchange(o.dev_count_, 0)),
-        dev_cap_(std::exchange(o.dev_cap_, 0)),
-        host_count_(std::exchange(o.host_count_, 0)),
-        host_cap_(std::exchange(o.host_cap_, 0)),
-        alloc_(o.alloc_) {}
+      : devs_(std::move(o.devs_)), hosts_(std::move(o.hosts_)), alloc_(o.alloc_) {}
   pci_sysfs_scan& operator=(pci_sysfs_scan&&) = delete;
-  ~pci_sysfs_scan() { release(); }
+  ~pci_sysfs_scan() = default;
 
   /// Reads `root`/bus/pci/devices. A missing directory is not_found; an empty one is a scan
   /// with no devices. Any malformed or missing file fails the whole scan (no partial
@@ -417,14 +130,14 @@ class pci_sysfs_scan {
   }
 
   [[nodiscard]] std::span<const pci_sysfs_device> devices() const noexcept {
-    return {devs_, dev_count_};
+    return {devs_.data(), devs_.size()};
   }
   [[nodiscard]] std::span<const pci_sysfs_host_bridge> host_bridges() const noexcept {
-    return {hosts_, host_count_};
+    return {hosts_.data(), hosts_.size()};
   }
   [[nodiscard]] const pci_sysfs_device* find(pci_bdf b) const noexcept {
-    for (std::size_t i = 0; i < dev_count_; ++i) {
-      if (devs_[i].info.bdf == b) return devs_ + i;
+    for (std::size_t i = 0; i < devs_.size(); ++i) {
+      if (devs_[i].info.bdf == b) return devs_.data() + i;
     }
     return nullptr;
   }
@@ -443,7 +156,7 @@ class pci_sysfs_scan {
                                             const pci_sysfs_options& opt) const noexcept {
     // Representative function: the lowest devfn on the root bus, when it is 00.0 or a root port.
     const pci_sysfs_device* rep = nullptr;
-    for (std::size_t i = 0; i < dev_count_; ++i) {
+    for (std::size_t i = 0; i < devs_.size(); ++i) {
       const pci_sysfs_device& d = devs_[i];
       if (d.host_bridge != h || d.has_parent) continue;
       if (rep == nullptr || d.info.bdf.devfn() < rep->info.bdf.devfn()) rep = &d;
@@ -466,7 +179,7 @@ class pci_sysfs_scan {
                                                            pci_sysfs_error* err = nullptr,
                                                            A alloc = A{}) const noexcept {
     pci_topology<A> t{alloc};
-    for (std::uint32_t h = 0; h < host_count_; ++h) {
+    for (std::uint32_t h = 0; h < hosts_.size(); ++h) {
       auto r = t.try_add_host_bridge(hosts_[h].domain, hosts_[h].root_bus, host_policy(h, opt));
       if (!r) {
         detail::sysfs_set_error(err, r.error(), 0, "", 0, "cannot add host bridge %04x:%02x",
@@ -475,7 +188,7 @@ class pci_sysfs_scan {
       }
     }
     t.set_platform_p2p(opt.platform_p2p);
-    for (std::size_t i = 0; i < dev_count_; ++i) {
+    for (std::size_t i = 0; i < devs_.size(); ++i) {
       const pci_sysfs_device& d = devs_[i];
       auto r = d.has_parent ? t.try_add_device_below(d.parent, d.info)
                             : t.try_add_device(d.host_bridge, d.info);
@@ -502,18 +215,13 @@ class pci_sysfs_scan {
   [[nodiscard]] result<void> try_register_bars(p2p_registry<A>& reg, const pci_sysfs_options& opt,
                                                pci_sysfs_error* err = nullptr) const noexcept {
     std::size_t n = 0;
-    for (std::size_t i = 0; i < dev_count_; ++i) {
+    for (std::size_t i = 0; i < devs_.size(); ++i) {
       for (const pci_bar& b : devs_[i].bars) n += wanted(devs_[i], b, opt);
     }
     if (n == 0) return {};
-    Alloc a = alloc_;
-    void* p = a.allocate(n * sizeof(p2p_window), alignof(p2p_window));
-    if (p == nullptr) return errc::out_of_memory;
-    p2p_window* ws = static_cast<p2p_window*>(p);
-    std::size_t k = 0;
-    errc fail{};
-    for (std::size_t i = 0; i < dev_count_ && fail == errc{}; ++i) {
-      const pci_sysfs_device& d = devs_[i];
+    detail::try_vector<p2p_window, Alloc> ws{alloc_};
+    if (auto r = ws.try_reserve(n); !r) return r.error();
+    for (const pci_sysfs_device& d : devs_) {
       for (std::size_t bi = 0; bi < pci_sysfs_device::bar_count; ++bi) {
         const pci_bar& b = d.bars[bi];
         if (!wanted(d, b, opt)) continue;
@@ -526,29 +234,29 @@ class pci_sysfs_scan {
                                   "BAR %zu [0x%llx, +0x%llx) does not fit with its bus offset", bi,
                                   static_cast<unsigned long long>(b.start),
                                   static_cast<unsigned long long>(b.size));
-          fail = w.error();
-          break;
+          return w.error();
         }
-        ::new (static_cast<void*>(ws + k++)) p2p_window(*w);
+        must(ws.try_push_back(*w));  // reserved above
       }
     }
-    if (fail == errc{}) {
-      auto r = reg.try_register_all(std::span<const p2p_window>{ws, k});
-      if (!r) {
-        fail = r.error();
-        if (fail == errc::overlaps)
-          describe_overlap(reg, ws, k, err);
-        else
-          detail::sysfs_set_error(err, fail, 0, "", 0, "registering %zu BARs failed", k);
-      }
+    auto r = reg.try_register_all(std::span<const p2p_window>{ws.data(), ws.size()});
+    if (!r) {
+      if (r.error() == errc::overlaps)
+        describe_overlap(reg, ws.data(), ws.size(), err);
+      else
+        detail::sysfs_set_error(err, r.error(), 0, "", 0, "registering %zu BARs failed", ws.size());
+      return r.error();
     }
-    a.deallocate(p, n * sizeof(p2p_window), alignof(p2p_window));
-    if (fail != errc{}) return fail;
     return {};
   }
 
  private:
-  explicit pci_sysfs_scan(Alloc a) noexcept : alloc_(a) {}
+  explicit pci_sysfs_scan(Alloc a) noexcept : devs_(a), hosts_(a), alloc_(a) {}
+
+  // Buffers, not pages: a PCIe function's configuration space is 4 KiB (PCIe base spec,
+  // extended config space), and 4 KiB is far above a resource file (17 lines of 57 bytes).
+  static constexpr std::size_t pci_config_space_bytes = 4096;
+  static constexpr std::size_t resource_file_bytes = 4096;
 
   [[nodiscard]] static bool wanted(const pci_sysfs_device& d, const pci_bar& b,
                                    const pci_sysfs_options& opt) noexcept {
@@ -570,8 +278,8 @@ class pci_sysfs_scan {
           (void)pci_bdf::from_provider_id(ws[j].provider()).format(b, sizeof b);
           detail::sysfs_set_error(err, errc::overlaps, 0, a, 0,
                                   "BAR at 0x%llx of %s overlaps BAR at 0x%llx of %s",
-                                  static_cast<unsigned long long>(ws[i].start().value()), a,
-                                  static_cast<unsigned long long>(ws[j].start().value()), b);
+                                  static_cast<unsigned long long>(ws[i].addr().value()), a,
+                                  static_cast<unsigned long long>(ws[j].addr().value()), b);
           return;
         }
       }
@@ -579,7 +287,7 @@ class pci_sysfs_scan {
         if (ws[i].range().overlaps(w.range())) {
           detail::sysfs_set_error(err, errc::overlaps, 0, a, 0,
                                   "BAR at 0x%llx of %s overlaps an already registered window",
-                                  static_cast<unsigned long long>(ws[i].start().value()), a);
+                                  static_cast<unsigned long long>(ws[i].addr().value()), a);
           return;
         }
       }
@@ -587,40 +295,13 @@ class pci_sysfs_scan {
     detail::sysfs_set_error(err, errc::overlaps, 0, "", 0, "BARs overlap registered windows");
   }
 
-  template <class T>
-  [[nodiscard]] bool grow(T*& arr, std::size_t& cap, std::size_t used) noexcept {
-    const std::size_t ncap = cap == 0 ? 16 : cap * 2;
-    void* p = alloc_.allocate(ncap * sizeof(T), alignof(T));
-    if (p == nullptr) return false;
-    T* n = static_cast<T*>(p);
-    for (std::size_t i = 0; i < ncap; ++i) ::new (static_cast<void*>(n + i)) T{};
-    for (std::size_t i = 0; i < used; ++i) n[i] = arr[i];
-    if (arr != nullptr) alloc_.deallocate(arr, cap * sizeof(T), alignof(T));
-    arr = n;
-    cap = ncap;
-    return true;
-  }
-
-  void release() noexcept {
-    if (devs_ != nullptr)
-      alloc_.deallocate(devs_, dev_cap_ * sizeof(pci_sysfs_device), alignof(pci_sysfs_device));
-    if (hosts_ != nullptr)
-      alloc_.deallocate(hosts_, host_cap_ * sizeof(pci_sysfs_host_bridge),
-                        alignof(pci_sysfs_host_bridge));
-    devs_ = nullptr;
-    hosts_ = nullptr;
-    dev_count_ = dev_cap_ = host_count_ = host_cap_ = 0;
-  }
-
   [[nodiscard]] result<std::uint32_t> host_index(const pci_sysfs_host_bridge& hb) noexcept {
-    for (std::size_t i = 0; i < host_count_; ++i) {
+    for (std::size_t i = 0; i < hosts_.size(); ++i) {
       if (hosts_[i].domain == hb.domain && hosts_[i].root_bus == hb.root_bus)
         return static_cast<std::uint32_t>(i);
     }
-    if (host_count_ == host_cap_ && !grow(hosts_, host_cap_, host_count_))
-      return errc::out_of_memory;
-    hosts_[host_count_] = hb;
-    return static_cast<std::uint32_t>(host_count_++);
+    if (auto r = hosts_.try_push_back(hb); !r) return r.error();
+    return static_cast<std::uint32_t>(hosts_.size() - 1);
   }
 
   result<void> scan(const char* root, pci_sysfs_error* err) noexcept {
@@ -655,7 +336,7 @@ class pci_sysfs_scan {
     }
     ::closedir(d);
     if (!r) return r;
-    std::sort(devs_, devs_ + dev_count_, [](const pci_sysfs_device& a, const pci_sysfs_device& b) {
+    std::sort(devs_.begin(), devs_.end(), [](const pci_sysfs_device& a, const pci_sysfs_device& b) {
       return a.depth != b.depth ? a.depth < b.depth : a.info.bdf.key() < b.info.bdf.key();
     });
     return resolve_kinds(err);
@@ -688,7 +369,7 @@ class pci_sysfs_scan {
 
     detail::sysfs_path f;
     if (!f.set(entry.buf, "/resource")) return path_too_long(err, entry.buf);
-    char text[4096];
+    char text[resource_file_bytes];
     auto n = detail::sysfs_read_file(f.buf, text, sizeof text, err, false);
     if (!n) return n.error();
     if (auto r = detail::sysfs_parse_resource(text, *n, f.buf, dev.bars, err); !r) return r;
@@ -714,7 +395,7 @@ class pci_sysfs_scan {
 
     // config: optional and often truncated to 64 bytes for unprivileged readers.
     if (!f.set(entry.buf, "/config")) return path_too_long(err, entry.buf);
-    unsigned char cfg[4096];
+    unsigned char cfg[pci_config_space_bytes];
     if (auto c = detail::sysfs_read_file(f.buf, reinterpret_cast<char*>(cfg), sizeof cfg, nullptr,
                                          true)) {
       const auto ci = detail::sysfs_parse_config(cfg, *c);
@@ -745,11 +426,10 @@ class pci_sysfs_scan {
       }
     }
 
-    if (dev_count_ == dev_cap_ && !grow(devs_, dev_cap_, dev_count_)) {
-      detail::sysfs_set_error(err, errc::out_of_memory, 0, entry.buf, 0, "out of memory");
-      return errc::out_of_memory;
+    if (auto r = devs_.try_push_back(dev); !r) {
+      detail::sysfs_set_error(err, r.error(), 0, entry.buf, 0, "out of memory");
+      return r.error();
     }
-    devs_[dev_count_++] = dev;
     return {};
   }
 
@@ -840,13 +520,13 @@ class pci_sysfs_scan {
   // below a root or downstream port, an upstream port; below an upstream port, a downstream
   // port; below a conventional bridge, a conventional bridge. Parents are sorted first.
   result<void> resolve_kinds(pci_sysfs_error* err) noexcept {
-    for (std::size_t h = 0; h < host_count_; ++h) {
+    for (std::size_t h = 0; h < hosts_.size(); ++h) {
       if (!hosts_[h].has_owner) continue;
-      for (std::size_t i = 0; i < dev_count_; ++i) {
+      for (std::size_t i = 0; i < devs_.size(); ++i) {
         if (devs_[i].info.bdf == hosts_[h].owner) devs_[i].owns_host_bridge = true;
       }
     }
-    for (std::size_t i = 0; i < dev_count_; ++i) {
+    for (std::size_t i = 0; i < devs_.size(); ++i) {
       pci_sysfs_device& d = devs_[i];
       if (d.has_parent && find(d.parent) == nullptr) {
         char name[24], parent[24];
@@ -881,12 +561,8 @@ class pci_sysfs_scan {
     return {};
   }
 
-  pci_sysfs_device* devs_ = nullptr;
-  pci_sysfs_host_bridge* hosts_ = nullptr;
-  std::size_t dev_count_ = 0;
-  std::size_t dev_cap_ = 0;
-  std::size_t host_count_ = 0;
-  std::size_t host_cap_ = 0;
+  detail::try_vector<pci_sysfs_device, Alloc> devs_;  // sorted by depth, then bdf, after scan
+  detail::try_vector<pci_sysfs_host_bridge, Alloc> hosts_;
   [[no_unique_address]] Alloc alloc_{};
 };
 
@@ -906,4 +582,4 @@ template <segment_allocator TA, segment_allocator RA>
   return {};
 }
 
-}  // namespace phyr
+}  // namespace phyr::inline v0

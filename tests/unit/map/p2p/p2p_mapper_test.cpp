@@ -255,7 +255,7 @@ TEST_CASE("p2p_mapper: bus-address entries keep input flags, gain bus_addr, and 
 TEST_CASE("p2p_mapper sends host-bridge peers and all-RAM lists to Inner as a whole",
           "[p2p_mapper]") {
   world w;
-  REQUIRE(w.topo.set_host_bridge_policy(w.hb, host_bridge_p2p::same_host_bridge));
+  REQUIRE(w.topo.try_set_host_bridge_policy(w.hb, host_bridge_p2p::same_host_bridge));
   fake_iommu inner;
   auto m = phyr::must(fake_p2p::create(inner, w.reg, w.topo, nvme));
   const auto l = list_of({pr(cmb2_base, 8 * KiB), pr(0x40'0000, 4 * KiB)});
@@ -576,7 +576,7 @@ TEST_CASE("p2p_mapper on the sysfs workstation fixture", "[p2p_mapper][pci_sysfs
   // The NIC on another root port: refused until the host bridge is allowlisted.
   const auto nic_list = list_of({pr(0x38'4000'0000, 4 * KiB)});
   CHECK(m.try_map(nic_list, dma_direction::to_device).error() == errc::p2p_not_supported);
-  REQUIRE(topo.set_host_bridge_policy(0, host_bridge_p2p::same_host_bridge));
+  REQUIRE(topo.try_set_host_bridge_policy(0, host_bridge_p2p::same_host_bridge));
   auto mp2 = phyr::must(m.try_map(nic_list, dma_direction::to_device));
   CHECK(entries(mp2) == std::vector<dma>{dma{daddr{0x38'4000'0000}, 4 * KiB}});
   REQUIRE(m.unmap(std::move(mp2)));

@@ -127,14 +127,14 @@ TEST_CASE("p2p map type: devices on different root ports need an allowlisted hos
   CHECK(f.path(gpu, rcie).type == p2p_map_type::not_supported);
   CHECK(f.path(nic0, nvme2).type == p2p_map_type::not_supported);
 
-  REQUIRE(f.t.set_host_bridge_policy(f.hb0, host_bridge_p2p::same_host_bridge));
+  REQUIRE(f.t.try_set_host_bridge_policy(f.hb0, host_bridge_p2p::same_host_bridge));
   CHECK(f.path(gpu, nvme2).type == p2p_map_type::through_host_bridge);
   CHECK(f.path(gpu, rcie).type == p2p_map_type::through_host_bridge);
   CHECK(f.path(gpu, nvme).type == p2p_map_type::bus_address);  // the switch still wins
 
-  REQUIRE(f.t.set_host_bridge_policy(f.hb0, host_bridge_p2p::any));
+  REQUIRE(f.t.try_set_host_bridge_policy(f.hb0, host_bridge_p2p::any));
   CHECK(f.path(nvme2, gpu).type == p2p_map_type::through_host_bridge);
-  REQUIRE(f.t.set_host_bridge_policy(f.hb0, host_bridge_p2p::deny));
+  REQUIRE(f.t.try_set_host_bridge_policy(f.hb0, host_bridge_p2p::deny));
   CHECK(f.path(nvme2, gpu).type == p2p_map_type::not_supported);
 }
 
@@ -142,14 +142,14 @@ TEST_CASE("p2p map type: across host bridges both must allow cross-bridge forwar
           "[p2p_topology]") {
   fixture f;
   CHECK(f.path(gpu, gpu2).type == p2p_map_type::not_supported);
-  REQUIRE(f.t.set_host_bridge_policy(f.hb0, host_bridge_p2p::any));
+  REQUIRE(f.t.try_set_host_bridge_policy(f.hb0, host_bridge_p2p::any));
   CHECK(f.path(gpu, gpu2).type == p2p_map_type::not_supported);
-  REQUIRE(f.t.set_host_bridge_policy(f.hb1, host_bridge_p2p::same_host_bridge));
+  REQUIRE(f.t.try_set_host_bridge_policy(f.hb1, host_bridge_p2p::same_host_bridge));
   CHECK(f.path(gpu, gpu2).type == p2p_map_type::not_supported);
-  REQUIRE(f.t.set_host_bridge_policy(f.hb1, host_bridge_p2p::any));
+  REQUIRE(f.t.try_set_host_bridge_policy(f.hb1, host_bridge_p2p::any));
   CHECK(f.path(gpu, gpu2).type == p2p_map_type::through_host_bridge);
   CHECK(f.path(gpu2, gpu).type == p2p_map_type::through_host_bridge);
-  CHECK(f.t.set_host_bridge_policy(7, host_bridge_p2p::any).error() == errc::not_found);
+  CHECK(f.t.try_set_host_bridge_policy(7, host_bridge_p2p::any).error() == errc::not_found);
 }
 
 TEST_CASE("p2p map type: a platform that forwards P2P everywhere allows every pair",
@@ -166,26 +166,26 @@ TEST_CASE("p2p map type: a platform that forwards P2P everywhere allows every pa
 TEST_CASE("p2p map type: ACS redirect on the path sends traffic through the host bridge",
           "[p2p_topology]") {
   fixture f;
-  REQUIRE(f.t.set_acs_redirect(dsp1, true));  // client side, below the common bridge
+  REQUIRE(f.t.try_set_acs_redirect(dsp1, true));  // client side, below the common bridge
   auto p = f.path(gpu, nvme);
   CHECK(p.type == p2p_map_type::not_supported);
   CHECK(p.acs_redirect);
   CHECK(p.common_bridge);
   CHECK(p.distance == 4);
-  REQUIRE(f.t.set_host_bridge_policy(f.hb0, host_bridge_p2p::same_host_bridge));
+  REQUIRE(f.t.try_set_host_bridge_policy(f.hb0, host_bridge_p2p::same_host_bridge));
   CHECK(f.path(gpu, nvme).type == p2p_map_type::through_host_bridge);
   CHECK(f.path(nvme, gpu).type == p2p_map_type::through_host_bridge);  // provider side too
-  REQUIRE(f.t.set_acs_redirect(dsp1, false));
+  REQUIRE(f.t.try_set_acs_redirect(dsp1, false));
   CHECK(f.path(gpu, nvme).type == p2p_map_type::bus_address);
 
   // The common bridge itself counts (the kernel checks it on the provider's walk) ...
-  REQUIRE(f.t.set_acs_redirect(usp, true));
+  REQUIRE(f.t.try_set_acs_redirect(usp, true));
   CHECK(f.path(gpu, nvme).acs_redirect);
-  REQUIRE(f.t.set_acs_redirect(usp, false));
+  REQUIRE(f.t.try_set_acs_redirect(usp, false));
   // ... a bridge above the common one does not.
-  REQUIRE(f.t.set_acs_redirect(rp1, true));
+  REQUIRE(f.t.try_set_acs_redirect(rp1, true));
   CHECK(f.path(gpu, nvme).type == p2p_map_type::bus_address);
-  CHECK(f.t.set_acs_redirect(bdf(0, 9, 0, 0), true).error() == errc::not_found);
+  CHECK(f.t.try_set_acs_redirect(bdf(0, 9, 0, 0), true).error() == errc::not_found);
 }
 
 TEST_CASE("p2p map type decisions are cached per pair and recomputed after policy changes",
@@ -198,12 +198,12 @@ TEST_CASE("p2p map type decisions are cached per pair and recomputed after polic
   CHECK(f.t.decisions_computed() == before + 1);
   (void)f.path(nvme, gpu);  // a different (ordered) pair
   CHECK(f.t.decisions_computed() == before + 2);
-  REQUIRE(f.t.set_host_bridge_policy(f.hb0, host_bridge_p2p::any));
+  REQUIRE(f.t.try_set_host_bridge_policy(f.hb0, host_bridge_p2p::any));
   (void)f.path(gpu, nvme);
   CHECK(f.t.decisions_computed() == before + 3);
   // Many policy flips (past the 12-bit generation wrap) never resurrect a stale decision.
   for (int i = 0; i < 5000; ++i) {
-    REQUIRE(f.t.set_host_bridge_policy(
+    REQUIRE(f.t.try_set_host_bridge_policy(
         f.hb0, (i & 1) != 0 ? host_bridge_p2p::deny : host_bridge_p2p::same_host_bridge));
     const auto want =
         (i & 1) != 0 ? p2p_map_type::not_supported : p2p_map_type::through_host_bridge;
@@ -290,12 +290,12 @@ TEST_CASE("p2p pci_topology: concurrent queries while the allowlist changes",
     });
   }
   for (int i = 0; i < 2000 || queries.load() < 2000; ++i) {
-    REQUIRE(f.t.set_host_bridge_policy(
+    REQUIRE(f.t.try_set_host_bridge_policy(
         f.hb0, (i & 1) != 0 ? host_bridge_p2p::deny : host_bridge_p2p::any));
   }
   stop = true;
   for (auto& x : th) x.join();
   CHECK(bad.load() == 0);
-  REQUIRE(f.t.set_host_bridge_policy(f.hb0, host_bridge_p2p::deny));
+  REQUIRE(f.t.try_set_host_bridge_policy(f.hb0, host_bridge_p2p::deny));
   CHECK(f.path(gpu, nvme2).type == p2p_map_type::not_supported);
 }

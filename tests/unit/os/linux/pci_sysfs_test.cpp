@@ -142,7 +142,7 @@ TEST_CASE("p2p sysfs: BARs become provider windows, apertures and I/O ports do n
     REQUIRE(cmb);
     REQUIRE(cmb->is_provider());
     CHECK(cmb->window().provider() == b("0000:04:00.0").provider_id());
-    CHECK(cmb->window().size() == 64u << 20);
+    CHECK(cmb->window().len() == 64u << 20);
     CHECK(cmb->window().bus_offset() == 0);
     // The VMD child's BAR is registered; the VMD aperture around it is not.
     auto v = reg.lookup(phyr::phys_range{phyr::phys_addr{0xdc00'0000}, 0x1000});
