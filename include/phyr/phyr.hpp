@@ -14,3 +14,4 @@
 #include <phyr/device.hpp>
 #include <phyr/map.hpp>
 #include <phyr/packed.hpp>
+#include <phyr/registry.hpp>
