@@ -103,7 +103,10 @@ class vfio_registration {
  public:
   using mapping_type = vfio_mapping<Bus, MapAlloc>;
   vfio_registration(vfio_registration&& o) noexcept
-      : reg_(std::exchange(o.reg_, nullptr)), map_(std::move(o.map_)), va_(o.va_) {}
+      : reg_(std::exchange(o.reg_, nullptr)),
+        mapper_(o.mapper_),
+        map_(std::move(o.map_)),
+        va_(o.va_) {}
   vfio_registration& operator=(vfio_registration&&) = delete;
   vfio_registration(const vfio_registration&) = delete;
   vfio_registration& operator=(const vfio_registration&) = delete;
