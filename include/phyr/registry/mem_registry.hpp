@@ -246,24 +246,24 @@ class mem_registry {
     /// Appends the target ranges of every byte of `iov`, in order, to `out`; adjacent results
     /// coalesce as in `range_list::try_append` (also across iovec pieces and registrations).
     /// Errors: not_mapped (a byte of `iov` is not registered), out_of_memory. Strong
-    /// guarantee: on failure `out` is unchanged.
+    /// guarantee: on failure `out` holds the same ranges as before. Fast path: an empty `out`
+    /// (e.g. cleared and reused per I/O) is filled in place and cleared again on failure, which
+    /// keeps its spare segments; a non-empty one is extended through a scratch list that is
+    /// spliced on (one segment allocation per call).
     template <segment_allocator A>
     result<void> try_translate(std::span<const virt_range> iov,
                                range_list<target_range, A>& out) const noexcept {
+      if (out.empty()) {
+        if (auto r = append_all(iov, out); !r) {
+          out.clear();
+          return r;
+        }
+        return {};
+      }
       range_list<target_range, A> tmp{out.get_allocator()};
       tmp.set_max_segment(out.max_segment());
       tmp.set_segment_boundary(out.segment_boundary());
-      for (const virt_range& piece : iov) {
-        std::uint64_t va = piece.addr().value();
-        std::uint64_t left = piece.len();
-        while (left != 0) {
-          auto t = translate(virt_addr{va}, left);
-          if (!t) return t.error();
-          if (auto r = tmp.try_append(t->as_range()); !r) return r.error();
-          va += t->len;
-          left -= t->len;
-        }
-      }
+      if (auto r = append_all(iov, tmp); !r) return r;
       return out.splice_back(std::move(tmp));
     }
 
@@ -274,6 +274,22 @@ class mem_registry {
 
    private:
     friend class mem_registry;
+    template <segment_allocator A>
+    result<void> append_all(std::span<const virt_range> iov,
+                            range_list<target_range, A>& out) const noexcept {
+      for (const virt_range& piece : iov) {
+        std::uint64_t va = piece.addr().value();
+        std::uint64_t left = piece.len();
+        while (left != 0) {
+          auto t = translate(virt_addr{va}, left);
+          if (!t) return t.error();
+          if (auto r = out.try_append(t->as_range()); !r) return r.error();
+          va += t->len;
+          left -= t->len;
+        }
+      }
+      return {};
+    }
     explicit read_guard(const mem_registry* reg) noexcept : reg_(reg) {
       // seq_cst here and in publish(): the store-buffer pattern, so a writer that sees no
       // reader after publishing knows every later reader loads the new snapshot.

@@ -366,6 +366,27 @@ TEST_CASE("an allocation failure at any point of register, unregister or transla
     }
   }
   CHECK(succeeded);
+
+  // The in-place path (an empty list): a failure leaves it empty.
+  phyr::range_list<phys_range, phyr::fault_injecting_allocator> empty{
+      phyr::fault_injecting_allocator{&fs}};
+  std::vector<virt_range> scattered;
+  for (std::uint64_t i = 0; i < 8; i += 2) scattered.push_back(vr(0x10000 + i * 0x2000, 0x1000));
+  scattered.push_back(vr(0x10000, 0x1000));  // 5 entries: past the two inline ones
+  succeeded = false;
+  for (std::uint64_t k = 1; !succeeded && k < 32; ++k) {
+    CAPTURE(k);
+    fs.fail_at = fs.calls + k;
+    auto r = reg.try_translate(std::span<const virt_range>{scattered}, empty);
+    if (r) {
+      succeeded = true;
+      CHECK(empty.size() == 5);
+    } else {
+      CHECK(r.error() == errc::out_of_memory);
+      CHECK(empty.empty());
+    }
+  }
+  CHECK(succeeded);
   fs.fail_at = 0;
 }
 
