@@ -261,10 +261,11 @@ class mem_registry {
         return {};
       }
       range_list<target_range, A> tmp{out.get_allocator()};
-      tmp.set_max_segment(out.max_segment());
-      tmp.set_segment_boundary(out.segment_boundary());
+      // `out` already holds valid limits, so copying them cannot fail; pass it on if it does.
+      if (auto r = tmp.try_set_max_segment(out.max_segment()); !r) return r;
+      if (auto r = tmp.try_set_segment_boundary(out.segment_boundary()); !r) return r;
       if (auto r = append_all(iov, tmp); !r) return r;
-      return out.splice_back(std::move(tmp));
+      return out.try_splice_back(std::move(tmp));
     }
 
     /// Segments now registered (pieces after merging; observability and tests).
