@@ -122,7 +122,7 @@ struct no_registry_hooks {
 namespace detail {
 
 /// One immutable registry state, one allocator block:
-/// [header][u64 va_starts[n]][range<Target> targets[n]][u64 owners[n]].
+/// `[header][u64 va_starts[n]][range<Target> targets[n]][u64 owners[n]]`.
 /// Segment i covers virtual [va_starts[i], va_starts[i] + targets[i].len()); owners[i] is the
 /// first virtual byte of the registration it belongs to. The starts are apart from the rest so
 /// the binary search touches 8 bytes per step.

@@ -85,7 +85,7 @@ class container {
     return container{std::move(*fd)};
   }
 
-  /// Opens /dev/vfio/<group_no> and adds it to this container (see the file comment).
+  /// Opens `/dev/vfio/<group_no>` and adds it to this container (see the file comment).
   /// Errors: not_found (no such group), permission_denied, busy (the group is not viable:
   /// errno 0, or already in use: EBUSY), and any failing ioctl with its errno. On error the
   /// container is as before and the group fd is closed.
@@ -282,7 +282,7 @@ class group {
 };
 
 /// The IOMMU group number of PCI device `bdf` ("DDDD:BB:DD.F"): the last component of the
-/// /sys/bus/pci/devices/<bdf>/iommu_group link. Errors: invalid_argument (empty or overlong
+/// `/sys/bus/pci/devices/<bdf>/iommu_group` link. Errors: invalid_argument (empty or overlong
 /// name), not_found (no such device, or no IOMMU group: the IOMMU is off), parse_error (a link
 /// that does not end in a number).
 [[nodiscard]] inline result<unsigned, sys_error> try_iommu_group_of(
