@@ -116,11 +116,18 @@ bool too_many_pieces(const model& m, std::uint64_t len) {
   return len / unit > 256;
 }
 
+// The setters refuse a limit below one page and a boundary that is not a power of two of at
+// least one page (range_list.hpp); a refused setter leaves that limit as it was.
 void set_limits(list& l, model& m, std::uint64_t max_seg, std::uint64_t boundary) {
-  l.set_max_segment(max_seg);
-  l.set_segment_boundary(boundary);
-  m.max_seg = (max_seg == 0 || max_seg > phys_range::max_len) ? phys_range::max_len : max_seg;
-  m.boundary = boundary;
+  const bool seg_ok = max_seg == 0 || max_seg >= phyr::page_size;
+  FUZZ_CHECK(l.try_set_max_segment(max_seg).has_value() == seg_ok);
+  if (seg_ok)
+    m.max_seg = (max_seg == 0 || max_seg > phys_range::max_len) ? phys_range::max_len : max_seg;
+  const bool b_ok =
+      boundary == 0 || (boundary >= phyr::page_size && (boundary & (boundary - 1)) == 0);
+  FUZZ_CHECK(l.try_set_segment_boundary(boundary).has_value() == b_ok);
+  if (b_ok) m.boundary = boundary;
+  FUZZ_CHECK(l.max_segment() == m.max_seg && l.segment_boundary() == m.boundary);
 }
 
 }  // namespace
@@ -249,7 +256,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         if (b.total_bytes() > ~a.total_bytes()) break;
         const auto before_a = ma.e;
         const std::size_t na = a.size(), nb = b.size();
-        auto res = a.splice_back(std::move(b));
+        auto res = a.try_splice_back(std::move(b));
         FUZZ_CHECK(res.has_value());
         FUZZ_CHECK(b.empty() && b.total_bytes() == 0);
         // The junction coalesces like an append; the rest of b moves as it was.
