@@ -1,8 +1,10 @@
 /// Readable concept diagnostics (mp-units' trick), shared by every concept in phyr.
 ///
+///   ```
 ///   template <class M>
 ///   concept my_concept = (has_foo<M> && has_bar<M>) ||
 ///                        phyr::detail::unsatisfied<"my_concept: needs foo() and bar()", M>();
+///   ```
 ///
 /// Putting `|| unsatisfied<"why", T>()` last in a concept makes g++ and clang quote the sentence
 /// (and the offending type) in their "constraints not satisfied" note, instead of only the

@@ -6,7 +6,7 @@
 ///   std::uint64_t e;
 ///   if (auto r = phyr::detail::pread_full(fd->get(), &e, sizeof e, off); !r) return r.error();
 ///
-/// Why not <fstream>: os/ headers stay exception- and iostream-free like the rest of phyr, and
+/// Why not `<fstream>`: os/ headers stay exception- and iostream-free like the rest of phyr, and
 /// procfs files need pread at exact offsets (pagemap) and a retry on EINTR and short reads.
 #pragma once
 
