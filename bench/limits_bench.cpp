@@ -7,7 +7,7 @@
 //   build_limited/<wl>/1GiB/scatterlist       sg_alloc_table_from_pages_segment(.., 64 KiB)
 //
 // for wl = frag, contig, 2m. The unlimited build is the `build/<wl>/1GiB/phyr_range_list`
-// row of compare_bench.cpp; the target is within 1.3x of it, and >= 3x faster than the
+// row of build_bench.cpp; the target is within 1.3x of it, and >= 3x faster than the
 // scatterlist row here (>= 2.5x on contig and 2m).
 
 #include <benchmark/benchmark.h>

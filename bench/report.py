@@ -214,6 +214,21 @@ TARGETS = [
     Target("walk: phyr_packed >= 2x faster than for_each_sg on every workload",
            "issue 14 item 2: the packed decode must not lose to the kernel walk on short lists",
            "speedups", ("walk", None, None, "phyr_packed", 0), ">=", 2),
+    Target("build under a 64 KiB max_segment (alone, and with a 4 GiB boundary), frag: "
+           "phyr_range_list >= 3x faster than scatterlist with the same max_segment",
+           "issue 14 item 1: most devices set a segment limit (64 KiB is the kernel's default "
+           "dma_get_max_seg_size), so the limited build is the normal case",
+           "limited_speedups", (("frag",),), ">=", 3),
+    Target("build under a 64 KiB max_segment (alone, and with a 4 GiB boundary), frag: "
+           "within 1.3x of the unlimited build",
+           "issue 14 item 1: a limit must not take range_list off its fast path (a single page "
+           "is one entry whatever the limits)",
+           "limited_vs_unlimited", ("frag",), "<=", 1.3),
+    Target("build under a 64 KiB max_segment (alone, and with a 4 GiB boundary), contig and 2m: "
+           "phyr_range_list >= 2.5x faster than scatterlist with the same max_segment",
+           "issue 14 item 1: long runs are cut into max_segment pieces on both sides; the "
+           "kernel still tests every page",
+           "limited_speedups", (("contig", "2m"),), ">=", 2.5),
     Target("per-I/O: a 4 KiB I/O end to end < 25 ns",
            "issue 14 item 4: drivers run this millions of times a second",
            "io_ns", ("4KiB",), "<", 25),
@@ -230,7 +245,8 @@ OPS = {"<=": lambda v, l: v <= l, "<": lambda v, l: v < l, ">=": lambda v, l: v 
 
 def _rows(report, op, wl, sizes, impl):
     """(key, phyr row, baseline row) for op/impl, every workload or `wl`, every size or `sizes`."""
-    keys = [k for k in report.by_key if k[0] == op and k[3] == impl and
+    keys = [k for k in report.by_key if k[0] == op and (impl is None or k[3] == impl) and
+            k[3] != BASELINE and
             (wl is None or k[1] == wl) and (sizes is None or k[2] in sizes)]
     keys.sort(key=lambda k: (WORKLOAD_ORDER.index(k[1]) if k[1] in WORKLOAD_ORDER else 99,
                              size_key(k[2])))
@@ -324,7 +340,40 @@ def metric_io_inline_allocs(report):
                       if over else ""))
 
 
+# The limited builds (bench/limits_bench.cpp): each against the kernel builder with the same
+# max_segment, and against range_list's unlimited build of the same input (build_bench.cpp).
+LIMITED_IMPLS = {"phyr_range_list": "64 KiB", "phyr_range_list_b4g": "64 KiB + 4 GiB boundary"}
+
+
+def metric_limited_speedups(report, wls):
+    sp = []
+    for wl in wls:
+        for k, p, b in _rows(report, "build_limited", wl, None, None):
+            if k[3] in LIMITED_IMPLS and p and b:
+                s = report.speedup(p, b)
+                if s is not None:
+                    sp.append((f"{wl} {k[2]} {LIMITED_IMPLS[k[3]]}", s))
+    if not sp:
+        return None, "no rows"
+    return min(v for _, v in sp), ", ".join(f"{n}: {fmt_ratio(v)}" for n, v in sp)
+
+
+def metric_limited_vs_unlimited(report, wl):
+    out = []
+    for k, p, _ in _rows(report, "build_limited", wl, None, None):
+        u = report.get("build", wl, k[2], "phyr_range_list")
+        if k[3] in LIMITED_IMPLS and p and u and u.cpu_ns and p.cpu_ns:
+            out.append((f"{k[2]} {LIMITED_IMPLS[k[3]]}", p.cpu_ns / u.cpu_ns, p, u))
+    if not out:
+        return None, "no rows"
+    return max(v for _, v, _, _ in out), ", ".join(
+        f"{n}: {fmt_num(p.ns_per_page)} vs {fmt_num(u.ns_per_page)} ns/page ({fmt_ratio(v)})"
+        for n, v, p, u in out)
+
+
 METRICS = {
+    "limited_speedups": metric_limited_speedups,
+    "limited_vs_unlimited": metric_limited_vs_unlimited,
     "speedups": metric_speedups, "floor_ratio": metric_floor_ratio, "mem_total": metric_mem_total,
     "mem_ratio": metric_mem_ratio, "mem_within": metric_mem_within, "o1": metric_o1,
     "io_ns": metric_io_ns, "io_inline_allocs": metric_io_inline_allocs,
