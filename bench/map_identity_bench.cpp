@@ -72,7 +72,7 @@ double time_map_unmap(const identity& m, const List& l, const phyr::fault_state&
       if (!mp) break;
       const phyr::dma_range<bench_dev> first = *mp->begin();
       benchmark::DoNotOptimize(first);
-      ok &= m.unmap(std::move(*mp)).has_value();
+      ok &= m.try_unmap(std::move(*mp)).has_value();
       benchmark::ClobberMemory();
     }
     const auto t1 = std::chrono::steady_clock::now();
@@ -142,7 +142,7 @@ memory_result measure_memory(const std::vector<std::uint64_t>& pfns) {
   out.phyr = (static_cast<double>(cpu_heap + dma_heap) + sizeof(cpu) + sizeof(*mp)) / pages;
   out.entries = static_cast<double>(mp->size());
   const bool phyr_ok = dma_heap == 0 && mp->total_bytes() == bytes;
-  (void)m.unmap(std::move(*mp));
+  (void)m.try_unmap(std::move(*mp));
 
   phyr::fault_state sfs;
   phyr::fault_injecting_allocator a{&sfs};

@@ -76,7 +76,7 @@ void bm_iommu(benchmark::State& state, std::string wl, std::string size, expect 
       watch.pause(state);
     }
     ok &= mp.has_value();
-    if (mp) ok &= m.unmap(std::move(*mp)).has_value();
+    if (mp) ok &= m.try_unmap(std::move(*mp)).has_value();
     if (!time_unmap) watch.resume(state);
     benchmark::ClobberMemory();
   }
@@ -92,7 +92,7 @@ void bm_iommu(benchmark::State& state, std::string wl, std::string size, expect 
                      d.translate(mp->begin()->addr().value() + in.bytes - 1)->value() ==
                          (in.pfns.back() << 12) + 4095;
   report(state, watch, in, *mp, st);
-  (void)m.unmap(std::move(*mp));
+  (void)m.try_unmap(std::move(*mp));
   phyr_bench::check(state, right, "iommu mapping is not 1 entry with the expected leaves");
 }
 
@@ -108,7 +108,7 @@ void bm_small(benchmark::State& state) {
   for (auto _ : state) {
     auto mp = m.try_map(l, phyr::dma_direction::to_device);
     ok &= mp.has_value();
-    if (mp) ok &= m.unmap(std::move(*mp)).has_value();
+    if (mp) ok &= m.try_unmap(std::move(*mp)).has_value();
   }
   watch.stop();
   auto mp = m.try_map(l, phyr::dma_direction::to_device);
@@ -118,7 +118,7 @@ void bm_small(benchmark::State& state) {
   state.counters["cache_hit_rate"] =
       static_cast<double>(d.stats().iova.cache_hits) /
       static_cast<double>(d.stats().iova.cache_hits + d.stats().iova.cache_misses);
-  (void)m.unmap(std::move(*mp));
+  (void)m.try_unmap(std::move(*mp));
 }
 
 [[maybe_unused]] const bool registered = [] {

@@ -29,7 +29,7 @@ int map_and_print(const char* what, M& mapper, const phyr::range_list<phyr::phys
   std::printf("%s: %zu DMA range(s), %" PRIu64 " bytes\n", what, mp->size(), mp->total_bytes());
   for (const phyr::dma_range<typename M::bus_type> r : *mp)
     std::printf("  dma 0x%012" PRIx64 " len 0x%" PRIx64 "\n", r.addr().value(), r.len());
-  if (auto u = mapper.unmap(std::move(*mp)); !u) {
+  if (auto u = mapper.try_unmap(std::move(*mp)); !u) {
     std::printf("%s: unmap failed: %s\n", what, phyr::to_string(u.error()));
     return 1;
   }
@@ -58,7 +58,7 @@ int main() {
   // 2. RAM at phys 0x8000'0000 (2 GiB) seen by the device at 0x0, and a 32-bit DMA mask.
   phyr::offset_mapper<nvme0> soc;
   if (!soc.try_add_window(phyr::phys_addr{0x8000'0000}, phyr::dma_addr<nvme0>{0}, 1ull << 30) ||
-      !soc.set_dma_mask(32)) {
+      !soc.try_set_dma_mask(32)) {
     std::printf("configuring the offset mapper failed\n");
     return 1;
   }

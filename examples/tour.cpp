@@ -30,7 +30,7 @@ int main() {
   std::printf("packed: %" PRIu64 " entry bytes\n", packed->entry_bytes());
 
   // 3. Map for one device. No IOMMU: the DMA list aliases the CPU list (no copy, O(1)).
-  phyr::identity_mapper<nvme0> direct;  // 64-bit DMA mask; set_dma_mask(32) for old HW
+  phyr::identity_mapper<nvme0> direct;  // 64-bit DMA mask; try_set_dma_mask(32) for old HW
   auto dma = direct.try_map(cpu, phyr::dma_direction::to_device);
   if (!dma) return 1;  // not_addressable if the list is above the mask
   for (phyr::dma_range<nvme0> r : *dma)  // dma_range<nvme0>, never a phys_range
@@ -46,7 +46,7 @@ int main() {
   if (!blocks) return 1;  // misaligned if a gap is not on a block boundary
   std::printf("  %zu blocks, first offset 0x%" PRIx64 "\n", blocks->size(),
               blocks->first_offset());
-  if (!direct.unmap(std::move(*dma))) return 1;
+  if (!direct.try_unmap(std::move(*dma))) return 1;
 
   // 5. Behind an IOMMU the same list becomes ONE contiguous IOVA range.
   phyr::iommu_domain domain;  // 48-bit IOVA space, 4 KiB granule
@@ -57,5 +57,5 @@ int main() {
   auto back = iommu.translate(first.addr());  // walks the I/O page table
   std::printf("iommu: 1 range 0x%" PRIx64 " +0x%" PRIx64 " -> phys 0x%" PRIx64 "\n",
               first.addr().value(), first.len(), back ? back->value() : 0);
-  return iommu.unmap(std::move(*iova)) ? 0 : 1;
+  return iommu.try_unmap(std::move(*iova)) ? 0 : 1;
 }

@@ -91,7 +91,7 @@ int main(int argc, char** argv) {
                   bufs.size(), mp->size(), mp->chunks().size());
       for (const phyr::dma_range<dev0> r : *mp)
         std::printf("  dma 0x%" PRIx64 " + 0x%" PRIx64 "\n", r.addr().value(), r.len());
-      if (auto u = m.unmap(std::move(*mp)); !u) rc = fail("unmapping", u.error());
+      if (auto u = m.try_unmap(std::move(*mp)); !u) rc = fail("unmapping", u.error());
     }
   }
   ::munmap(mem, len);

@@ -4,11 +4,11 @@
 ///
 ///   struct nic0 {};
 ///   phyr::identity_mapper<nic0> m;                  // 64-bit DMA mask
-///   phyr::must(m.set_dma_mask(32));                 // or a 32-bit device
+///   phyr::must(m.try_set_dma_mask(32));                 // or a 32-bit device
 ///   auto mp = m.try_map(cpu_list, phyr::dma_direction::from_device);
 ///   if (!mp) return mp.error();                     // not_addressable: above the mask
 ///   for (phyr::dma_range<nic0> r : *mp) post_rx_buffer(r.addr().value(), r.len());
-///   phyr::must(m.unmap(std::move(*mp)));
+///   phyr::must(m.try_unmap(std::move(*mp)));
 ///
 /// This is the "return a pointer to the first datastructure if there is no iommu" case of
 /// Gunthorpe's 2022 sketch. The mask check uses the list's tracked highest address, so it too
@@ -21,7 +21,7 @@
 /// does not compile. Dropping a mapping without `unmap` is fine: there is nothing to undo.
 ///
 /// Thread safety: `try_map` and `unmap` only read the mapper and may run concurrently;
-/// `set_dma_mask` may not run concurrently with them.
+/// `try_set_dma_mask` may not run concurrently with them.
 #pragma once
 
 #include <cstddef>
@@ -153,13 +153,13 @@ class identity_mapper {
   /// A mapper for a device with `mask_bits` address bits (1..64, else invalid_argument).
   [[nodiscard]] static result<identity_mapper> create(unsigned mask_bits) noexcept {
     identity_mapper m;
-    if (auto r = m.set_dma_mask(mask_bits); !r) return r.error();
+    if (auto r = m.try_set_dma_mask(mask_bits); !r) return r.error();
     return m;
   }
 
   /// Sets the DMA mask to `bits` address bits (1..64); other values are invalid_argument and
   /// keep the old mask. Affects later maps only.
-  [[nodiscard]] result<void> set_dma_mask(unsigned bits) noexcept {
+  [[nodiscard]] result<void> try_set_dma_mask(unsigned bits) noexcept {
     return detail::assign_dma_mask(mask_, bits);
   }
   [[nodiscard]] std::uint64_t dma_mask() const noexcept { return mask_; }
@@ -184,13 +184,15 @@ class identity_mapper {
   template <segment_allocator A>
   result<mapping> try_map(const range_list<phys_range, A>&&, dma_direction) const noexcept = delete;
 
-  /// Ends `m`'s borrow of its CPU list and empties it. A mapping made by another mapper, or
-  /// already unmapped, is `foreign_mapping` and left untouched.
-  [[nodiscard]] result<void> unmap(mapping&& m) const noexcept {
+  /// Ends `m`'s borrow of its CPU list and empties it (destroying `m` would too). A mapping
+  /// made by another mapper, or already unmapped, is `foreign_mapping` and left untouched.
+  [[nodiscard]] result<void> try_unmap(mapping&& m) const noexcept {
     if (!id_.owns(m.owner_)) return errc::foreign_mapping;
     m.release();
     return {};
   }
+  /// Whether `m` is a live mapping this mapper made (what try_unmap checks).
+  [[nodiscard]] bool owns(const mapping& m) const noexcept { return id_.owns(m.owner_); }
 
  private:
   std::uint64_t mask_ = ~std::uint64_t{0};

@@ -6,7 +6,7 @@
 ///   auto mp = m.try_map(cpu_list, phyr::dma_direction::to_device);
 ///   if (!mp) return mp.error();            // not_addressable, out_of_memory, ...
 ///   for (phyr::dma_range<nvme0> r : *mp) program_descriptor(r.addr().value(), r.len());
-///   phyr::must(m.unmap(std::move(*mp)));   // foreign_mapping if not ours
+///   phyr::must(m.try_unmap(std::move(*mp)));  // or just let *mp go out of scope
 ///
 /// A mapper is instantiated per bus, so its output lives in `dma_space<Bus>` and cannot be
 /// handed to a device on another bus, nor mapped again. A mapper also names the space it takes,
@@ -22,6 +22,27 @@
 /// IOMMU it may alias the CPU list (no allocation at all), an IOMMU may return one entry for the
 /// whole buffer, and only the awkward cases (bus offsets, legacy scatterlists) allocate a full
 /// list. Callers see the same `dma_mapping` interface in every case.
+///
+/// Lifetimes (one rule for every phyr mapper, and for mappers written outside phyr):
+///  - A mapping that OWNS something (IOVA space and page-table entries, an owned DMA list,
+///    bounce buffers, a legacy layer's scatterlist state, a VFIO DMA mapping, an inner mapper's
+///    mapping) is RAII: destroying a still-mapped mapping releases all of it, exactly once, the
+///    same way `try_unmap` would. Dropping a mapping is therefore never a leak; `try_unmap` is
+///    the explicit, early form of the same release. To do this a mapping holds a pointer to
+///    what it must give back to (the IOMMU domain, the VFIO container, the bounce pool) or a
+///    copy of the callback that releases it; it never points to the mapper object itself, so a
+///    mapper may be moved or destroyed while its mappings live.
+///  - What a mapping points to (domain, container, pool, a borrowed CPU list) must outlive it.
+///    Back ends count their live mappings; destroying a back end with live mappings asserts in
+///    debug builds, and the count is queryable (e.g. `iommu_domain::stats().live_mappings`) so
+///    tests and release builds can report leaks of the back end's users.
+///  - A mapping that only BORROWS (identity) releases its borrow on destruction too.
+///  - `try_unmap(mapping&&)` returns `result<void>`: `errc::foreign_mapping` (and the mapping
+///    left exactly as it was, still releasing itself when destroyed) when this mapper did not
+///    make it or it is already unmapped or moved from. A foreign mapping is a caller's mistake,
+///    but checking it costs one compare, is testable in every build, and with RAII ignoring the
+///    error cannot leak. A failed `try_map` leaves nothing to release.
+///  - Moves transfer ownership; a moved-from mapping is empty and releases nothing.
 #pragma once
 
 #include <atomic>
@@ -79,7 +100,7 @@ struct dma_mapper_tag {};
 
 namespace detail {
 
-/// The body of every mapper's `set_dma_mask`: a bad `bits` leaves `mask` as it was.
+/// The body of every mapper's `try_set_dma_mask`: a bad `bits` leaves `mask` as it was.
 [[nodiscard]] constexpr result<void> assign_dma_mask(std::uint64_t& mask, unsigned bits) noexcept {
   auto m = dma_mask_from_bits(bits);
   if (!m) return m.error();
@@ -179,10 +200,10 @@ concept mapper_maps = requires(M& m, const range_list<range<typename M::source_s
 
 template <class M>
 concept mapper_unmaps = requires(M& m, typename M::mapping& mp) {
-  { m.unmap(std::move(mp)) }
+  { m.try_unmap(std::move(mp)) }
   noexcept->result_of<void>;
 }
-|| unsatisfied<"dma_mapper: needs noexcept `result<void> unmap(mapping&&)`", M>();
+|| unsatisfied<"dma_mapper: needs noexcept `result<void> try_unmap(mapping&&)`", M>();
 
 template <class M>
 concept mapper_output_is_mapping = dma_mapping<typename M::mapping, typename M::space_type> ||
@@ -199,11 +220,12 @@ concept mapper_output_is_mapping = dma_mapping<typename M::mapping, typename M::
 ///  5. `m.try_map(list_or_view, dir)` is noexcept and returns `result<mapping>` for both a
 ///     `const range_list<range<source_space>>&` and a `range_list_view<range<source_space>>`
 ///     (real mappers take any allocator), and for lists of no other space;
-///  6. `m.unmap(std::move(mapping))` is noexcept and returns `result<void>`; a mapping this
+///  6. `m.try_unmap(std::move(mapping))` is noexcept and returns `result<void>`; a mapping this
 ///     mapper did not make, or already unmapped, gives `errc::foreign_mapping` and is left as is.
 /// In 5 and 6 the result may carry a richer error than `errc` (`result<mapping, sys_error>`
 /// for an OS back end that keeps the errno); `if (!r) return r.error();` works either way.
-/// It does not check thread safety or what a mapping borrows; each mapper documents both.
+/// It does not check thread safety, what a mapping borrows, or that destroying a mapping
+/// releases it (the lifetime rule in the file comment; each mapper documents and tests it).
 /// Conventions every phyr mapper follows: an empty list, or a direction that is not one of the
 /// three enumerators, is `errc::invalid_argument`; an address above the device's DMA mask is
 /// `errc::not_addressable`; a failed map changes nothing and leaks nothing.
@@ -284,7 +306,7 @@ class owned_dma_list {
   [[nodiscard]] std::size_t size() const noexcept { return list_.size(); }
   [[nodiscard]] bool empty() const noexcept { return list_.empty(); }
   [[nodiscard]] std::uint64_t total_bytes() const noexcept { return list_.total_bytes(); }
-  /// True from a successful `try_map` until `unmap` (or a move away).
+  /// True from a successful `try_map` until `try_unmap`, destruction or a move away.
   [[nodiscard]] bool mapped() const noexcept { return owner_ != 0; }
   /// The DMA list itself (e.g. to slice it or take a view).
   [[nodiscard]] const list_type& ranges() const noexcept { return list_; }

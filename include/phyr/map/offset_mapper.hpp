@@ -7,11 +7,11 @@
 ///   // RAM at phys 0x8000'0000 appears to the device at bus address 0x0 (1 GiB window).
 ///   phyr::must(m.try_add_window(phyr::phys_addr{0x8000'0000}, phyr::dma_addr<soc_dma>{0},
 ///                               1ull << 30));
-///   phyr::must(m.set_dma_mask(32));
+///   phyr::must(m.try_set_dma_mask(32));
 ///   auto mp = m.try_map(cpu_list, phyr::dma_direction::to_device);
 ///   if (!mp) return mp.error();  // not_mapped, straddles_boundary, not_addressable, out_of_memory
 ///   for (const phyr::dma_range<soc_dma>& r : *mp) write_descriptor(r);
-///   phyr::must(m.unmap(std::move(*mp)));
+///   phyr::must(m.try_unmap(std::move(*mp)));
 ///
 /// Every range must lie inside one window: a range outside all windows is `not_mapped`, one
 /// that runs past the end of its window is `straddles_boundary` (even into a neighbouring
@@ -21,7 +21,9 @@
 ///
 /// Windows live inline (up to `MaxWindows`, 16 by default: real dma-ranges tables have a
 /// handful), so the mapper itself never allocates; only mappings do, through `Alloc`.
-/// Thread safety: `try_map`/`unmap` only read the mapper and may run concurrently if `Alloc` is
+/// Lifetime: a mapping owns its DMA list and frees it when destroyed (RAII, the rule of
+/// map/mapper.hpp); it does not point to the mapper.
+/// Thread safety: `try_map`/`try_unmap` only read the mapper and may run concurrently if `Alloc` is
 /// thread-safe (default_allocator is); configuring windows or the mask may not.
 #pragma once
 
@@ -40,19 +42,19 @@
 
 namespace phyr::inline v0 {
 
-/// One translation window: `size` bytes from `cpu_start` appear at `dma_start` on bus `Bus`.
+/// One translation window: `len` bytes from `cpu_addr` appear at `device_addr` on bus `Bus`.
 template <class Bus>
 struct dma_window {
-  phys_addr cpu_start;
-  dma_addr<Bus> dma_start;
-  std::uint64_t size = 0;
+  phys_addr cpu_addr;
+  dma_addr<Bus> device_addr;
+  std::uint64_t len = 0;
 
-  /// The last CPU / DMA byte of the window (the window is non-empty and does not wrap).
+  /// The last CPU / device byte of the window (the window is non-empty and does not wrap).
   [[nodiscard]] constexpr std::uint64_t cpu_last() const noexcept {
-    return cpu_start.value() + (size - 1);
+    return cpu_addr.value() + (len - 1);
   }
-  [[nodiscard]] constexpr std::uint64_t dma_last() const noexcept {
-    return dma_start.value() + (size - 1);
+  [[nodiscard]] constexpr std::uint64_t device_last() const noexcept {
+    return device_addr.value() + (len - 1);
   }
   friend constexpr bool operator==(const dma_window&, const dma_window&) noexcept = default;
 };
@@ -100,32 +102,32 @@ class offset_mapper {
                                                     unsigned mask_bits = 64,
                                                     Alloc a = Alloc{}) noexcept {
     offset_mapper m{a};
-    if (auto r = m.set_dma_mask(mask_bits); !r) return r.error();
+    if (auto r = m.try_set_dma_mask(mask_bits); !r) return r.error();
     for (const window& w : windows) {
-      if (auto r = m.try_add_window(w.cpu_start, w.dma_start, w.size); !r) return r.error();
+      if (auto r = m.try_add_window(w.cpu_addr, w.device_addr, w.len); !r) return r.error();
     }
     return m;
   }
 
-  /// Adds a window. Errors: zero size -> invalid_argument; a window whose CPU or DMA end
+  /// Adds a window. Errors: zero len -> invalid_argument; a window whose CPU or device end
   /// passes 2^64 -> overflow; one overlapping an existing window in CPU or DMA space ->
   /// overlaps; more than `MaxWindows` -> exhausted. Mappings already made are unaffected.
-  [[nodiscard]] result<void> try_add_window(phys_addr cpu_start, dma_addr<Bus> dma_start,
-                                            std::uint64_t size) noexcept {
-    if (size == 0) return errc::invalid_argument;
-    if (size - 1 > ~cpu_start.value() || size - 1 > ~dma_start.value()) return errc::overflow;
-    const window w{cpu_start, dma_start, size};
+  [[nodiscard]] result<void> try_add_window(phys_addr cpu_addr, dma_addr<Bus> device_addr,
+                                            std::uint64_t len) noexcept {
+    if (len == 0) return errc::invalid_argument;
+    if (len - 1 > ~cpu_addr.value() || len - 1 > ~device_addr.value()) return errc::overflow;
+    const window w{cpu_addr, device_addr, len};
     for (std::size_t i = 0; i < count_; ++i) {
       const window& o = windows_[i];
-      if (w.cpu_start.value() <= o.cpu_last() && o.cpu_start.value() <= w.cpu_last())
+      if (w.cpu_addr.value() <= o.cpu_last() && o.cpu_addr.value() <= w.cpu_last())
         return errc::overlaps;
-      if (w.dma_start.value() <= o.dma_last() && o.dma_start.value() <= w.dma_last())
+      if (w.device_addr.value() <= o.device_last() && o.device_addr.value() <= w.device_last())
         return errc::overlaps;
     }
     if (count_ == MaxWindows) return errc::exhausted;
-    // Kept sorted by CPU start so lookups can stop early.
+    // Kept sorted by CPU address so lookups can stop early.
     std::size_t pos = count_;
-    while (pos > 0 && windows_[pos - 1].cpu_start > w.cpu_start) {
+    while (pos > 0 && windows_[pos - 1].cpu_addr > w.cpu_addr) {
       windows_[pos] = windows_[pos - 1];
       --pos;
     }
@@ -136,7 +138,7 @@ class offset_mapper {
   [[nodiscard]] std::span<const window> windows() const noexcept { return {windows_, count_}; }
 
   /// DMA mask of `bits` address bits (1..64, else invalid_argument and the mask is kept).
-  [[nodiscard]] result<void> set_dma_mask(unsigned bits) noexcept {
+  [[nodiscard]] result<void> try_set_dma_mask(unsigned bits) noexcept {
     return detail::assign_dma_mask(mask_, bits);
   }
   [[nodiscard]] std::uint64_t dma_mask() const noexcept { return mask_; }
@@ -146,7 +148,7 @@ class offset_mapper {
   [[nodiscard]] result<dma_addr<Bus>> translate(phys_addr a) const noexcept {
     const window* w = find(a.value());
     if (w == nullptr) return errc::not_mapped;
-    const std::uint64_t d = w->dma_start.value() + (a.value() - w->cpu_start.value());
+    const std::uint64_t d = w->device_addr.value() + (a.value() - w->cpu_addr.value());
     if (d > mask_) return errc::not_addressable;
     return dma_addr<Bus>{d};
   }
@@ -165,20 +167,22 @@ class offset_mapper {
     return map_impl(view, dir);
   }
 
-  /// Frees `m`'s list. A mapping made by another mapper, or already unmapped, is
-  /// foreign_mapping and left untouched.
-  [[nodiscard]] result<void> unmap(mapping&& m) const noexcept {
+  /// Frees `m`'s list now (destroying `m` would too). A mapping made by another mapper, or
+  /// already unmapped, is foreign_mapping and left untouched.
+  [[nodiscard]] result<void> try_unmap(mapping&& m) const noexcept {
     if (!id_.owns(m.owner_)) return errc::foreign_mapping;
     m.drop_list();
     return {};
   }
+  /// Whether `m` is a live mapping this mapper made (what try_unmap checks).
+  [[nodiscard]] bool owns(const mapping& m) const noexcept { return id_.owns(m.owner_); }
 
  private:
   [[nodiscard]] const window* find(std::uint64_t a) const noexcept {
     for (std::size_t i = 0; i < count_; ++i) {
       const window& w = windows_[i];
-      if (a < w.cpu_start.value()) return nullptr;  // sorted: no later window starts lower
-      if (a - w.cpu_start.value() < w.size) return &w;
+      if (a < w.cpu_addr.value()) return nullptr;  // sorted: no later window starts lower
+      if (a - w.cpu_addr.value() < w.len) return &w;
     }
     return nullptr;
   }
@@ -191,13 +195,13 @@ class offset_mapper {
     for (const phys_range r : list) {
       const std::uint64_t a = r.addr().value();
       // Consecutive ranges usually share a window: try the last one first.
-      if (w == nullptr || a < w->cpu_start.value() || a - w->cpu_start.value() >= w->size) {
+      if (w == nullptr || a < w->cpu_addr.value() || a - w->cpu_addr.value() >= w->len) {
         w = find(a);
         if (w == nullptr) return errc::not_mapped;
       }
-      const std::uint64_t off = a - w->cpu_start.value();
-      if (r.len() > w->size - off) return errc::straddles_boundary;
-      const std::uint64_t d = w->dma_start.value() + off;
+      const std::uint64_t off = a - w->cpu_addr.value();
+      if (r.len() > w->len - off) return errc::straddles_boundary;
+      const std::uint64_t d = w->device_addr.value() + off;
       if (d + (r.len() - 1) > mask_) return errc::not_addressable;
       if (auto ok = out.try_append(dma_range<Bus>{dma_addr<Bus>{d}, r.len(), r.flags()}); !ok)
         return ok.error();

@@ -14,7 +14,7 @@
 ///   auto mp = m.try_map(cpu_list, phyr::dma_direction::to_device);
 ///   if (!mp) return mp.error();
 ///   for (const phyr::dma_range<legacy_bus>& r : *mp) program(r);
-///   phyr::must(m.unmap(std::move(*mp)));                      // calls unmap_sg, frees the table
+///   phyr::must(m.try_unmap(std::move(*mp)));                      // calls unmap_sg, frees the table
 ///
 /// try_map builds one scatterlist entry per CPU range (a range longer than `max_segment` is cut),
 /// calls `map_sg(sgl, nents, dir)`, and copies `sg_dma_address`/`sg_dma_len` of the entries it
@@ -31,14 +31,17 @@
 /// afterwards (allocation, a DMA range that wraps), unmap_sg is called before returning, so
 /// every successful map_sg is paired with exactly one unmap_sg.
 ///
-/// Dropping a mapping without `unmap` frees its memory but cannot call `unmap_sg` (the mapping
-/// does not know its mapper): like forgetting dma_unmap_sg, it leaks the legacy layer's state.
+/// Lifetime (the rule of map/mapper.hpp): a mapping keeps its own copy of the `unmap_sg`
+/// callback, so destroying a still-mapped mapping calls `unmap_sg` and frees the table exactly
+/// as `try_unmap` does; whatever the callback refers to (the legacy device) must outlive the
+/// mapping, the mapper need not. `UnmapSg` must therefore be nothrow copy constructible.
 /// Thread safety: that of the callbacks and `Alloc`.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <new>
 #include <type_traits>
 #include <utility>
 
@@ -67,16 +70,37 @@ concept legacy_unmap_sg = std::is_invocable_v<F&, compat::scatterlist*, int, dma
 template <class Bus, legacy_map_sg MapSg, legacy_unmap_sg UnmapSg, segment_allocator Alloc>
 class sg_bridge_mapper;
 
-/// What `sg_bridge_mapper` returns: the DMA list plus the scatterlist the legacy layer mapped.
-/// Move-only; an empty (default-built, moved-from or unmapped) mapping is foreign to every
-/// mapper.
-template <class Bus, segment_allocator Alloc = default_allocator>
+/// What `sg_bridge_mapper` returns: the DMA list plus the scatterlist the legacy layer mapped,
+/// and the callback that gives it back. Move-only; an empty (default-built, moved-from or
+/// unmapped) mapping is foreign to every mapper. Destroying a live one calls `unmap_sg`.
+template <class Bus, legacy_unmap_sg UnmapSg = no_unmap_sg,
+          segment_allocator Alloc = default_allocator>
 class sg_bridge_mapping : public detail::owned_dma_list<Bus, Alloc> {
   using base = detail::owned_dma_list<Bus, Alloc>;
+  static_assert(std::is_nothrow_copy_constructible_v<UnmapSg> &&
+                    std::is_nothrow_destructible_v<UnmapSg>,
+                "sg_bridge: a mapping keeps a copy of unmap_sg, so it must copy without throwing");
 
  public:
-  // Moves are the implicit ones: the base unstamps the source, unique_sg_table empties it.
   sg_bridge_mapping() noexcept = default;
+  sg_bridge_mapping(sg_bridge_mapping&& o) noexcept
+      : base(std::move(o)), table_(std::move(o.table_)), dir_(o.dir_) {
+    take_unmap(o);
+  }
+  sg_bridge_mapping& operator=(sg_bridge_mapping&& o) noexcept {
+    if (this != &o) {
+      release();
+      base::operator=(std::move(o));
+      table_ = std::move(o.table_);
+      dir_ = o.dir_;
+      take_unmap(o);
+    }
+    return *this;
+  }
+  sg_bridge_mapping(const sg_bridge_mapping&) = delete;
+  sg_bridge_mapping& operator=(const sg_bridge_mapping&) = delete;
+  /// Calls unmap_sg if still mapped (RAII; see map/mapper.hpp).
+  ~sg_bridge_mapping() { release(); }
 
   /// The legacy table: `nents` is what map_sg returned, `orig_nents` what it was given.
   [[nodiscard]] const compat::sg_table& table() const noexcept { return table_.table(); }
@@ -86,11 +110,40 @@ class sg_bridge_mapping : public detail::owned_dma_list<Bus, Alloc> {
   template <class B, legacy_map_sg M, legacy_unmap_sg U, segment_allocator A>
   friend class sg_bridge_mapper;
   sg_bridge_mapping(compat::unique_sg_table<Alloc>&& t, typename base::list_type&& l,
-                    dma_direction d, std::uint64_t owner) noexcept
-      : base(std::move(l), owner), table_(std::move(t)), dir_(d) {}
+                    dma_direction d, std::uint64_t owner, const UnmapSg& u) noexcept
+      : base(std::move(l), owner), table_(std::move(t)), dir_(d) {
+    ::new (static_cast<void*>(unmap_buf_)) UnmapSg(u);
+    has_unmap_ = true;
+  }
+  UnmapSg& unmap_fn() noexcept { return *std::launder(reinterpret_cast<UnmapSg*>(unmap_buf_)); }
+  void take_unmap(sg_bridge_mapping& o) noexcept {
+    if (o.has_unmap_) {
+      ::new (static_cast<void*>(unmap_buf_)) UnmapSg(o.unmap_fn());
+      has_unmap_ = true;
+      o.drop_unmap();
+    }
+  }
+  void drop_unmap() noexcept {
+    if (has_unmap_) unmap_fn().~UnmapSg();
+    has_unmap_ = false;
+  }
+  /// Hands the table back to the legacy layer and frees everything, once.
+  void release() noexcept {
+    if (this->mapped() && has_unmap_) {
+      compat::sg_table& t = table_.table();
+      unmap_fn()(t.sgl, static_cast<int>(t.orig_nents), dir_);
+    }
+    drop_unmap();
+    table_.reset();
+    this->drop_list();
+  }
 
   compat::unique_sg_table<Alloc> table_{};
   dma_direction dir_ = dma_direction::bidirectional;
+  bool has_unmap_ = false;
+  // Storage, not a member: a lambda capturing references has no default constructor, and an
+  // empty mapping has no callback.
+  alignas(UnmapSg) unsigned char unmap_buf_[sizeof(UnmapSg)];
 };
 
 /// The scatterlist bridge of bus `Bus`.
@@ -102,7 +155,7 @@ class sg_bridge_mapper {
   using source_space = cpu_phys;
   using bus_type = Bus;
   using space_type = dma_space<Bus>;
-  using mapping = sg_bridge_mapping<Bus, Alloc>;
+  using mapping = sg_bridge_mapping<Bus, UnmapSg, Alloc>;
 
   /// Longest scatterlist entry built by default (2 GiB: fits `length`, keeps cuts aligned).
   static constexpr unsigned int default_max_segment = 1u << 31;
@@ -135,16 +188,16 @@ class sg_bridge_mapper {
     return map_impl(view, dir);
   }
 
-  /// Calls unmap_sg on the mapping's table and frees it. A mapping made by another mapper, or
-  /// already unmapped, is foreign_mapping and left untouched.
-  [[nodiscard]] result<void> unmap(mapping&& m) noexcept {
+  /// Calls unmap_sg on the mapping's table and frees it (what destroying `m` would do, now).
+  /// A mapping made by another mapper, or already unmapped, is foreign_mapping and left
+  /// untouched.
+  [[nodiscard]] result<void> try_unmap(mapping&& m) noexcept {
     if (!id_.owns(m.owner_)) return errc::foreign_mapping;
-    compat::sg_table& t = m.table_.table();
-    unmap_(t.sgl, static_cast<int>(t.orig_nents), m.dir_);
-    m.table_.reset();
-    m.drop_list();
+    m.release();
     return {};
   }
+  /// Whether `m` is a live mapping this mapper made (what try_unmap checks).
+  [[nodiscard]] bool owns(const mapping& m) const noexcept { return id_.owns(m.owner_); }
 
  private:
   [[nodiscard]] static constexpr errc from_legacy(int rc) noexcept {
@@ -201,7 +254,7 @@ class sg_bridge_mapper {
       unmap_(t.sgl, nents, dir);
       return errc::io_error;
     }
-    return mapping{std::move(owned), std::move(out), dir, id_.value()};
+    return mapping{std::move(owned), std::move(out), dir, id_.value(), unmap_};
   }
 
   MapSg map_;

@@ -45,7 +45,7 @@ struct toy_virt_mapper {
   result<mapping> try_map(range_list_view<virt_range>, dma_direction) noexcept {
     return errc::not_supported;
   }
-  result<void> unmap(mapping&&) noexcept { return errc::foreign_mapping; }
+  result<void> try_unmap(mapping&&) noexcept { return errc::foreign_mapping; }
 };
 // Says it takes virtual lists but only offers try_map for physical ones.
 struct lies_about_source {
@@ -60,7 +60,7 @@ struct lies_about_source {
   result<mapping> try_map(range_list_view<phys_range>, dma_direction) noexcept {
     return errc::not_supported;
   }
-  result<void> unmap(mapping&&) noexcept { return errc::foreign_mapping; }
+  result<void> try_unmap(mapping&&) noexcept { return errc::foreign_mapping; }
 };
 // Everything a phys mapper needs but `source_space`.
 struct unnamed_source {
@@ -74,7 +74,7 @@ struct unnamed_source {
   result<mapping> try_map(range_list_view<phys_range>, dma_direction) noexcept {
     return errc::not_supported;
   }
-  result<void> unmap(mapping&&) noexcept { return errc::foreign_mapping; }
+  result<void> try_unmap(mapping&&) noexcept { return errc::foreign_mapping; }
 };
 // A "mapper" from a DMA space: DMA addresses are never mapped again.
 struct maps_from_dma : toy_virt_mapper {

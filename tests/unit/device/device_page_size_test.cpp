@@ -162,7 +162,7 @@ TEST_CASE("best page size works on DMA mappings and at compile time") {
   phyr::identity_mapper<rnic> m;
   auto mp = phyr::must(m.try_map(cpu, phyr::dma_direction::bidirectional));
   CHECK(phyr::try_best_page_size(mp, nic_sizes, 0x10200000).value() == mib2);
-  phyr::must(m.unmap(std::move(mp)));
+  phyr::must(m.try_unmap(std::move(mp)));
 
   constexpr std::array l{phys_range{phys_addr{0x40000000}, mib2},
                          phys_range{phys_addr{0x80000000}, mib2}};

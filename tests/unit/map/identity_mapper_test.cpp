@@ -104,7 +104,7 @@ TEST_CASE("identity mapping presents every CPU range as the same DMA range") {
     CHECK(d.flags() == c->flags());
     ++c;
   }
-  must(m.unmap(std::move(*mp)));
+  must(m.try_unmap(std::move(*mp)));
   CHECK_FALSE(mp->mapped());
   CHECK(mp->size() == 0);
 }
@@ -122,7 +122,7 @@ TEST_CASE("identity map and unmap allocate nothing, for 1 entry as for 100000") 
     REQUIRE(mp);
     std::uint64_t bytes = 0;
     for (dma_range<nic> r : *mp) bytes += r.len();
-    auto u = m.unmap(std::move(*mp));
+    auto u = m.try_unmap(std::move(*mp));
     const std::uint64_t after = g_heap_allocs.load();
     REQUIRE(u);
     CHECK(after == before);
@@ -140,7 +140,7 @@ TEST_CASE("the DMA mask check uses the highest byte: at the mask maps, one above
   CHECK(m.dma_mask() == 0xffff'ffff);
   auto ok = m.try_map(cpu, to_dev);
   REQUIRE(ok);
-  must(m.unmap(std::move(*ok)));
+  must(m.try_unmap(std::move(*ok)));
 
   must(cpu.try_append(phys_range{phys_addr{0x1'0000'0000}, 0x1000}));  // first byte above
   auto above = m.try_map(cpu, to_dev);
@@ -153,15 +153,15 @@ TEST_CASE("the DMA mask check uses the highest byte: at the mask maps, one above
   CHECK(wide.dma_mask() == ~std::uint64_t{0});
   auto w = wide.try_map(cpu, to_dev);
   REQUIRE(w);
-  must(wide.unmap(std::move(*w)));
+  must(wide.try_unmap(std::move(*w)));
 }
 
-TEST_CASE("set_dma_mask accepts 1 to 64 bits and keeps the old mask otherwise") {
+TEST_CASE("try_set_dma_mask accepts 1 to 64 bits and keeps the old mask otherwise") {
   identity_mapper<nic> m;
-  must(m.set_dma_mask(40));
+  must(m.try_set_dma_mask(40));
   CHECK(m.dma_mask() == (std::uint64_t{1} << 40) - 1);
-  CHECK(m.set_dma_mask(0).error() == errc::invalid_argument);
-  CHECK(m.set_dma_mask(65).error() == errc::invalid_argument);
+  CHECK(m.try_set_dma_mask(0).error() == errc::invalid_argument);
+  CHECK(m.try_set_dma_mask(65).error() == errc::invalid_argument);
   CHECK(m.dma_mask() == (std::uint64_t{1} << 40) - 1);
   CHECK(identity_mapper<nic>::create(0).error() == errc::invalid_argument);
   STATIC_REQUIRE(std::is_nothrow_default_constructible_v<identity_mapper<nic>>);
@@ -179,7 +179,7 @@ TEST_CASE("a view or slice maps, and its mask check uses the slice's own highest
   REQUIRE(mp->size() == 1);
   CHECK(*mp->begin() == dma_range<nic>{dma_addr<nic>{0x1100}, 0x200});
   CHECK(mp->total_bytes() == 0x200);
-  must(m.unmap(std::move(*mp)));
+  must(m.try_unmap(std::move(*mp)));
 }
 
 TEST_CASE("identity unmap rejects foreign, unmapped, moved-from and empty mappings") {
@@ -188,20 +188,20 @@ TEST_CASE("identity unmap rejects foreign, unmapped, moved-from and empty mappin
   identity_mapper<nic> b;
   auto mp = must(a.try_map(cpu, to_dev));
 
-  CHECK(b.unmap(std::move(mp)).error() == errc::foreign_mapping);
+  CHECK(b.try_unmap(std::move(mp)).error() == errc::foreign_mapping);
   CHECK(mp.mapped());  // left untouched
   CHECK(mp.size() == 10);
 
   identity_mapper<nic> copy_of_a{a};  // a copy is another mapper
-  CHECK(copy_of_a.unmap(std::move(mp)).error() == errc::foreign_mapping);
+  CHECK(copy_of_a.try_unmap(std::move(mp)).error() == errc::foreign_mapping);
 
   identity_mapping<nic> moved{std::move(mp)};
-  CHECK(a.unmap(std::move(mp)).error() == errc::foreign_mapping);  // moved-from
-  must(a.unmap(std::move(moved)));
-  CHECK(a.unmap(std::move(moved)).error() == errc::foreign_mapping);  // already unmapped
+  CHECK(a.try_unmap(std::move(mp)).error() == errc::foreign_mapping);  // moved-from
+  must(a.try_unmap(std::move(moved)));
+  CHECK(a.try_unmap(std::move(moved)).error() == errc::foreign_mapping);  // already unmapped
 
   identity_mapping<nic> none;
-  CHECK(a.unmap(std::move(none)).error() == errc::foreign_mapping);
+  CHECK(a.try_unmap(std::move(none)).error() == errc::foreign_mapping);
 }
 
 TEST_CASE("a moved mapper still unmaps the mappings it made") {
@@ -209,10 +209,10 @@ TEST_CASE("a moved mapper still unmaps the mappings it made") {
   identity_mapper<nic> a;
   auto mp = must(a.try_map(cpu, to_dev));
   identity_mapper<nic> b{std::move(a)};
-  must(b.unmap(std::move(mp)));
+  must(b.try_unmap(std::move(mp)));
   auto mp2 = must(a.try_map(cpu, to_dev));  // the moved-from mapper still works, as a new one
-  CHECK(b.unmap(std::move(mp2)).error() == errc::foreign_mapping);
-  must(a.unmap(std::move(mp2)));
+  CHECK(b.try_unmap(std::move(mp2)).error() == errc::foreign_mapping);
+  must(a.try_unmap(std::move(mp2)));
 }
 
 TEST_CASE("several mappings may borrow one list and dropping a mapping ends its borrow") {
@@ -223,7 +223,7 @@ TEST_CASE("several mappings may borrow one list and dropping a mapping ends its 
     auto a = must(m.try_map(cpu, to_dev));
     auto b = must(m.try_map(cpu, dma_direction::bidirectional));
     auto c = must(g.try_map(cpu, dma_direction::from_device));
-    must(m.unmap(std::move(a)));
+    must(m.try_unmap(std::move(a)));
     CHECK(b.size() == 4);
     CHECK(c.size() == 4);
     // b and c are dropped without unmap: nothing to undo, the borrow ends with them.
@@ -274,7 +274,7 @@ TEST_CASE("identity mapping of random lists matches the list entry for entry") {
       ++i;
     }
     CHECK(i == model.size());
-    must(m.unmap(std::move(*mp)));
+    must(m.try_unmap(std::move(*mp)));
   }
 }
 
@@ -305,7 +305,7 @@ TEST_CASE("debug builds trap when a borrowed CPU list is changed or destroyed") 
   CHECK_FALSE(dies([&] {
     auto* cpu = new range_list<phys_range>(fragmented(300));
     auto mp = must(m.try_map(*cpu, to_dev));
-    must(m.unmap(std::move(mp)));
+    must(m.try_unmap(std::move(mp)));
     must(cpu->try_append(phys_range{phys_addr{0x9000'0000}, 0x1000}));
     delete cpu;
   }));

@@ -44,7 +44,7 @@ struct toy_mapper {
   result<mapping> try_map(range_list_view<phys_range>, dma_direction) noexcept {
     return errc::not_supported;
   }
-  result<void> unmap(mapping&&) noexcept { return errc::foreign_mapping; }
+  result<void> try_unmap(mapping&&) noexcept { return errc::foreign_mapping; }
 };
 
 // The same, minus one requirement each.
@@ -59,7 +59,7 @@ struct throwing_map : toy_mapper {
   result<mapping> try_map(range_list_view<phys_range>, dma_direction) { return errc::io_error; }
 };
 struct void_unmap : toy_mapper {
-  void unmap(mapping&&) noexcept {}
+  void try_unmap(mapping&&) noexcept {}
 };
 struct wrong_bus_mapping {
   range_list<dma_range<bus_b>> l;
@@ -76,12 +76,12 @@ struct maps_to_other_bus : toy_mapper {
   result<mapping> try_map(range_list_view<phys_range>, dma_direction) noexcept {
     return errc::io_error;
   }
-  result<void> unmap(mapping&&) noexcept { return {}; }
+  result<void> try_unmap(mapping&&) noexcept { return {}; }
 };
 
 template <class M, class Mp>
 concept can_unmap = requires(M& m, Mp& mp) {
-  m.unmap(std::move(mp));
+  m.try_unmap(std::move(mp));
 };
 template <class M, class L>
 concept can_map = requires(M& m, const L& l) {
@@ -104,7 +104,7 @@ result<std::uint64_t> map_walk_unmap(M& m, const range_list<phys_range>& cpu) {
   std::uint64_t bytes = 0;
   for (const dma_range<typename M::bus_type> r : *mp) bytes += r.len();
   if (bytes != mp->total_bytes()) return errc::io_error;
-  if (auto u = m.unmap(std::move(*mp)); !u) return u.error();
+  if (auto u = m.try_unmap(std::move(*mp)); !u) return u.error();
   return bytes;
 }
 

@@ -44,7 +44,7 @@ TEST_CASE("each range is translated by the offset of the window that holds it") 
   CHECK(mp->total_bytes() == cpu.total_bytes());
   CHECK(*m.translate(phys_addr{0x1'0000'0010}) == dma_addr<soc>{0x4000'0010});
   CHECK(m.translate(phys_addr{0x7fff'ffff}).error() == errc::not_mapped);
-  must(m.unmap(std::move(*mp)));
+  must(m.try_unmap(std::move(*mp)));
 }
 
 TEST_CASE("outputs that become adjacent on the bus are coalesced, unless flags differ") {
@@ -80,14 +80,14 @@ TEST_CASE("a range outside every window, across a window end, or above the mask 
   auto straddle = m.try_map(list_of({phys_range{phys_addr{0x1f000}, 0x2000}}), to_dev);
   CHECK(straddle.error() == errc::straddles_boundary);
 
-  must(m.set_dma_mask(32));
+  must(m.try_set_dma_mask(32));
   auto ok = m.try_map(list_of({phys_range{phys_addr{0x1f000}, 0x1000}}), to_dev);  // ends at 2^32-1
   REQUIRE(ok);
   CHECK(ok->begin()->last().value() == 0xffff'ffff);
   auto high = m.try_map(list_of({phys_range{phys_addr{0x20000}, 0x10}}), to_dev);
   CHECK(high.error() == errc::not_addressable);
   CHECK(m.translate(phys_addr{0x20000}).error() == errc::not_addressable);
-  CHECK(m.set_dma_mask(0).error() == errc::invalid_argument);
+  CHECK(m.try_set_dma_mask(0).error() == errc::invalid_argument);
   CHECK(m.dma_mask() == 0xffff'ffff);
 
   offset_mapper<soc> none;  // no windows at all
@@ -104,7 +104,7 @@ TEST_CASE("windows are validated: size, wrap-around, overlap in either space, ca
   must(m.try_add_window(phys_addr{~0ull - 0xfff}, dma_addr<soc>{0x5000}, 0x1000));  // to 2^64
   must(m.try_add_window(phys_addr{0x1000}, dma_addr<soc>{0x1000}, 0x1000));
   CHECK(m.windows().size() == 2);
-  CHECK(m.windows()[0].cpu_start == phys_addr{0x1000});  // kept sorted
+  CHECK(m.windows()[0].cpu_addr == phys_addr{0x1000});  // kept sorted
   offset_mapper<soc, default_allocator, 2> n;
   must(n.try_add_window(phys_addr{0x1000}, dma_addr<soc>{0x1000}, 0x1000));
   CHECK(n.try_add_window(phys_addr{0x1fff}, dma_addr<soc>{0x9000}, 0x10).error() == errc::overlaps);
@@ -141,7 +141,7 @@ TEST_CASE("offset map frees everything when any allocation inside it fails") {
       CHECK(mp->size() == 2000);
       CHECK(fs.failures == 0);  // the k-th allocation was never reached
       CHECK(fs.live > 0);
-      must(m.unmap(std::move(*mp)));
+      must(m.try_unmap(std::move(*mp)));
       CHECK(fs.live == 0);
       break;
     }
@@ -163,17 +163,17 @@ TEST_CASE("offset unmap rejects foreign and already-unmapped mappings and frees 
     must(cpu.try_append(phys_range{phys_addr{i * 0x2000}, 0x1000}));
   auto mp = must(a.try_map(cpu, to_dev));
   CHECK(fs.live > 0);
-  CHECK(b.unmap(std::move(mp)).error() == errc::foreign_mapping);
+  CHECK(b.try_unmap(std::move(mp)).error() == errc::foreign_mapping);
   CHECK(mp.mapped());
   CHECK(mp.size() == 600);
-  must(a.unmap(std::move(mp)));
+  must(a.try_unmap(std::move(mp)));
   CHECK(fs.live == 0);
-  CHECK(a.unmap(std::move(mp)).error() == errc::foreign_mapping);
+  CHECK(a.try_unmap(std::move(mp)).error() == errc::foreign_mapping);
   offset_mapping<soc, fault_injecting_allocator> moved_to{must(a.try_map(cpu, to_dev))};
   {
     auto dropped = must(a.try_map(cpu, to_dev));  // dropped: its list is freed anyway
   }
-  must(a.unmap(std::move(moved_to)));
+  must(a.try_unmap(std::move(moved_to)));
   CHECK(fs.live == 0);
 }
 
@@ -193,12 +193,12 @@ TEST_CASE("offset mapping of random lists matches a plain model") {
       dma += size + ((rng() % 2) << 20);  // sometimes bus-contiguous with the previous one
     }
     const unsigned bits = (rng() % 4 == 0) ? 28 : 64;
-    must(m.set_dma_mask(bits));
+    must(m.try_set_dma_mask(bits));
     range_list<phys_range> l;
     const std::size_t n = 1 + rng() % 40;
     for (std::size_t i = 0; i < n; ++i) {
       const window& w = ws[rng() % ws.size()];
-      std::uint64_t a = w.cpu_start.value() + rng() % w.size;
+      std::uint64_t a = w.cpu_addr.value() + rng() % w.len;
       if (rng() % 64 == 0) a = rng() % (cpu + (1 << 20));  // anywhere: maybe outside
       const std::uint64_t len = 1 + rng() % 0x8000;        // may run past the window's end
       must(l.try_append(phys_range{phys_addr{a}, len}));
@@ -209,7 +209,7 @@ TEST_CASE("offset mapping of random lists matches a plain model") {
     for (const phys_range& r : l) {
       const window* hit = nullptr;
       for (const auto& w : ws)
-        if (r.addr().value() >= w.cpu_start.value() && r.addr().value() <= w.cpu_last()) hit = &w;
+        if (r.addr().value() >= w.cpu_addr.value() && r.addr().value() <= w.cpu_last()) hit = &w;
       if (hit == nullptr) {
         err = errc::not_mapped;
         break;
@@ -218,7 +218,7 @@ TEST_CASE("offset mapping of random lists matches a plain model") {
         err = errc::straddles_boundary;
         break;
       }
-      const std::uint64_t d = hit->dma_start.value() + (r.addr().value() - hit->cpu_start.value());
+      const std::uint64_t d = hit->device_addr.value() + (r.addr().value() - hit->cpu_addr.value());
       if (d + r.len() - 1 > *dma_mask_from_bits(bits)) {
         err = errc::not_addressable;
         break;
@@ -239,7 +239,7 @@ TEST_CASE("offset mapping of random lists matches a plain model") {
     std::vector<std::pair<std::uint64_t, std::uint64_t>> got;
     for (const auto& r : *mp) got.emplace_back(r.addr().value(), r.len());
     CHECK(got == model);
-    must(m.unmap(std::move(*mp)));
+    must(m.try_unmap(std::move(*mp)));
     ++mapped;
   }
   CHECK(mapped >= 20);  // the seed exercises both outcomes

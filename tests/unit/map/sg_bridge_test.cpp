@@ -104,7 +104,7 @@ TEST_CASE("bridge over dma-direct returns the CPU ranges as DMA ranges") {
     ++it;
   }
   CHECK(mp->total_bytes() == cpu.total_bytes());
-  must(m.unmap(std::move(*mp)));
+  must(m.try_unmap(std::move(*mp)));
   CHECK(c.unmaps == 1);
   CHECK(c.unmap_nents == 300);
 }
@@ -125,7 +125,7 @@ TEST_CASE("bridge cuts ranges longer than max_segment and the output merges them
   CHECK(m.set_max_segment(0).error() == errc::invalid_argument);
   must(m.set_max_segment(0x1000));
   CHECK(m.max_segment() == 0x1000);
-  must(m.unmap(std::move(*mp)));
+  must(m.try_unmap(std::move(*mp)));
 }
 
 TEST_CASE("a legacy IOMMU that merges everything yields a single-entry mapping") {
@@ -139,7 +139,7 @@ TEST_CASE("a legacy IOMMU that merges everything yields a single-entry mapping")
   CHECK(*mp->begin() == dma_range<legacy>{dma_addr<legacy>{0xfe00'0000}, cpu.total_bytes()});
   CHECK(mp->table().nents == 1);
   CHECK(mp->table().orig_nents == 1000);
-  must(m.unmap(std::move(*mp)));
+  must(m.try_unmap(std::move(*mp)));
   CHECK(c.unmap_nents == 1000);  // unmap_sg gets the count map_sg was given
 }
 
@@ -191,7 +191,7 @@ TEST_CASE("entries the legacy layer marks as bus addresses carry range_flags::bu
   for (const auto& r : mp) flags.push_back(r.flags());
   CHECK(flags ==
         std::vector<range_flags>{range_flags::none, range_flags::bus_addr, range_flags::none});
-  must(m.unmap(std::move(mp)));
+  must(m.try_unmap(std::move(mp)));
 }
 
 TEST_CASE("bridge map pairs map_sg with unmap_sg and frees all when any allocation fails") {
@@ -207,7 +207,7 @@ TEST_CASE("bridge map pairs map_sg with unmap_sg and frees all when any allocati
       succeeded = true;
       CHECK(fs.failures == 0);
       CHECK(k > 5);
-      must(m.unmap(std::move(*mp)));
+      must(m.try_unmap(std::move(*mp)));
       CHECK(c.maps == 1);
       CHECK(c.unmaps == 1);
       CHECK(fs.live == 0);
@@ -226,15 +226,45 @@ TEST_CASE("bridge unmap rejects foreign and already-unmapped mappings") {
   sg_bridge_mapper<legacy, direct, count_unmap> b{direct{&c}, count_unmap{&c}};
   const auto cpu = scattered(4);
   auto mp = must(a.try_map(cpu, to_dev));
-  CHECK(b.unmap(std::move(mp)).error() == errc::foreign_mapping);
+  CHECK(b.try_unmap(std::move(mp)).error() == errc::foreign_mapping);
   CHECK(mp.mapped());
   CHECK(c.unmaps == 0);
-  must(a.unmap(std::move(mp)));
+  must(a.try_unmap(std::move(mp)));
   CHECK(c.unmaps == 1);
-  CHECK(a.unmap(std::move(mp)).error() == errc::foreign_mapping);
+  CHECK(a.try_unmap(std::move(mp)).error() == errc::foreign_mapping);
   CHECK(c.unmaps == 1);
-  sg_bridge_mapping<legacy> none;
-  CHECK(a.unmap(std::move(none)).error() == errc::foreign_mapping);
+  sg_bridge_mapping<legacy, count_unmap> none;
+  CHECK(a.try_unmap(std::move(none)).error() == errc::foreign_mapping);
+}
+
+TEST_CASE("bridge: a mapping dropped without unmap calls unmap_sg once, even after its mapper "
+          "is gone") {
+  calls c;
+  const auto cpu = scattered(4);
+  {
+    sg_bridge_mapping<legacy, count_unmap> kept;
+    {
+      sg_bridge_mapper<legacy, direct, count_unmap> a{direct{&c}, count_unmap{&c}};
+      auto mp = must(a.try_map(cpu, to_dev));
+      auto moved = std::move(mp);   // the moved-from one releases nothing
+      kept = std::move(moved);      // nor does this one after being moved from
+      CHECK(a.owns(kept));
+    }                               // the mapper dies first: the mapping keeps its callback
+    CHECK(c.unmaps == 0);
+    CHECK(kept.mapped());
+  }
+  CHECK(c.maps == 1);
+  CHECK(c.unmaps == 1);
+  CHECK(c.unmap_nents == 4);
+
+  // Move-assigning over a live mapping releases the old one first.
+  sg_bridge_mapper<legacy, direct, count_unmap> b{direct{&c}, count_unmap{&c}};
+  auto m1 = must(b.try_map(cpu, to_dev));
+  auto m2 = must(b.try_map(cpu, to_dev));
+  m1 = std::move(m2);
+  CHECK(c.unmaps == 2);
+  CHECK(m1.mapped());
+  CHECK(!b.owns(m2));
 }
 
 TEST_CASE("bridge refuses ranges the scatterlist model cannot describe") {

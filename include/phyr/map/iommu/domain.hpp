@@ -9,8 +9,10 @@
 /// Thread safety: any number of threads may map, unmap and translate through one domain at
 /// once, given a thread-safe allocator (default_allocator is; fault_injecting_allocator and
 /// pools are not).
-/// Lifetime: the domain must outlive its mappers and their mappings; destroying it frees
-/// every table and all IOVA metadata regardless of what is still mapped.
+/// Lifetime: the domain must outlive its mappings and reservations (each points to it and gives
+/// its IOVA back on destruction, see map/mapper.hpp). It counts them: `stats().live_mappings`
+/// is the leak check a test can query, and destroying a domain that still has live mappings
+/// asserts in debug builds (release builds free every table and all IOVA metadata anyway).
 #pragma once
 
 #include <atomic>
@@ -44,10 +46,13 @@ struct iommu_domain_stats {
   std::uint64_t maps = 0;          ///< successful try_map calls
   std::uint64_t unmaps = 0;        ///< successful unmap calls
   std::uint64_t failed_maps = 0;   ///< try_map calls that failed (bad input included)
+  std::uint64_t live_mappings = 0; ///< mappings and reservations alive now (the leak check)
 };
 
 template <class Bus, segment_allocator Alloc>
 class iommu_mapper;
+template <class Bus, segment_allocator Alloc>
+class iommu_mapping;
 
 /// One IOMMU translation context (what a device or group is attached to): IOVA allocator and
 /// page table. Default-constructible (48-bit IOVA space, 4 KiB granule) and never fails to
@@ -77,6 +82,10 @@ class basic_iommu_domain {
         pt_(a) {}
   basic_iommu_domain(const basic_iommu_domain&) = delete;
   basic_iommu_domain& operator=(const basic_iommu_domain&) = delete;
+  ~basic_iommu_domain() {
+    PHYR_ASSERT(live_.load(std::memory_order_relaxed) == 0,
+                "iommu_domain destroyed while mappings of it are alive");
+  }
 
   [[nodiscard]] const iommu_domain_config& config() const noexcept { return cfg_; }
   [[nodiscard]] Alloc get_allocator() const noexcept { return alloc_; }
@@ -101,6 +110,7 @@ class basic_iommu_domain {
     s.maps = maps_.load(std::memory_order_relaxed);
     s.unmaps = unmaps_.load(std::memory_order_relaxed);
     s.failed_maps = failed_maps_.load(std::memory_order_relaxed);
+    s.live_mappings = live_.load(std::memory_order_relaxed);
     s.iova = iova_.stats();
     return s;
   }
@@ -125,6 +135,22 @@ class basic_iommu_domain {
  private:
   template <class, segment_allocator>
   friend class iommu_mapper;
+  template <class, segment_allocator>
+  friend class iommu_mapping;
+
+  /// Clears the page-table entries of an IOVA block and gives the block back: the release step
+  /// of a mapping, whoever triggers it (try_unmap or the mapping's destructor).
+  void release_block(std::uint64_t pfn, std::uint64_t pages) noexcept {
+    {
+      std::lock_guard lk(pt_mu_);
+      [[maybe_unused]] const std::uint64_t bytes =
+          pt_.unmap(pfn << granule_shift, pages << granule_shift);
+      PHYR_ASSERT(bytes != 0, "an IOMMU mapping with nothing in the page table");
+    }
+    iova_.free(pfn, pages);
+    unmaps_.fetch_add(1, std::memory_order_relaxed);
+    live_.fetch_sub(1, std::memory_order_relaxed);
+  }
 
   static iommu_domain_config checked(iommu_domain_config c) noexcept {
     PHYR_ASSERT(c.iova_bits >= 13 && c.iova_bits <= 48, "iova_bits must be 13..48");
@@ -146,6 +172,7 @@ class basic_iommu_domain {
   std::atomic<std::uint64_t> maps_{0};
   std::atomic<std::uint64_t> unmaps_{0};
   std::atomic<std::uint64_t> failed_maps_{0};
+  std::atomic<std::uint64_t> live_{0};
 };
 
 /// The domain type outside code names: heap-backed.

@@ -8,7 +8,7 @@
 ///   if (!mp) return mp.error();        // out_of_memory, exhausted, not_addressable, ...
 ///   mp->size();                        // 1 for a page list: one contiguous IOVA range
 ///   m.translate(mp->begin()->addr());  // walks the page table back to the CPU address
-///   phyr::must(m.unmap(std::move(*mp)));  // clears the PTEs, frees tables and IOVA
+///   phyr::must(m.try_unmap(std::move(*mp)));  // clears the PTEs, frees tables and IOVA
 ///
 /// How a list is mapped (the approach of Linux's iommu_dma_map_sg): the whole list gets ONE
 /// size-aligned IOVA block. Consecutive ranges whose shared boundary is granule-aligned on both
@@ -38,9 +38,11 @@
 /// once, given a thread-safe allocator (default_allocator is; fault_injecting_allocator and
 /// pools are not). Page-table updates are serialised by one mutex per domain (a map holds it
 /// for its whole list); IOVA allocation has its own lock and per-thread caches.
-/// Lifetime: the domain must outlive its mappers and their mappings. Dropping a mapping
-/// without `unmap` leaves its IOVA mapped until the domain is destroyed (like forgetting
-/// dma_unmap_sg); destroying the domain frees everything regardless.
+/// Lifetime (the rule of map/mapper.hpp): a mapping points to its domain, not to its mapper,
+/// and destroying a still-mapped mapping unmaps it exactly as `try_unmap` does, so dropping
+/// one cannot leak IOVA space or page-table entries. The domain must outlive its mappings; it
+/// counts them (`stats().live_mappings`) and asserts in debug builds when destroyed with any
+/// alive. The mapper itself may be moved or destroyed while its mappings live.
 #pragma once
 
 #include <atomic>
@@ -56,6 +58,7 @@
 #include <phyr/core/address.hpp>
 #include <phyr/core/allocator.hpp>
 #include <phyr/core/error.hpp>
+#include <phyr/core/page.hpp>
 #include <phyr/core/range.hpp>
 #include <phyr/map/iommu/domain.hpp>
 #include <phyr/map/mapper.hpp>
@@ -72,38 +75,54 @@ class iommu_mapping : public detail::owned_dma_list<Bus, Alloc> {
  public:
   iommu_mapping() noexcept = default;
   iommu_mapping(iommu_mapping&& o) noexcept
-      : base(std::move(o)), iova_pfn_(o.iova_pfn_), iova_pages_(o.iova_pages_) {
+      : base(std::move(o)), dom_(o.dom_), iova_pfn_(o.iova_pfn_), iova_pages_(o.iova_pages_) {
     o.forget();
   }
   iommu_mapping& operator=(iommu_mapping&& o) noexcept {
     if (this != &o) {
+      release();
       base::operator=(std::move(o));
+      dom_ = o.dom_;
       iova_pfn_ = o.iova_pfn_;
       iova_pages_ = o.iova_pages_;
       o.forget();
     }
     return *this;
   }
+  /// Unmaps what is still mapped (RAII; see map/mapper.hpp).
+  ~iommu_mapping() { release(); }
 
-  /// The IOVA block behind the mapping: its first address and its size in granules (padding
+  /// The IOVA block behind the mapping: its first address and its length in bytes (padding
   /// between groups and before the first one included). 0 when not mapped.
-  [[nodiscard]] dma_addr<Bus> iova_base() const noexcept { return dma_addr<Bus>{iova_pfn_ << 12}; }
-  [[nodiscard]] std::uint64_t iova_pages() const noexcept { return iova_pages_; }
+  [[nodiscard]] dma_addr<Bus> iova_addr() const noexcept {
+    return dma_addr<Bus>{pfn_to_addr(iova_pfn_)};
+  }
+  [[nodiscard]] std::uint64_t iova_len() const noexcept { return pfn_to_addr(iova_pages_); }
   /// IOVA blocks behind the mapping: 1 (a whole list shares one block), 0 when not mapped.
   [[nodiscard]] std::uint64_t iova_ranges() const noexcept { return this->mapped() ? 1 : 0; }
 
  private:
   template <class, segment_allocator>
   friend class iommu_mapper;
-  iommu_mapping(typename base::list_type&& l, std::uint64_t owner, std::uint64_t pfn,
-                std::uint64_t pages) noexcept
-      : base(std::move(l), owner), iova_pfn_(pfn), iova_pages_(pages) {}
+  using domain_type = basic_iommu_domain<Alloc>;
+  iommu_mapping(typename base::list_type&& l, std::uint64_t owner, domain_type* d,
+                std::uint64_t pfn, std::uint64_t pages) noexcept
+      : base(std::move(l), owner), dom_(d), iova_pfn_(pfn), iova_pages_(pages) {}
   void forget() noexcept {
     this->owner_ = 0;
+    dom_ = nullptr;
     iova_pfn_ = 0;
     iova_pages_ = 0;
   }
+  /// Gives everything back to the domain, once: the body of try_unmap and of the destructor.
+  void release() noexcept {
+    if (dom_ == nullptr) return;
+    dom_->release_block(iova_pfn_, iova_pages_);
+    this->drop_list();
+    forget();
+  }
 
+  domain_type* dom_ = nullptr;
   std::uint64_t iova_pfn_ = 0;
   std::uint64_t iova_pages_ = 0;
 };
@@ -140,23 +159,16 @@ class iommu_mapper {
     return map_impl(view, dir);
   }
 
-  /// Clears the page-table entries of `m`, frees emptied tables and its IOVA blocks.
-  /// foreign_mapping (and `m` left as it was) for a mapping another mapper made, or one already
-  /// unmapped.
-  [[nodiscard]] result<void> unmap(mapping&& m) noexcept {
+  /// Clears the page-table entries of `m`, frees emptied tables and its IOVA block (what
+  /// destroying `m` would do, now). foreign_mapping (and `m` left as it was) for a mapping
+  /// another mapper made, or one already unmapped.
+  [[nodiscard]] result<void> try_unmap(mapping&& m) noexcept {
     if (!id_.owns(m.owner_)) return errc::foreign_mapping;
-    {
-      std::lock_guard lk(d_->pt_mu_);
-      [[maybe_unused]] const std::uint64_t bytes =
-          d_->pt_.unmap(m.iova_pfn_ << granule_shift, m.iova_pages_ << granule_shift);
-      PHYR_ASSERT(bytes != 0, "an IOMMU mapping with nothing in the page table");
-      d_->iova_.free(m.iova_pfn_, m.iova_pages_);
-      d_->unmaps_.fetch_add(1, std::memory_order_relaxed);
-    }
-    m.drop_list();
-    m.forget();
+    m.release();
     return {};
   }
+  /// Whether `m` is a live mapping this mapper made (what try_unmap checks).
+  [[nodiscard]] bool owns(const mapping& m) const noexcept { return id_.owns(m.owner_); }
 
   /// The CPU address a DMA address of this bus reaches: not_mapped when nothing translates it.
   [[nodiscard]] result<phys_addr> translate(dma_addr<Bus> a) const noexcept {
@@ -315,7 +327,8 @@ class iommu_mapper {
       return failed(err);
     }
     d_->maps_.fetch_add(1, std::memory_order_relaxed);
-    return mapping{std::move(out), id_.value(), block->pfn, pages};
+    d_->live_.fetch_add(1, std::memory_order_relaxed);
+    return mapping{std::move(out), id_.value(), d_, block->pfn, pages};
   }
 
   domain_type* d_;

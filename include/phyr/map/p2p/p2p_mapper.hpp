@@ -10,7 +10,7 @@
 ///   if (!mp && mp.error() == phyr::errc::p2p_not_supported) bounce_through_ram();
 ///   for (const phyr::dma_range<nvme0>& r : *mp)
 ///     program(r.addr().value(), r.len(), phyr::has_flags(r.flags(), phyr::range_flags::bus_addr));
-///   phyr::must(m->unmap(std::move(*mp)));
+///   phyr::must(m->try_unmap(std::move(*mp)));
 ///
 /// Per input range (looked up in the `p2p_registry` once per range, never per page):
 ///  - RAM -> the Inner mapper (identity or IOMMU);
@@ -356,10 +356,10 @@ class p2p_mapper {
   /// Gives Inner back its mapping (if any) and frees the DMA list. foreign_mapping, with `m`
   /// left as it was, for a mapping another mapper made or one already unmapped; an error from
   /// Inner's unmap is passed on, `m` again left as it was.
-  [[nodiscard]] result<void> unmap(mapping&& m) noexcept {
+  [[nodiscard]] result<void> try_unmap(mapping&& m) noexcept {
     if (!id_.owns(m.owner_)) return errc::foreign_mapping;
     if (m.has_inner_) {
-      if (auto r = inner_->unmap(std::move(m.inner())); !r) return r.error();
+      if (auto r = inner_->try_unmap(std::move(m.inner())); !r) return r.error();
       m.drop_inner();
     }
     m.release();
@@ -436,7 +436,7 @@ class p2p_mapper {
   // Rolls back a partly built mapping: Inner's part is unmapped, everything freed.
   [[nodiscard]] errc undo(mapping& m, errc e) noexcept {
     if (m.has_inner_) {
-      [[maybe_unused]] auto r = inner_->unmap(std::move(m.inner()));
+      [[maybe_unused]] auto r = inner_->try_unmap(std::move(m.inner()));
       PHYR_ASSERT(r.has_value(), "Inner refused to unmap its own fresh mapping");
       m.drop_inner();
     }

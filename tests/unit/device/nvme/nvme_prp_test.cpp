@@ -348,7 +348,7 @@ TEST_CASE("prp: works on range_list and an identity mapping, and in constant exp
   CHECK(r->prp1.value() == 0x10'0200);
   CHECK(std::vector<std::uint64_t>(p.words.begin(), p.words.begin() + 4) ==
         std::vector<std::uint64_t>{0x10'1000, 0x10'2000, 0x80'0000, 0x80'1000});
-  phyr::must(m.unmap(std::move(map)));
+  phyr::must(m.try_unmap(std::move(map)));
 
   phyr::range_list<drange> dl;
   REQUIRE(dl.try_append(dr(0x20'0000, 0x3000)));

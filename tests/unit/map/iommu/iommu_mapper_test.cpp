@@ -113,7 +113,7 @@ TEST_CASE("iommu_mapper: satisfies dma_mapper for every allocator", "[iommu]") {
 // than an error, hence these concepts.
 template <class M, class Mp>
 concept can_unmap = requires(M& m, Mp& mp) {
-  m.unmap(std::move(mp));
+  m.try_unmap(std::move(mp));
 };
 template <class M, class Addr>
 concept can_translate = requires(M& m, Addr a) {
@@ -152,7 +152,7 @@ TEST_CASE("iommu_domain: holds no memory until the first map and none after the 
   CHECK(dom.stats().maps == 1);
   CHECK(mp.begin()->addr().value() >= 4096);  // IOVA page 0 is never handed out
   CHECK(fs.live > 0);
-  phyr::must(m.unmap(std::move(mp)));
+  phyr::must(m.try_unmap(std::move(mp)));
   CHECK(dom.stats().page_table.tables == 0);
   CHECK(dom.stats().unmaps == 1);
   dom.flush_iova_caches();
@@ -169,8 +169,8 @@ TEST_CASE("iommu_mapper: a page list maps to one entry that keeps the first-page
   auto mp = phyr::must(m.try_map(l, dma_direction::bidirectional));
   CHECK(mp.size() == 1);
   CHECK(mp.iova_ranges() == 1);
-  CHECK(mp.iova_pages() >= 4096 + 17);
-  CHECK(mp.iova_base().value() % m2 == 0);
+  CHECK(mp.iova_len() >= (4096 + 17) * phyr::page_size);
+  CHECK(mp.iova_addr().value() % m2 == 0);
   // Phased: the first page sits at its physical offset modulo 2 MiB.
   CHECK((mp.begin()->addr().value() - l.begin()->addr().value()) % m2 == 0);
   CHECK(mp.total_bytes() == l.total_bytes());
@@ -179,7 +179,7 @@ TEST_CASE("iommu_mapper: a page list maps to one entry that keeps the first-page
   CHECK(dom.stats().page_table.leaves_4k == 4096 + 17);
   require_translates(m, l, mp);
   const auto dma = mp.begin()->addr();
-  phyr::must(m.unmap(std::move(mp)));
+  phyr::must(m.try_unmap(std::move(mp)));
   CHECK_FALSE(mp.mapped());
   CHECK(m.translate(dma).error() == errc::not_mapped);
   CHECK(dom.stats().page_table.leaves() == 0);
@@ -200,14 +200,14 @@ TEST_CASE("iommu_mapper: each unaligned interior boundary costs exactly one more
   auto mp = phyr::must(m.try_map(l, dma_direction::from_device));
   CHECK(mp.size() == 3);
   CHECK(mp.iova_ranges() == 1);  // one IOVA block, three groups in it
-  CHECK(mp.iova_pages() == 2 + 4 + 17);
+  CHECK(mp.iova_len() == (2 + 4 + 17) * phyr::page_size);
   std::vector<std::uint64_t> lens;
   for (const auto& e : mp) lens.push_back(e.len());
   CHECK(lens == std::vector<std::uint64_t>{0x2000, 0x1f00 + 0x1000 + 0x800, 0x11000});
   CHECK(std::next(mp.begin())->addr().value() % k4 == 0x100);
   require_translates(m, l, mp);
   CHECK(m.lookup(mp.begin()->addr())->perm == phyr::io_perm::write);
-  phyr::must(m.unmap(std::move(mp)));
+  phyr::must(m.try_unmap(std::move(mp)));
   CHECK(dom.stats().page_table.tables == 0);
   CHECK(dom.stats().iova.live_blocks == 0);
 }
@@ -224,7 +224,7 @@ TEST_CASE("iommu_mapper: physically adjacent ranges share an IOVA page and keep 
   REQUIRE(l.size() == 3);
   auto mp = phyr::must(m.try_map(l, dma_direction::to_device));
   CHECK(mp.iova_ranges() == 1);
-  CHECK(mp.iova_pages() == 3);
+  CHECK(mp.iova_len() == 3 * phyr::page_size);
   REQUIRE(mp.size() == 3);
   auto it = mp.begin();
   const auto e0 = *it++;
@@ -239,7 +239,7 @@ TEST_CASE("iommu_mapper: physically adjacent ranges share an IOVA page and keep 
   CHECK(dom.stats().page_table.leaves_4k == 3);  // the shared page mapped once
   require_translates(m, l, mp);
   CHECK(m.lookup(e0.addr())->perm == phyr::io_perm::read);
-  phyr::must(m.unmap(std::move(mp)));
+  phyr::must(m.try_unmap(std::move(mp)));
   CHECK(dom.stats().page_table.tables == 0);
 }
 
@@ -262,7 +262,7 @@ TEST_CASE("iommu_mapper: 2 MiB runs map as one entry built from 2 MiB leaves", "
   CHECK(st.tables == 3);  // root, PDPT, PD
   require_translates(m, l, mp);
   CHECK(m.lookup(mp.begin()->addr())->leaf_size == m2);
-  phyr::must(m.unmap(std::move(mp)));
+  phyr::must(m.try_unmap(std::move(mp)));
   CHECK(dom.stats().page_table.tables == 0);
 }
 
@@ -282,7 +282,7 @@ TEST_CASE("iommu_mapper: a buffer starting mid-hugepage still gets 2 MiB leaves"
   CHECK(st.leaves_4k == 3 + 1);
   require_translates(m, l, mp);
   CHECK(dom.with_page_table([](const auto& pt) { return pt.check_invariants(); }));
-  phyr::must(m.unmap(std::move(mp)));
+  phyr::must(m.try_unmap(std::move(mp)));
   CHECK(dom.stats().page_table.tables == 0);
 }
 
@@ -296,7 +296,7 @@ TEST_CASE("iommu_mapper: views and slices map like lists", "[iommu]") {
   CHECK(mp.total_bytes() == 0x3000);
   CHECK(mp.begin()->addr().value() % k4 == 0x800);
   require_translates(m, v, mp);
-  phyr::must(m.unmap(std::move(mp)));
+  phyr::must(m.try_unmap(std::move(mp)));
 }
 
 TEST_CASE("iommu_mapper: bad input is rejected and changes nothing", "[iommu]") {
@@ -328,22 +328,70 @@ TEST_CASE("iommu_mapper: unmap rejects a foreign or already-unmapped mapping and
   const auto l = make_list({pr(0x7000'0000, 0x4000)});
   auto mp = phyr::must(m1.try_map(l, dma_direction::to_device));
   const auto dma = mp.begin()->addr();
-  CHECK(other.unmap(std::move(mp)).error() == errc::foreign_mapping);
-  CHECK(m1_again.unmap(std::move(mp)).error() == errc::foreign_mapping);
+  CHECK(other.try_unmap(std::move(mp)).error() == errc::foreign_mapping);
+  CHECK(m1_again.try_unmap(std::move(mp)).error() == errc::foreign_mapping);
   CHECK(mp.mapped());
   CHECK(mp.size() == 1);
   CHECK(m1.translate(dma)->value() == 0x7000'0000);
   CHECK(d1.stats().iova.live_blocks == 1);
 
   auto moved = std::move(mp);
-  CHECK(m1.unmap(std::move(mp)).error() == errc::foreign_mapping);  // moved-from
-  REQUIRE(m1.unmap(std::move(moved)).has_value());
-  CHECK(m1.unmap(std::move(moved)).error() == errc::foreign_mapping);  // already unmapped
+  CHECK(m1.try_unmap(std::move(mp)).error() == errc::foreign_mapping);  // moved-from
+  REQUIRE(m1.try_unmap(std::move(moved)).has_value());
+  CHECK(m1.try_unmap(std::move(moved)).error() == errc::foreign_mapping);  // already unmapped
   CHECK(m1.translate(dma).error() == errc::not_mapped);
   phyr::iommu_mapping<bus_a> none;
-  CHECK(m1.unmap(std::move(none)).error() == errc::foreign_mapping);
+  CHECK(m1.try_unmap(std::move(none)).error() == errc::foreign_mapping);
   CHECK(d1.stats().unmaps == 1);
   CHECK(d1.stats().iova.live_blocks == 0);
+}
+
+TEST_CASE("iommu_mapper: 1,000 mappings dropped without unmap give back every IOVA block and "
+          "page table", "[iommu][lifetime]") {
+  phyr::iommu_domain dom;
+  std::vector<phyr::dma_addr<bus_a>> starts;
+  {
+    std::vector<phyr::iommu_mapping<bus_a>> kept;
+    {
+      phyr::iommu_mapper<bus_a> m{dom};
+      for (std::uint64_t i = 0; i < 1000; ++i) {
+        auto mp = phyr::must(m.try_map(make_list({pr(0x1'0000'0000 + i * 0x3000, 0x2000)}),
+                                       dma_direction::to_device));
+        starts.push_back(mp.begin()->addr());
+        if (i % 2 == 0) kept.push_back(std::move(mp));  // the rest die right here
+      }
+      CHECK(dom.stats().live_mappings == 500);
+      CHECK(dom.stats().unmaps == 500);
+    }  // the mapper goes first: its mappings point to the domain, not to it
+    CHECK(dom.stats().live_mappings == 500);
+    CHECK(dom.translate(starts[0].value())->value() == 0x1'0000'0000);
+    CHECK(dom.translate(starts[999].value()).error() == errc::not_mapped);  // dropped last
+  }
+  const auto s = dom.stats();
+  CHECK(s.live_mappings == 0);
+  CHECK(s.maps == 1000);
+  CHECK(s.unmaps == 1000);
+  CHECK(s.iova.live_blocks == 0);
+  CHECK(s.page_table.tables == 0);
+  CHECK(s.page_table.leaves() == 0);
+  for (auto a : starts) CHECK(dom.translate(a.value()).error() == errc::not_mapped);
+}
+
+TEST_CASE("iommu_mapper: move-assigning over a live mapping unmaps the old one", "[iommu][lifetime]") {
+  phyr::iommu_domain dom;
+  phyr::iommu_mapper<bus_a> m{dom};
+  const auto l1 = make_list({pr(0x7000'0000, 0x4000)});
+  const auto l2 = make_list({pr(0x9000'0000, 0x4000)});
+  auto a = phyr::must(m.try_map(l1, dma_direction::to_device));
+  auto b = phyr::must(m.try_map(l2, dma_direction::to_device));
+  const auto old = a.begin()->addr();
+  a = std::move(b);
+  CHECK(dom.translate(old.value()).error() == errc::not_mapped);
+  CHECK(dom.translate(a.begin()->addr().value())->value() == 0x9000'0000);
+  CHECK(dom.stats().live_mappings == 1);
+  CHECK(!b.mapped());
+  CHECK(m.owns(a));
+  CHECK(!m.owns(b));
 }
 
 TEST_CASE("iommu_mapper: translate() matches every page of random maps", "[iommu][property]") {
@@ -372,7 +420,7 @@ TEST_CASE("iommu_mapper: translate() matches every page of random maps", "[iommu
         const std::size_t i = rng() % maps.size();
         std::vector<phyr::dma_addr<bus_a>> starts;
         for (const auto& e : maps[i].mp) starts.push_back(e.addr());
-        phyr::must(m.unmap(std::move(maps[i].mp)));
+        phyr::must(m.try_unmap(std::move(maps[i].mp)));
         for (auto a : starts) CHECK(m.translate(a).error() == errc::not_mapped);
         maps.erase(maps.begin() + static_cast<long>(i));
       }
@@ -380,7 +428,7 @@ TEST_CASE("iommu_mapper: translate() matches every page of random maps", "[iommu
     }
     CHECK(entries < inputs);  // groups really formed
     for (auto& x : maps) require_translates(m, x.in, x.mp);
-    for (auto& x : maps) phyr::must(m.unmap(std::move(x.mp)));
+    for (auto& x : maps) phyr::must(m.try_unmap(std::move(x.mp)));
     const auto st = dom.stats();
     CHECK(st.page_table.tables == 0);
     CHECK(st.page_table.leaves() == 0);
@@ -425,7 +473,7 @@ TEST_CASE("iommu_mapper: out_of_memory at every allocation inside map rolls back
       done = true;
       require_translates(m, in, *r);
       CHECK(r->size() == 300 + 1);  // 300 unaligned groups; the pages and runs join the last
-      phyr::must(m.unmap(std::move(*r)));
+      phyr::must(m.try_unmap(std::move(*r)));
       break;
     }
     ++failures;
@@ -441,7 +489,7 @@ TEST_CASE("iommu_mapper: out_of_memory at every allocation inside map rolls back
   REQUIRE(done);
   CHECK(failures >= 5);
   require_translates(m, keep_in, keep);
-  phyr::must(m.unmap(std::move(keep)));
+  phyr::must(m.try_unmap(std::move(keep)));
   dom.flush_iova_caches();
   CHECK(fs.live == 0);
 }
@@ -457,7 +505,7 @@ TEST_CASE("iommu_mapper: out_of_memory with the IOVA served from the cache rolls
       make_list({pr(0x5000'0100, 0x100), pr(0x6000'0200, 0x100), pr(0x7000'0300, 0x100)});
   const auto warm_in = make_list({pr(0x9000'0000, 4 * k4)});
   auto keep = phyr::must(m.try_map(make_list({pr(0x3000'0000, k4)}), dma_direction::to_device));
-  phyr::must(m.unmap(phyr::must(m.try_map(warm_in, dma_direction::to_device))));
+  phyr::must(m.try_unmap(phyr::must(m.try_map(warm_in, dma_direction::to_device))));
   REQUIRE(dom.stats().iova.cached_blocks == 1);
   bool done = false;
   for (std::uint64_t k = 1; k < 50 && !done; ++k) {
@@ -470,7 +518,7 @@ TEST_CASE("iommu_mapper: out_of_memory with the IOVA served from the cache rolls
       done = true;
       CHECK(r->size() == 3);
       require_translates(m, in, *r);
-      phyr::must(m.unmap(std::move(*r)));
+      phyr::must(m.try_unmap(std::move(*r)));
       break;
     }
     REQUIRE(r.error() == errc::out_of_memory);
@@ -480,7 +528,7 @@ TEST_CASE("iommu_mapper: out_of_memory with the IOVA served from the cache rolls
   }
   REQUIRE(done);
   CHECK(dom.stats().iova.cache_hits >= 1);
-  phyr::must(m.unmap(std::move(keep)));
+  phyr::must(m.try_unmap(std::move(keep)));
   dom.flush_iova_caches();
   CHECK(fs.live == 0);
 }
@@ -504,11 +552,11 @@ TEST_CASE("iommu_mapper: IOVA exhaustion mid-map rolls back completely", "[iommu
   // More than the whole space in one group.
   const auto huge = make_list({pr(0, 256 * k4)});
   CHECK(m.try_map(huge, dma_direction::to_device).error() == errc::exhausted);
-  phyr::must(m.unmap(std::move(ma)));
+  phyr::must(m.try_unmap(std::move(ma)));
   auto mb = phyr::must(m.try_map(b, dma_direction::to_device));
   CHECK(mb.size() == 2);
   require_translates(m, b, mb);
-  phyr::must(m.unmap(std::move(mb)));
+  phyr::must(m.try_unmap(std::move(mb)));
   CHECK(dom.stats().page_table.tables == 0);
 }
 
@@ -549,12 +597,12 @@ TEST_CASE("iommu_mapper: concurrent map and unmap from several threads", "[iommu
             ++bad;
           off += r.len();
         }
-        if (!m.unmap(std::move(maps[i].mp))) ++bad;
+        if (!m.try_unmap(std::move(maps[i].mp))) ++bad;
         maps.erase(maps.begin() + static_cast<long>(i));
       }
     }
     for (auto& x : maps)
-      if (!m.unmap(std::move(x.mp))) ++bad;
+      if (!m.try_unmap(std::move(x.mp))) ++bad;
   };
   std::vector<std::thread> threads;
   for (unsigned t = 0; t < 3; ++t) threads.emplace_back(worker, 500 + t);

@@ -93,7 +93,7 @@ class fake_iommu {
     ++live;
     return m;
   }
-  phyr::result<void> unmap(mapping&& m) noexcept {
+  phyr::result<void> try_unmap(mapping&& m) noexcept {
     if (m.owner_ != this) return errc::foreign_mapping;
     m.owner_ = nullptr;
     m.out_.clear();
@@ -229,10 +229,10 @@ TEST_CASE("p2p_mapper maps a mixed list entry by entry, in input order, with one
                                                    pr(0x30'0000, 4 * KiB, range_flags::pinned)});
   REQUIRE(mp->inner_part() != nullptr);
   CHECK(inner.live == 1);
-  REQUIRE(m.unmap(std::move(*mp)));
+  REQUIRE(m.try_unmap(std::move(*mp)));
   CHECK(inner.live == 0);
   CHECK_FALSE(mp->mapped());
-  CHECK(m.unmap(std::move(*mp)).error() == errc::foreign_mapping);
+  CHECK(m.try_unmap(std::move(*mp)).error() == errc::foreign_mapping);
 }
 
 TEST_CASE("p2p_mapper: bus-address entries keep input flags, gain bus_addr, and coalesce",
@@ -249,7 +249,7 @@ TEST_CASE("p2p_mapper: bus-address entries keep input flags, gain bus_addr, and 
                                         bus(gpu_base + 64 * KiB, 4 * KiB)});
   CHECK(mp.inner_part() == nullptr);  // no RAM: Inner was never called
   CHECK(inner.calls == 0);
-  REQUIRE(m.unmap(std::move(mp)));
+  REQUIRE(m.try_unmap(std::move(mp)));
 }
 
 TEST_CASE("p2p_mapper sends host-bridge peers and all-RAM lists to Inner as a whole",
@@ -263,14 +263,14 @@ TEST_CASE("p2p_mapper sends host-bridge peers and all-RAM lists to Inner as a wh
   CHECK(entries(mp) == std::vector<dma>{dma{daddr{0x1'0000'0000}, 12 * KiB}});
   CHECK(inner.inputs.at(0) ==
         std::vector<phys_range>{pr(cmb2_base, 8 * KiB), pr(0x40'0000, 4 * KiB)});
-  REQUIRE(m.unmap(std::move(mp)));
+  REQUIRE(m.try_unmap(std::move(mp)));
 
   // Mixed host-bridge peer + bus-address peer + RAM.
   const auto l2 = list_of({pr(cmb2_base, 4 * KiB), pr(gpu_base, 4 * KiB), pr(0x40'0000, 4 * KiB)});
   auto mp2 = phyr::must(m.try_map(l2, dma_direction::to_device));
   CHECK(entries(mp2) == std::vector<dma>{dma{daddr{0x1'1000'0000}, 4 * KiB}, bus(gpu_base, 4 * KiB),
                                          dma{daddr{0x1'1000'1000}, 4 * KiB}});
-  REQUIRE(m.unmap(std::move(mp2)));
+  REQUIRE(m.try_unmap(std::move(mp2)));
   CHECK(inner.live == 0);
 }
 
@@ -326,8 +326,8 @@ TEST_CASE("p2p_mapper single_source: all RAM or all one provider, nothing else",
   CHECK(m.try_map(peer_then_ram, dma_direction::to_device).error() == errc::invalid_argument);
   CHECK(m.try_map(two_peers, dma_direction::to_device).error() == errc::invalid_argument);
   CHECK(inner.calls == 1);
-  REQUIRE(m.unmap(std::move(a)));
-  REQUIRE(m.unmap(std::move(b)));
+  REQUIRE(m.try_unmap(std::move(a)));
+  REQUIRE(m.try_unmap(std::move(b)));
 }
 
 TEST_CASE("p2p_mapper checks bus addresses against the client's DMA mask", "[p2p_mapper]") {
@@ -349,15 +349,15 @@ TEST_CASE("p2p_mapper::unmap refuses mappings it did not make", "[p2p_mapper]") 
   auto m2 = phyr::must(fake_p2p::create(inner, w.reg, w.topo, nvme));
   const auto l = list_of({pr(0x10'0000, 4 * KiB), pr(gpu_base, 4 * KiB)});
   auto mp = phyr::must(m1.try_map(l, dma_direction::to_device));
-  CHECK(m2.unmap(std::move(mp)).error() == errc::foreign_mapping);
+  CHECK(m2.try_unmap(std::move(mp)).error() == errc::foreign_mapping);
   CHECK(mp.mapped());
   CHECK(mp.size() == 2);
   fake_p2p::mapping none;
-  CHECK(m1.unmap(std::move(none)).error() == errc::foreign_mapping);
+  CHECK(m1.try_unmap(std::move(none)).error() == errc::foreign_mapping);
   fake_p2p::mapping moved{std::move(mp)};
   CHECK_FALSE(mp.mapped());
-  CHECK(m1.unmap(std::move(mp)).error() == errc::foreign_mapping);
-  REQUIRE(m1.unmap(std::move(moved)));
+  CHECK(m1.try_unmap(std::move(mp)).error() == errc::foreign_mapping);
+  REQUIRE(m1.try_unmap(std::move(moved)));
   CHECK(inner.live == 0);
 }
 
@@ -402,7 +402,7 @@ TEST_CASE("p2p_mapper: allocation failure at any point maps nothing and leaks no
     auto mp = m.try_map(l, dma_direction::to_device);
     if (mp) {
       CHECK(mp->size() == 1200);
-      REQUIRE(m.unmap(std::move(*mp)));
+      REQUIRE(m.try_unmap(std::move(*mp)));
       break;
     }
     ++failures;
@@ -448,7 +448,7 @@ TEST_CASE("p2p_mapper: a list touching more providers than the inline memo holds
         // RAM: consecutive bytes of the one IOVA block (failed attempts used earlier blocks).
         CHECK(e[2 * i + 1] == dma{e[1].addr() + i * 4 * KiB, 4 * KiB});
       }
-      REQUIRE(m.unmap(std::move(*mp)));
+      REQUIRE(m.try_unmap(std::move(*mp)));
       break;
     }
     ++failures;
@@ -468,7 +468,7 @@ TEST_CASE("p2p_mapper keeps working when its topology is replaced and renumbered
   const auto l = list_of({pr(gpu_base, 4 * KiB)});
   {
     auto mp = phyr::must(m.try_map(l, dma_direction::to_device));
-    REQUIRE(m.unmap(std::move(mp)));
+    REQUIRE(m.try_unmap(std::move(mp)));
   }
   // The same tree built in another order: every index differs.
   phyr::pci_topology<> t;
@@ -486,7 +486,7 @@ TEST_CASE("p2p_mapper keeps working when its topology is replaced and renumbered
   w.topo = std::move(t);
   auto mp = phyr::must(m.try_map(l, dma_direction::to_device));
   CHECK(entries(mp) == std::vector<dma>{bus(gpu_base, 4 * KiB)});
-  REQUIRE(m.unmap(std::move(mp)));
+  REQUIRE(m.try_unmap(std::move(mp)));
   const auto l2 = list_of({pr(cmb2_base, 4 * KiB)});
   CHECK(m.try_map(l2, dma_direction::to_device).error() == errc::p2p_not_supported);
   // A topology without the client: peers are refused as unknown, RAM still maps.
@@ -494,7 +494,7 @@ TEST_CASE("p2p_mapper keeps working when its topology is replaced and renumbered
   CHECK(m.try_map(l, dma_direction::to_device).error() == errc::not_found);
   const auto ram = list_of({pr(0x10'0000, 4 * KiB)});
   auto mr = phyr::must(m.try_map(ram, dma_direction::to_device));
-  REQUIRE(m.unmap(std::move(mr)));
+  REQUIRE(m.try_unmap(std::move(mr)));
 }
 
 TEST_CASE("p2p_mapper over identity_mapper: RAM keeps its address, peers get bus addresses",
@@ -513,7 +513,7 @@ TEST_CASE("p2p_mapper over identity_mapper: RAM keeps its address, peers get bus
                                           dma{daddr{0x20'1000}, 4 * KiB, range_flags::pinned}});
     REQUIRE(mp.inner_part() != nullptr);
     CHECK(mp.inner_part()->size() == 3);  // identity aliases the mapping's own RAM list
-    REQUIRE(m.unmap(std::move(mp)));
+    REQUIRE(m.try_unmap(std::move(mp)));
   }
   {
     // All RAM: identity aliases the caller's list; unmapping ends the borrow.
@@ -521,13 +521,13 @@ TEST_CASE("p2p_mapper over identity_mapper: RAM keeps its address, peers get bus
     auto mp = phyr::must(m.try_map(ram, dma_direction::to_device));
     CHECK(entries(mp) ==
           std::vector<dma>{dma{daddr{0x10'0000}, 8 * KiB}, dma{daddr{0x30'0000}, 4 * KiB}});
-    REQUIRE(m.unmap(std::move(mp)));
+    REQUIRE(m.try_unmap(std::move(mp)));
   }
-  REQUIRE(id.set_dma_mask(20));  // identity refuses RAM above 1 MiB ...
+  REQUIRE(id.try_set_dma_mask(20));  // identity refuses RAM above 1 MiB ...
   CHECK(m.try_map(l, dma_direction::to_device).error() == errc::not_addressable);
   const auto peer = list_of({pr(gpu_base, 4 * KiB)});  // ... but peers are not its business
   auto mp = phyr::must(m.try_map(peer, dma_direction::to_device));
-  REQUIRE(m.unmap(std::move(mp)));
+  REQUIRE(m.try_unmap(std::move(mp)));
 }
 
 TEST_CASE("p2p_mapper over iommu_mapper: all RAM pieces share one IOVA block", "[p2p_mapper]") {
@@ -553,7 +553,7 @@ TEST_CASE("p2p_mapper over iommu_mapper: all RAM pieces share one IOVA block", "
   CHECK(io.translate(e[0].addr() + 4 * KiB).value() == phys_addr{0x10'1000});
   CHECK(io.translate(e[2].addr()).value() == phys_addr{0x50'0000});
   CHECK(io.translate(e[4].addr()).value() == phys_addr{0x70'3000});
-  REQUIRE(m.unmap(std::move(mp)));
+  REQUIRE(m.try_unmap(std::move(mp)));
   CHECK(dom.stats().unmaps == 1);
   CHECK(io.translate(e[0].addr()).error() == errc::not_mapped);
 }
@@ -572,14 +572,14 @@ TEST_CASE("p2p_mapper on the sysfs workstation fixture", "[p2p_mapper][pci_sysfs
   auto mp = phyr::must(m.try_map(ok, dma_direction::from_device));
   CHECK(entries(mp) == std::vector<dma>{dma{daddr{0x38'0000'0000}, 2 * MiB, range_flags::bus_addr},
                                         dma{daddr{0x10'0000}, 4 * KiB}});
-  REQUIRE(m.unmap(std::move(mp)));
+  REQUIRE(m.try_unmap(std::move(mp)));
   // The NIC on another root port: refused until the host bridge is allowlisted.
   const auto nic_list = list_of({pr(0x38'4000'0000, 4 * KiB)});
   CHECK(m.try_map(nic_list, dma_direction::to_device).error() == errc::p2p_not_supported);
   REQUIRE(topo.try_set_host_bridge_policy(0, host_bridge_p2p::same_host_bridge));
   auto mp2 = phyr::must(m.try_map(nic_list, dma_direction::to_device));
   CHECK(entries(mp2) == std::vector<dma>{dma{daddr{0x38'4000'0000}, 4 * KiB}});
-  REQUIRE(m.unmap(std::move(mp2)));
+  REQUIRE(m.try_unmap(std::move(mp2)));
 }
 
 TEST_CASE("p2p_mapper: concurrent maps while a provider window comes and goes",
@@ -612,7 +612,7 @@ TEST_CASE("p2p_mapper: concurrent maps while a provider window comes and goes",
         if (!(as_ram || as_peer) || e[0] != dma{daddr{0x10'0000}, 4 * KiB} ||
             e[2] != bus(gpu_base, 4 * KiB))
           ++bad;
-        if (!m.unmap(std::move(*mp))) ++bad;
+        if (!m.try_unmap(std::move(*mp))) ++bad;
         ++maps;
       }
     });

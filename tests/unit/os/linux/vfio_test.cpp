@@ -524,7 +524,7 @@ TEST_CASE("vfio_mapper: a virtually contiguous buffer is one IOVA range, one MAP
   CHECK(maps.begin()->first == ch.iova);
   CHECK(maps.begin()->second.vaddr == va0);
   CHECK(maps.begin()->second.size == 4 * page);
-  REQUIRE(m.unmap(std::move(*mp)));
+  REQUIRE(m.try_unmap(std::move(*mp)));
   CHECK(r.k.mappings().empty());
   CHECK(r.k.count("VFIO_IOMMU_UNMAP_DMA") == 1);
   CHECK(r.k.log.back().b == ch.iova);
@@ -784,14 +784,14 @@ TEST_CASE("vfio_mapping: dropped without unmap it unmaps itself; moved-from, for
 
   auto mp = m.try_map(l, dma_direction::to_device);
   REQUIRE(mp);
-  CHECK(other.unmap(std::move(*mp)).error() == errc::foreign_mapping);
+  CHECK(other.try_unmap(std::move(*mp)).error() == errc::foreign_mapping);
   CHECK(mp->mapped());
   vfio_mapping<nvme0> moved = std::move(*mp);
   CHECK_FALSE(mp->mapped());
   CHECK(mp->chunks().empty());
-  CHECK(m.unmap(std::move(*mp)).error() == errc::foreign_mapping);
-  REQUIRE(m.unmap(std::move(moved)));
-  CHECK(m.unmap(std::move(moved)).error() == errc::foreign_mapping);
+  CHECK(m.try_unmap(std::move(*mp)).error() == errc::foreign_mapping);
+  REQUIRE(m.try_unmap(std::move(moved)));
+  CHECK(m.try_unmap(std::move(moved)).error() == errc::foreign_mapping);
   CHECK(r.k.mappings().empty());
 
   // Move-assigning over a live mapping releases the old one first.
@@ -817,7 +817,7 @@ TEST_CASE("vfio_mapper: a failing UNMAP_DMA is reported with its errno and count
   REQUIRE(mp);
   r.k.fail_at = r.k.failable_calls + 1;
   r.k.fail_errno = EINVAL;
-  auto u = m.unmap(std::move(*mp));
+  auto u = m.try_unmap(std::move(*mp));
   REQUIRE_FALSE(u);
   CHECK(u.error() == errc::invalid_argument);
   CHECK(u.error().sys_errno == EINVAL);
@@ -883,7 +883,7 @@ result<void, sys_error> session(kernel& k) {
   auto l = vlist({{va0, page}, {va0 + 0x10000, 2 * page}, {va0 + 0x30000 + 0x10, 0x100}});
   auto mp = m.try_map(l, dma_direction::bidirectional);
   if (!mp) return mp.error();
-  return m.unmap(std::move(*mp));
+  return m.try_unmap(std::move(*mp));
 }
 }  // namespace
 
@@ -933,7 +933,7 @@ TEST_CASE("vfio_mapper: concurrent map and unmap from two threads (thread safety
         ++errors;
         continue;
       }
-      if (i % 2 == 0 && !m.unmap(std::move(*mp))) ++errors;  // odd ones unmap on destruction
+      if (i % 2 == 0 && !m.try_unmap(std::move(*mp))) ++errors;  // odd ones unmap on destruction
     }
   };
   std::thread t1{work, va0};

@@ -8,7 +8,7 @@
 ///   auto mp = m.try_map(bufs, phyr::dma_direction::from_device);   // device may only write
 ///   if (!mp) return mp.error();        // sys_error: errc, errno of the failing MAP_DMA, name
 ///   for (phyr::dma_range<nvme0> r : *mp) program_prp(r.addr().value(), r.len());
-///   // ~vfio_mapping (or m.unmap(std::move(*mp))) issues one VFIO_IOMMU_UNMAP_DMA per chunk
+///   // ~vfio_mapping (or m.try_unmap(std::move(*mp))) issues one VFIO_IOMMU_UNMAP_DMA per chunk
 ///
 /// IOVA space: at construction the mapper claims from the container one window: the largest
 /// part of the reported usable windows (VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE: the MSI window
@@ -40,7 +40,7 @@
 /// (never reused) and counted in `stats().quarantined_blocks`.
 ///
 /// Lifetime (RAII): a `vfio_mapping` unmaps exactly the chunks it mapped, exactly once: on
-/// `m.unmap(std::move(mp))` (which reports the first UNMAP_DMA error with its errno) or on
+/// `m.try_unmap(std::move(mp))` (which reports the first UNMAP_DMA error with its errno) or on
 /// destruction (errors counted in `stats().unmap_failures`). It points to its mapper, because
 /// the IOVA allocator of the mapper's claimed window lives there: the mapper must outlive its
 /// mappings and the container its mappers (debug builds assert both; `stats().live_mappings`
@@ -149,7 +149,7 @@ class vfio_mapping : public detail::owned_dma_list<Bus, Alloc> {
   [[nodiscard]] std::uint64_t iova_bytes() const noexcept;
 
   /// Unmaps now, as the destructor would (errors are counted in the mapper's stats). Use
-  /// `mapper.unmap(std::move(mapping))` to see them.
+  /// `mapper.try_unmap(std::move(mapping))` to see them.
   void reset() noexcept;
 
  private:
@@ -232,7 +232,7 @@ class vfio_mapper {
   /// foreign_mapping (m untouched) for a mapping another mapper made or one already released.
   /// Otherwise `m` is released whatever happens; the first failing UNMAP_DMA is reported with
   /// its errno (and the block quarantined).
-  [[nodiscard]] result<void, sys_error> unmap(mapping&& m) noexcept {
+  [[nodiscard]] result<void, sys_error> try_unmap(mapping&& m) noexcept {
     if (m.mapper_ != this || !id_.owns(m.owner_)) return errc::foreign_mapping;
     return release(m);
   }
