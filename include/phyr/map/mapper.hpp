@@ -43,6 +43,22 @@
 ///    but checking it costs one compare, is testable in every build, and with RAII ignoring the
 ///    error cannot leak. A failed `try_map` leaves nothing to release.
 ///  - Moves transfer ownership; a moved-from mapping is empty and releases nothing.
+///  - IOVA reservations (map/iommu/iova_reservation.hpp) follow the same rule: destroying one
+///    unlinks what is still linked and gives its IOVA back.
+///
+/// Who owns and who borrows (what each mapping releases when destroyed; what must outlive it):
+///
+///   mapping               owns                                   points to / borrows
+///   identity_mapping      nothing                                the CPU list (debug borrow)
+///   offset_mapping        its DMA list                           -
+///   iommu_mapping         DMA list, IOVA block, page-table PTEs  the iommu_domain
+///   iova_reservation      IOVA block, its links, two bitmaps     the back end (domain, VFIO)
+///   sg_bridge_mapping     DMA list, the legacy scatterlist,      a copy of unmap_sg (and what
+///                         the legacy layer's state (unmap_sg)    that refers to)
+///   p2p_mapping           DMA list, scratch list, Inner's        the registry/topology (only
+///                         mapping (released by Inner's rule)     while mapping), Inner's back end
+///   vfio_mapping          DMA list, VFIO DMA chunks, IOVA block  see os/linux/vfio/mapper.hpp
+///   bounce mappings       bounce slots                           see map/bounce_mapper.hpp
 #pragma once
 
 #include <atomic>

@@ -5,6 +5,12 @@
 ///   phyr::iommu_mapper<gpu0> m{dom};        // see map/iommu/iommu_mapper.hpp
 ///   dom.translate(iova);                    // walks the page table back to the CPU address
 ///   dom.stats().page_table.leaves_4k;       // what the mappers built
+///   phyr::must(dom.try_attach(nic_limits));  // a device's DMA mask, windows, boundary
+///   auto r = phyr::iova_reservation<gpu0, phyr::iommu_domain>::try_create(dom, 1 << 30);
+///
+/// The domain is also the page-table model's IOMMU back end (`iommu_backend`, see
+/// map/iommu/iova_reservation.hpp): reserve IOVA, link and unlink pages, sync (an IOTLB
+/// flush, counted in `stats().iotlb_syncs`: the model has no IOTLB to flush).
 ///
 /// Thread safety: any number of threads may map, unmap and translate through one domain at
 /// once, given a thread-safe allocator (default_allocator is; fault_injecting_allocator and
@@ -35,9 +41,11 @@ namespace phyr::inline v0 {
 /// The IOVA space of a domain: [iova_base, 2^iova_bits).
 struct iommu_domain_config {
   unsigned iova_bits = 48;  ///< 13..48: the 4-level table reaches 48 bits
-  /// Lowest IOVA handed out (a multiple of 4 KiB). Page 0 is kept out by default so that no
+  /// Lowest IOVA handed out (a page multiple). Page 0 is kept out by default so that no
   /// mapping ever has DMA address 0, which drivers often treat as "none".
-  std::uint64_t iova_base = 4096;
+  std::uint64_t iova_base = page_size;
+  /// A free guard page on each side of every IOVA block (FreeBSD's rule; see iova_allocator).
+  iova_guard guard = iova_guard::none;
 };
 
 struct iommu_domain_stats {
@@ -47,6 +55,8 @@ struct iommu_domain_stats {
   std::uint64_t unmaps = 0;        ///< successful unmap calls
   std::uint64_t failed_maps = 0;   ///< try_map calls that failed (bad input included)
   std::uint64_t live_mappings = 0; ///< mappings and reservations alive now (the leak check)
+  std::uint64_t iotlb_syncs = 0;   ///< sync calls of reservations (an IOTLB flush each)
+  std::uint64_t devices = 0;       ///< devices attached with try_attach
 };
 
 template <class Bus, segment_allocator Alloc>
@@ -77,8 +87,7 @@ class basic_iommu_domain {
   explicit basic_iommu_domain(Alloc a, iommu_domain_config c = {}) noexcept
       : alloc_(a),
         cfg_(checked(c)),
-        iova_(cfg_.iova_base >> granule_shift, std::uint64_t{1} << (cfg_.iova_bits - granule_shift),
-              a),
+        iova_(cfg_.iova_base, std::uint64_t{1} << cfg_.iova_bits, a, cfg_.guard),
         pt_(a) {}
   basic_iommu_domain(const basic_iommu_domain&) = delete;
   basic_iommu_domain& operator=(const basic_iommu_domain&) = delete;
@@ -111,8 +120,70 @@ class basic_iommu_domain {
     s.unmaps = unmaps_.load(std::memory_order_relaxed);
     s.failed_maps = failed_maps_.load(std::memory_order_relaxed);
     s.live_mappings = live_.load(std::memory_order_relaxed);
+    s.iotlb_syncs = syncs_.load(std::memory_order_relaxed);
+    s.devices = devices_;
     s.iova = iova_.stats();
     return s;
+  }
+
+  /// Attaches a device: from now on every IOVA block of this domain also satisfies `dev`
+  /// (the domain allocates inside the intersection of its devices' limits). Errors from
+  /// iova_limits::try_intersect (not_addressable when nothing would be left; the domain is
+  /// unchanged then). Not to be called concurrently with maps or reservations.
+  [[nodiscard]] result<void> try_attach(const iova_limits& dev) noexcept {
+    auto r = limits_.try_intersect(dev);
+    if (!r) return r.error();
+    limits_ = *r;
+    ++devices_;
+    return {};
+  }
+  /// What every block of this domain honours (the intersection of the attached devices).
+  [[nodiscard]] const iova_limits& limits() const noexcept { return limits_; }
+
+  // ---- the iommu_backend interface (map/iommu/iova_reservation.hpp) ---------------------------
+  using source_space = cpu_phys;
+
+  /// Reserves `len` bytes of IOVA inside the domain's limits and `extra` (a reservation's own).
+  [[nodiscard]] result<iova_block> try_reserve_iova(std::uint64_t len,
+                                                    const iova_limits& extra) noexcept {
+    auto lim = limits_.try_intersect(extra);
+    if (!lim) return lim.error();
+    auto b = iova_.try_alloc(len, *lim);
+    if (b) live_.fetch_add(1, std::memory_order_relaxed);
+    return b;
+  }
+  /// Reserves exactly [addr, addr + len): overlaps when any of it is taken; not_addressable
+  /// when the domain's limits forbid it.
+  [[nodiscard]] result<iova_block> try_reserve_iova_at(std::uint64_t addr,
+                                                       std::uint64_t len) noexcept {
+    if (len != 0 && !limits_.admits(addr, len)) return errc::not_addressable;
+    auto b = iova_.try_alloc_at(addr, len);
+    if (b) live_.fetch_add(1, std::memory_order_relaxed);
+    return b;
+  }
+  /// Unmaps whatever is still linked in the block and gives it back.
+  void release_iova(const iova_block& b) noexcept {
+    {
+      std::lock_guard lk(pt_mu_);
+      (void)pt_.unmap(b.addr, b.len);
+    }
+    iova_.free(b);
+    live_.fetch_sub(1, std::memory_order_relaxed);
+  }
+  /// Maps page-aligned `src` at page-aligned `iova` (all-or-nothing; overlaps if taken).
+  [[nodiscard]] result<void> try_link_iova(std::uint64_t iova, phys_range src,
+                                           io_perm perm) noexcept {
+    std::lock_guard lk(pt_mu_);
+    return pt_.try_map(iova, src.addr(), src.len(), perm);
+  }
+  /// Unmaps [iova, iova + len); returns the bytes that were mapped.
+  std::uint64_t unlink_iova(std::uint64_t iova, std::uint64_t len) noexcept {
+    std::lock_guard lk(pt_mu_);
+    return pt_.unmap(iova, len);
+  }
+  /// The model's IOTLB flush: counted, since the model has no IOTLB.
+  void sync_iova(std::uint64_t, std::uint64_t) noexcept {
+    syncs_.fetch_add(1, std::memory_order_relaxed);
   }
 
   /// Returns the IOVA blocks parked in the per-thread caches to the allocator's tree and frees
@@ -140,21 +211,20 @@ class basic_iommu_domain {
 
   /// Clears the page-table entries of an IOVA block and gives the block back: the release step
   /// of a mapping, whoever triggers it (try_unmap or the mapping's destructor).
-  void release_block(std::uint64_t pfn, std::uint64_t pages) noexcept {
+  void release_block(std::uint64_t addr, std::uint64_t len) noexcept {
     {
       std::lock_guard lk(pt_mu_);
-      [[maybe_unused]] const std::uint64_t bytes =
-          pt_.unmap(pfn << granule_shift, pages << granule_shift);
+      [[maybe_unused]] const std::uint64_t bytes = pt_.unmap(addr, len);
       PHYR_ASSERT(bytes != 0, "an IOMMU mapping with nothing in the page table");
     }
-    iova_.free(pfn, pages);
+    iova_.free(addr, len);
     unmaps_.fetch_add(1, std::memory_order_relaxed);
     live_.fetch_sub(1, std::memory_order_relaxed);
   }
 
   static iommu_domain_config checked(iommu_domain_config c) noexcept {
     PHYR_ASSERT(c.iova_bits >= 13 && c.iova_bits <= 48, "iova_bits must be 13..48");
-    PHYR_ASSERT(c.iova_base % granule == 0, "iova_base must be a multiple of 4 KiB");
+    PHYR_ASSERT(c.iova_base % granule == 0, "iova_base must be a page multiple");
     if (c.iova_bits < 13) c.iova_bits = 13;
     if (c.iova_bits > 48) c.iova_bits = 48;
     c.iova_base &= ~(granule - 1);
@@ -173,6 +243,9 @@ class basic_iommu_domain {
   std::atomic<std::uint64_t> unmaps_{0};
   std::atomic<std::uint64_t> failed_maps_{0};
   std::atomic<std::uint64_t> live_{0};
+  std::atomic<std::uint64_t> syncs_{0};
+  iova_limits limits_{};
+  std::uint64_t devices_ = 0;
 };
 
 /// The domain type outside code names: heap-backed.

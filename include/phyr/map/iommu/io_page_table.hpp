@@ -2,7 +2,7 @@
 /// 64-bit entries, and 4 KiB / 2 MiB / 1 GiB leaves chosen whenever alignment allows.
 ///
 ///   phyr::io_page_table<> pt;                                   // allocates nothing yet
-///   auto r = pt.map(0x4000'0000, phyr::phys_addr{0x8000'0000}, 1 << 30, phyr::io_perm::read);
+///   auto r = pt.try_map(0x4000'0000, phyr::phys_addr{0x8000'0000}, 1 << 30, phyr::io_perm::read);
 ///   if (!r) return r.error();          // out_of_memory, overlaps, misaligned, ...
 ///   pt.translate(0x4000'1234);         // phys_addr{0x8000'1234}, through one 1 GiB leaf
 ///   pt.unmap(0x4000'0000, 1 << 30);    // returns the bytes unmapped; frees emptied tables
@@ -18,9 +18,10 @@
 /// Memory: tables come from a `segment_allocator` (4096 bytes, 4096-aligned) and exist only
 /// while they hold something: `unmap` frees every table it empties, the root included, so an
 /// empty page table holds no memory and a failed `map` leaves exactly the tables it found.
-/// `map` is all-or-nothing (strong guarantee). Not thread-safe: `iommu_domain` serialises it.
+/// `try_map` is all-or-nothing (strong guarantee). Not thread-safe: `iommu_domain` serialises
+/// it.
 ///
-/// Speed: `map` remembers the last table it filled at each level, so mapping a list page by
+/// Speed: `try_map` remembers the last table it filled at each level, so mapping a list page by
 /// page does not walk from the root for every page.
 #pragma once
 
@@ -56,7 +57,8 @@ struct io_page_table_stats {
   std::uint64_t tables_allocated = 0;  ///< tables ever allocated (a cumulative counter)
 
   [[nodiscard]] constexpr std::uint64_t mapped_bytes() const noexcept {
-    return (leaves_4k << 12) + (leaves_2m << 21) + (leaves_1g << 30);
+    return (leaves_4k << page_shift) + (leaves_2m << (page_shift + 9)) +
+           (leaves_1g << (page_shift + 18));
   }
   [[nodiscard]] constexpr std::uint64_t leaves() const noexcept {
     return leaves_4k + leaves_2m + leaves_1g;
@@ -73,10 +75,11 @@ struct io_translation {
 };
 
 namespace detail {
-struct alignas(4096) io_table {
-  std::uint64_t e[512];
+/// One table: a page of 512 entries (9 IOVA bits per level).
+struct alignas(page_size) io_table {
+  std::uint64_t e[page_size / sizeof(std::uint64_t)];
 };
-static_assert(sizeof(io_table) == 4096);
+static_assert(sizeof(io_table) == page_size);
 }  // namespace detail
 
 template <segment_allocator Alloc = default_allocator>
@@ -89,10 +92,10 @@ class io_page_table {
   static constexpr unsigned levels = 4;
   static constexpr unsigned page_shift = ::phyr::page_shift;  // smallest leaf: the base page
   static constexpr std::uint64_t page_size = ::phyr::page_size;
-  static constexpr std::uint64_t size_2m = std::uint64_t{1} << 21;
-  static constexpr std::uint64_t size_1g = std::uint64_t{1} << 30;
+  static constexpr std::uint64_t size_2m = page_size << 9;   // a level-1 leaf
+  static constexpr std::uint64_t size_1g = page_size << 18;  // a level-2 leaf
   static constexpr unsigned iova_bits = 48;
-  static constexpr unsigned phys_bits = 52;
+  static constexpr unsigned phys_bits = 52;  // the entry's address field: bits 51..12
 
   static constexpr std::uint64_t pte_present = 1u << 0;
   static constexpr std::uint64_t pte_read = 1u << 1;
@@ -114,8 +117,8 @@ class io_page_table {
   /// (invalid_argument), the IOVA inside 48 bits (out_of_range), phys below 2^52
   /// (not_addressable). errc::overlaps when a page is already mapped, out_of_memory when a
   /// table cannot be allocated; either way nothing of this call stays mapped or allocated.
-  [[nodiscard]] result<void> map(std::uint64_t iova, phys_addr phys, std::uint64_t len,
-                                 io_perm perm) noexcept {
+  [[nodiscard]] result<void> try_map(std::uint64_t iova, phys_addr phys, std::uint64_t len,
+                                     io_perm perm) noexcept {
     // Fast path, small enough to inline: one page into the leaf table used last (a page list
     // is mapped page by page, 512 pages per table).
     const std::uint64_t pa = phys.value();
@@ -252,7 +255,7 @@ class io_page_table {
   }
 
   // The in-use count of a table, kept in its parent's entry (root_meta_ for the root).
-  static constexpr unsigned count_shift = 52;
+  static constexpr unsigned count_shift = phys_bits;  // just above the address field
   static constexpr std::uint64_t count_one = std::uint64_t{1} << count_shift;
   static constexpr std::uint64_t count_mask = std::uint64_t{0x3ff} << count_shift;
   static constexpr std::uint64_t count_of(std::uint64_t e) noexcept {

@@ -32,6 +32,14 @@
 /// the rollback exact and the IOVA allocator out of the per-group path; the price is that a
 /// list needs one hole the size of all its groups.
 ///
+/// Device limits: the IOVA block honours the domain's limits, the intersection of every device
+/// attached with `iommu_domain::try_attach` (DMA mask, allowed windows, boundary, alignment),
+/// and the domain's guard-page setting. Several devices of one domain can use one mapping:
+/// `try_share` presents a mapping made for bus A as addresses of bus B (same domain checked).
+/// Partial unmap: a mapping is released whole; mapping pieces that come and go separately is
+/// what `iova_reservation` (map/iommu/iova_reservation.hpp) is for: its links are the chunks
+/// that can be unlinked one by one (DPDK's rule: cutting inside a chunk is not_supported).
+///
 /// Memory: page tables, IOVA metadata and output lists come from the domain's
 /// `segment_allocator`; an idle domain (nothing mapped, caches flushed) holds none.
 /// Thread safety: any number of threads may map, unmap and translate through one domain at
@@ -75,7 +83,7 @@ class iommu_mapping : public detail::owned_dma_list<Bus, Alloc> {
  public:
   iommu_mapping() noexcept = default;
   iommu_mapping(iommu_mapping&& o) noexcept
-      : base(std::move(o)), dom_(o.dom_), iova_pfn_(o.iova_pfn_), iova_pages_(o.iova_pages_) {
+      : base(std::move(o)), dom_(o.dom_), iova_addr_(o.iova_addr_), iova_len_(o.iova_len_) {
     o.forget();
   }
   iommu_mapping& operator=(iommu_mapping&& o) noexcept {
@@ -83,8 +91,8 @@ class iommu_mapping : public detail::owned_dma_list<Bus, Alloc> {
       release();
       base::operator=(std::move(o));
       dom_ = o.dom_;
-      iova_pfn_ = o.iova_pfn_;
-      iova_pages_ = o.iova_pages_;
+      iova_addr_ = o.iova_addr_;
+      iova_len_ = o.iova_len_;
       o.forget();
     }
     return *this;
@@ -94,10 +102,8 @@ class iommu_mapping : public detail::owned_dma_list<Bus, Alloc> {
 
   /// The IOVA block behind the mapping: its first address and its length in bytes (padding
   /// between groups and before the first one included). 0 when not mapped.
-  [[nodiscard]] dma_addr<Bus> iova_addr() const noexcept {
-    return dma_addr<Bus>{pfn_to_addr(iova_pfn_)};
-  }
-  [[nodiscard]] std::uint64_t iova_len() const noexcept { return pfn_to_addr(iova_pages_); }
+  [[nodiscard]] dma_addr<Bus> iova_addr() const noexcept { return dma_addr<Bus>{iova_addr_}; }
+  [[nodiscard]] std::uint64_t iova_len() const noexcept { return iova_len_; }
   /// IOVA blocks behind the mapping: 1 (a whole list shares one block), 0 when not mapped.
   [[nodiscard]] std::uint64_t iova_ranges() const noexcept { return this->mapped() ? 1 : 0; }
 
@@ -105,26 +111,81 @@ class iommu_mapping : public detail::owned_dma_list<Bus, Alloc> {
   template <class, segment_allocator>
   friend class iommu_mapper;
   using domain_type = basic_iommu_domain<Alloc>;
+  template <class, class, segment_allocator>
+  friend class iommu_shared_view;
   iommu_mapping(typename base::list_type&& l, std::uint64_t owner, domain_type* d,
-                std::uint64_t pfn, std::uint64_t pages) noexcept
-      : base(std::move(l), owner), dom_(d), iova_pfn_(pfn), iova_pages_(pages) {}
+                std::uint64_t addr, std::uint64_t len) noexcept
+      : base(std::move(l), owner), dom_(d), iova_addr_(addr), iova_len_(len) {}
   void forget() noexcept {
     this->owner_ = 0;
     dom_ = nullptr;
-    iova_pfn_ = 0;
-    iova_pages_ = 0;
+    iova_addr_ = 0;
+    iova_len_ = 0;
   }
   /// Gives everything back to the domain, once: the body of try_unmap and of the destructor.
   void release() noexcept {
     if (dom_ == nullptr) return;
-    dom_->release_block(iova_pfn_, iova_pages_);
+    dom_->release_block(iova_addr_, iova_len_);
     this->drop_list();
     forget();
   }
 
   domain_type* dom_ = nullptr;
-  std::uint64_t iova_pfn_ = 0;
-  std::uint64_t iova_pages_ = 0;
+  std::uint64_t iova_addr_ = 0;
+  std::uint64_t iova_len_ = 0;
+};
+
+/// A mapping made for bus `From`, seen as addresses of bus `Bus`: two devices attached to one
+/// domain share its IOVA space, so one mapping serves both (map once, hand to two buses).
+/// Built only by `iommu_mapper<Bus>::try_share`, which checks that the domain is the same; the
+/// ranges it yields are `dma_range<Bus>`, so the type system still keeps each device's
+/// addresses apart. It borrows the mapping: the mapping must outlive it and stay mapped.
+template <class Bus, class From, segment_allocator Alloc = default_allocator>
+class iommu_shared_view {
+  using source = typename iommu_mapping<From, Alloc>::const_iterator;
+
+ public:
+  using space_type = dma_space<Bus>;
+  using value_type = dma_range<Bus>;
+
+  class iterator {
+   public:
+    using value_type = dma_range<Bus>;
+    using reference = dma_range<Bus>;
+    using difference_type = std::ptrdiff_t;
+    iterator() noexcept = default;
+    [[nodiscard]] dma_range<Bus> operator*() const noexcept {
+      const dma_range<From> r = *it_;
+      return dma_range<Bus>{dma_addr<Bus>{r.addr().value()}, r.len(), r.flags()};
+    }
+    iterator& operator++() noexcept {
+      ++it_;
+      return *this;
+    }
+    iterator operator++(int) noexcept {
+      iterator t = *this;
+      ++it_;
+      return t;
+    }
+    friend bool operator==(const iterator& a, const iterator& b) noexcept { return a.it_ == b.it_; }
+
+   private:
+    friend class iommu_shared_view;
+    explicit iterator(source it) noexcept : it_(it) {}
+    source it_{};
+  };
+  using const_iterator = iterator;
+
+  [[nodiscard]] iterator begin() const noexcept { return iterator{m_->begin()}; }
+  [[nodiscard]] iterator end() const noexcept { return iterator{m_->end()}; }
+  [[nodiscard]] std::size_t size() const noexcept { return m_->size(); }
+  [[nodiscard]] std::uint64_t total_bytes() const noexcept { return m_->total_bytes(); }
+
+ private:
+  template <class, segment_allocator>
+  friend class iommu_mapper;
+  explicit iommu_shared_view(const iommu_mapping<From, Alloc>& m) noexcept : m_(&m) {}
+  const iommu_mapping<From, Alloc>* m_;
 };
 
 /// The `dma_mapper` of a device on bus `Bus` attached to a domain. Cheap to copy (a copy is a
@@ -133,9 +194,9 @@ template <class Bus, segment_allocator Alloc = default_allocator>
 class iommu_mapper {
  public:
   using mapper_concept = dma_mapper_tag;
-  using source_space = cpu_phys;
   using bus_type = Bus;
   using space_type = dma_space<Bus>;
+  using source_space = cpu_phys;
   using mapping = iommu_mapping<Bus, Alloc>;
   using domain_type = basic_iommu_domain<Alloc>;
   static constexpr std::uint64_t granule = domain_type::granule;
@@ -170,6 +231,15 @@ class iommu_mapper {
   /// Whether `m` is a live mapping this mapper made (what try_unmap checks).
   [[nodiscard]] bool owns(const mapping& m) const noexcept { return id_.owns(m.owner_); }
 
+  /// `m`, made for another device on this mapper's domain, as addresses of this device (see
+  /// iommu_shared_view). foreign_mapping when `m` is not mapped or belongs to another domain.
+  template <class From>
+  [[nodiscard]] result<iommu_shared_view<Bus, From, Alloc>> try_share(
+      const iommu_mapping<From, Alloc>& m) const noexcept {
+    if (!m.mapped() || m.dom_ != d_) return errc::foreign_mapping;
+    return iommu_shared_view<Bus, From, Alloc>{m};
+  }
+
   /// The CPU address a DMA address of this bus reaches: not_mapped when nothing translates it.
   [[nodiscard]] result<phys_addr> translate(dma_addr<Bus> a) const noexcept {
     return d_->translate(a.value());
@@ -180,7 +250,7 @@ class iommu_mapper {
   }
 
  private:
-  static constexpr std::uint64_t phys_limit = std::uint64_t{1} << 52;
+  static constexpr std::uint64_t phys_limit = std::uint64_t{1} << io_page_table<Alloc>::phys_bits;
 
   [[nodiscard]] static constexpr io_perm perm_of(dma_direction d) noexcept {
     return d == dma_direction::to_device     ? io_perm::read
@@ -260,9 +330,9 @@ class iommu_mapper {
     typename mapping::list_type out{d_->alloc_};
     auto& pt = d_->pt_;
     std::lock_guard lk(d_->pt_mu_);
-    result<iova_block> block = d_->iova_.try_alloc(pages);
+    result<iova_block> block = d_->iova_.try_alloc(pfn_to_addr(pages), d_->limits_);
     if (!block) return failed(block.error());
-    const std::uint64_t base = block->pfn << granule_shift;
+    const std::uint64_t base = block->addr;
 
     // Pass 2: map each range at its offset; one output entry per group (or flag change).
     errc err{};
@@ -305,7 +375,7 @@ class iommu_mapper {
         lo = mapped_to;
       }
       if (lo < hi) {
-        if (auto m = pt.map(lo, phys_addr{plo}, hi - lo, perm); !m) {
+        if (auto m = pt.try_map(lo, phys_addr{plo}, hi - lo, perm); !m) {
           err = m.error();
           break;
         }
@@ -322,13 +392,13 @@ class iommu_mapper {
     }
     if (err != errc{}) {
       // Everything this call mapped lies in its own block: clear the block, give it back.
-      pt.unmap(base, pages << granule_shift);
+      pt.unmap(base, pfn_to_addr(pages));
       d_->iova_.undo(*block);
       return failed(err);
     }
     d_->maps_.fetch_add(1, std::memory_order_relaxed);
     d_->live_.fetch_add(1, std::memory_order_relaxed);
-    return mapping{std::move(out), id_.value(), d_, block->pfn, pages};
+    return mapping{std::move(out), id_.value(), d_, block->addr, block->len};
   }
 
   domain_type* d_;

@@ -40,7 +40,7 @@ TEST_CASE("io_page_table: an empty table holds no memory and translates nothing"
 TEST_CASE("io_page_table: 4 KiB pages translate at every byte offset and carry permissions",
           "[io_page_table]") {
   phyr::io_page_table<> pt;
-  REQUIRE(pt.map(0x10000, phys_addr{0x7654'3000}, 3 * k4, io_perm::read).has_value());
+  REQUIRE(pt.try_map(0x10000, phys_addr{0x7654'3000}, 3 * k4, io_perm::read).has_value());
   CHECK(pt.stats().leaves_4k == 3);
   CHECK(pt.stats().tables == 4);  // root, PDPT, PD, PT
   require_maps(pt, 0x10000, 0x7654'3000, 3 * k4);
@@ -52,9 +52,9 @@ TEST_CASE("io_page_table: 4 KiB pages translate at every byte offset and carry p
   CHECK(pt.translate(0x13000).error() == errc::not_mapped);
   CHECK(pt.translate(0xf000).error() == errc::not_mapped);
 
-  REQUIRE(pt.map(0x20000, phys_addr{0x1000}, k4, io_perm::write).has_value());
+  REQUIRE(pt.try_map(0x20000, phys_addr{0x1000}, k4, io_perm::write).has_value());
   CHECK(pt.lookup(0x20000)->perm == io_perm::write);
-  REQUIRE(pt.map(0x30000, phys_addr{0x2000}, k4, io_perm::read_write).has_value());
+  REQUIRE(pt.try_map(0x30000, phys_addr{0x2000}, k4, io_perm::read_write).has_value());
   CHECK(pt.lookup(0x30000)->perm == io_perm::read_write);
 }
 
@@ -62,7 +62,7 @@ TEST_CASE("io_page_table: 1 GiB and 2 MiB leaves are used whenever iova and phys
           "[io_page_table]") {
   phyr::io_page_table<> pt;
   SECTION("one 1 GiB leaf") {
-    REQUIRE(pt.map(g1, phys_addr{3 * g1}, g1, io_perm::read_write).has_value());
+    REQUIRE(pt.try_map(g1, phys_addr{3 * g1}, g1, io_perm::read_write).has_value());
     CHECK(pt.stats().leaves_1g == 1);
     CHECK(pt.stats().leaves() == 1);
     CHECK(pt.stats().tables == 2);  // root + PDPT
@@ -70,7 +70,7 @@ TEST_CASE("io_page_table: 1 GiB and 2 MiB leaves are used whenever iova and phys
     CHECK(pt.translate(g1 + 12345)->value() == 3 * g1 + 12345);
   }
   SECTION("2 MiB leaves when phys is only 2 MiB aligned") {
-    REQUIRE(pt.map(g1, phys_addr{3 * g1 + m2}, g1, io_perm::read).has_value());
+    REQUIRE(pt.try_map(g1, phys_addr{3 * g1 + m2}, g1, io_perm::read).has_value());
     CHECK(pt.stats().leaves_2m == 512);
     CHECK(pt.stats().leaves() == 512);
     CHECK(pt.stats().tables == 3);  // root + PDPT + PD
@@ -80,14 +80,14 @@ TEST_CASE("io_page_table: 1 GiB and 2 MiB leaves are used whenever iova and phys
     // 8 KiB to the next 2 MiB boundary, one 2 MiB leaf, then 16 KiB.
     const std::uint64_t iova = 5 * m2 - 2 * k4;
     const std::uint64_t phys = 9 * m2 - 2 * k4;
-    REQUIRE(pt.map(iova, phys_addr{phys}, m2 + 6 * k4, io_perm::read).has_value());
+    REQUIRE(pt.try_map(iova, phys_addr{phys}, m2 + 6 * k4, io_perm::read).has_value());
     CHECK(pt.stats().leaves_4k == 6);
     CHECK(pt.stats().leaves_2m == 1);
     require_maps(pt, iova, phys, m2 + 6 * k4);
     CHECK(pt.stats().mapped_bytes() == m2 + 6 * k4);
   }
   SECTION("no large leaf when iova and phys disagree modulo 2 MiB") {
-    REQUIRE(pt.map(4 * m2, phys_addr{4 * m2 + k4}, 2 * m2, io_perm::read).has_value());
+    REQUIRE(pt.try_map(4 * m2, phys_addr{4 * m2 + k4}, 2 * m2, io_perm::read).has_value());
     CHECK(pt.stats().leaves_4k == 1024);
     CHECK(pt.stats().leaves_2m == 0);
   }
@@ -99,8 +99,8 @@ TEST_CASE("io_page_table: 1 GiB and 2 MiB leaves are used whenever iova and phys
 TEST_CASE("io_page_table: unmap frees every table it empties including the root",
           "[io_page_table]") {
   phyr::io_page_table<> pt;
-  REQUIRE(pt.map(0, phys_addr{0}, 4 * m2 + 3 * k4, io_perm::read).has_value());
-  REQUIRE(pt.map(5 * g1 + k4, phys_addr{g1}, k4, io_perm::read).has_value());
+  REQUIRE(pt.try_map(0, phys_addr{0}, 4 * m2 + 3 * k4, io_perm::read).has_value());
+  REQUIRE(pt.try_map(5 * g1 + k4, phys_addr{g1}, k4, io_perm::read).has_value());
   const auto tables = pt.stats().tables;
   CHECK(pt.unmap(5 * g1, m2) == k4);
   CHECK(pt.stats().tables == tables - 2);  // the PT and PD of the lone page
@@ -122,17 +122,17 @@ TEST_CASE(
     "[io_page_table]") {
   phyr::fault_state fs;
   phyr::io_page_table<phyr::fault_injecting_allocator> pt{phyr::fault_injecting_allocator{&fs}};
-  REQUIRE(pt.map(m2 + 10 * k4, phys_addr{0x100000}, k4, io_perm::read).has_value());
-  REQUIRE(pt.map(4 * m2, phys_addr{0}, m2, io_perm::read).has_value());
+  REQUIRE(pt.try_map(m2 + 10 * k4, phys_addr{0x100000}, k4, io_perm::read).has_value());
+  REQUIRE(pt.try_map(4 * m2, phys_addr{0}, m2, io_perm::read).has_value());
   const auto before = pt.stats();
   const auto live = fs.live;
   // Ends on the mapped page, starts far before it (new tables would be needed on the way).
-  CHECK(pt.map(0, phys_addr{g1}, m2 + 11 * k4, io_perm::read).error() == errc::overlaps);
+  CHECK(pt.try_map(0, phys_addr{g1}, m2 + 11 * k4, io_perm::read).error() == errc::overlaps);
   // Runs into a 2 MiB leaf from 4 KiB pages.
-  CHECK(pt.map(3 * m2 + 4 * k4, phys_addr{g1}, m2, io_perm::read).error() == errc::overlaps);
+  CHECK(pt.try_map(3 * m2 + 4 * k4, phys_addr{g1}, m2, io_perm::read).error() == errc::overlaps);
   // A 2 MiB leaf over a table of 4 KiB leaves, and a 1 GiB leaf over both.
-  CHECK(pt.map(m2, phys_addr{g1}, m2, io_perm::read).error() == errc::overlaps);
-  CHECK(pt.map(0, phys_addr{g1}, g1, io_perm::read).error() == errc::overlaps);
+  CHECK(pt.try_map(m2, phys_addr{g1}, m2, io_perm::read).error() == errc::overlaps);
+  CHECK(pt.try_map(0, phys_addr{g1}, g1, io_perm::read).error() == errc::overlaps);
   CHECK(pt.check_invariants());
   CHECK(pt.stats().leaves_4k == before.leaves_4k);
   CHECK(pt.stats().leaves_2m == before.leaves_2m);
@@ -144,22 +144,22 @@ TEST_CASE(
 
 TEST_CASE("io_page_table: bad arguments are rejected with a clear errc", "[io_page_table]") {
   phyr::io_page_table<> pt;
-  CHECK(pt.map(0, phys_addr{0}, 0, io_perm::read).error() == errc::invalid_argument);
-  CHECK(pt.map(0, phys_addr{0}, k4, io_perm::none).error() == errc::invalid_argument);
-  CHECK(pt.map(1, phys_addr{0}, k4, io_perm::read).error() == errc::misaligned);
-  CHECK(pt.map(0, phys_addr{1}, k4, io_perm::read).error() == errc::misaligned);
-  CHECK(pt.map(0, phys_addr{0}, 100, io_perm::read).error() == errc::misaligned);
-  CHECK(pt.map(std::uint64_t{1} << 48, phys_addr{0}, k4, io_perm::read).error() ==
+  CHECK(pt.try_map(0, phys_addr{0}, 0, io_perm::read).error() == errc::invalid_argument);
+  CHECK(pt.try_map(0, phys_addr{0}, k4, io_perm::none).error() == errc::invalid_argument);
+  CHECK(pt.try_map(1, phys_addr{0}, k4, io_perm::read).error() == errc::misaligned);
+  CHECK(pt.try_map(0, phys_addr{1}, k4, io_perm::read).error() == errc::misaligned);
+  CHECK(pt.try_map(0, phys_addr{0}, 100, io_perm::read).error() == errc::misaligned);
+  CHECK(pt.try_map(std::uint64_t{1} << 48, phys_addr{0}, k4, io_perm::read).error() ==
         errc::out_of_range);
-  CHECK(pt.map((std::uint64_t{1} << 48) - k4, phys_addr{0}, 2 * k4, io_perm::read).error() ==
+  CHECK(pt.try_map((std::uint64_t{1} << 48) - k4, phys_addr{0}, 2 * k4, io_perm::read).error() ==
         errc::out_of_range);
-  CHECK(pt.map(0, phys_addr{std::uint64_t{1} << 52}, k4, io_perm::read).error() ==
+  CHECK(pt.try_map(0, phys_addr{std::uint64_t{1} << 52}, k4, io_perm::read).error() ==
         errc::not_addressable);
-  CHECK(pt.map(0, phys_addr{(std::uint64_t{1} << 52) - k4}, 2 * k4, io_perm::read).error() ==
+  CHECK(pt.try_map(0, phys_addr{(std::uint64_t{1} << 52) - k4}, 2 * k4, io_perm::read).error() ==
         errc::not_addressable);
   CHECK(pt.empty());
   // The very top page of both spaces is fine.
-  REQUIRE(pt.map((std::uint64_t{1} << 48) - k4, phys_addr{(std::uint64_t{1} << 52) - k4}, k4,
+  REQUIRE(pt.try_map((std::uint64_t{1} << 48) - k4, phys_addr{(std::uint64_t{1} << 52) - k4}, k4,
                  io_perm::read)
               .has_value());
   CHECK(pt.translate((std::uint64_t{1} << 48) - 1)->value() == (std::uint64_t{1} << 52) - 1);
@@ -170,7 +170,7 @@ TEST_CASE("io_page_table: out_of_memory at every table allocation leaves the tab
   phyr::fault_state fs;
   phyr::io_page_table<phyr::fault_injecting_allocator> pt{phyr::fault_injecting_allocator{&fs}};
   // A page in the PD the big map will share.
-  REQUIRE(pt.map(g1 + 2 * m2 + 7 * k4, phys_addr{0x5000}, k4, io_perm::read).has_value());
+  REQUIRE(pt.try_map(g1 + 2 * m2 + 7 * k4, phys_addr{0x5000}, k4, io_perm::read).has_value());
   const auto before = pt.stats();
   // Crosses a 1 GiB boundary (a second PDPT entry), several PTs and one 2 MiB leaf.
   const std::uint64_t iova = g1 - 3 * m2 - 5 * k4;
@@ -180,7 +180,7 @@ TEST_CASE("io_page_table: out_of_memory at every table allocation leaves the tab
   for (std::uint64_t k = 1; k < 64 && !done; ++k) {
     const auto live = fs.live;
     fs.fail_at = fs.calls + k;
-    auto r = pt.map(iova, phys_addr{phys}, len, io_perm::read);
+    auto r = pt.try_map(iova, phys_addr{phys}, len, io_perm::read);
     fs.fail_at = 0;
     if (r) {
       done = true;
@@ -231,7 +231,7 @@ TEST_CASE("io_page_table: random maps translate page by page and unmap back to n
       const std::uint64_t phys = (rng() % (std::uint64_t{1} << 40)) / unit * unit +
                                  (iova % m2 == 0 && rng() % 2 ? 0 : (rng() % 512) * k4);
       const std::uint64_t len = (1 + rng() % 1200) * k4 + (rng() % 4 == 0 ? m2 : 0);
-      auto r = pt.map(iova, phys_addr{phys}, len, io_perm::read);
+      auto r = pt.try_map(iova, phys_addr{phys}, len, io_perm::read);
       if (overlaps(iova, len)) {
         REQUIRE(!r.has_value());
         CHECK(r.error() == errc::overlaps);

@@ -614,3 +614,69 @@ TEST_CASE("iommu_mapper: concurrent map and unmap from several threads", "[iommu
   CHECK(st.iova.live_blocks == 0);
   CHECK(st.maps == st.unmaps);
 }
+
+TEST_CASE("iommu_domain: a domain shared by two devices maps inside the intersection of their "
+          "limits", "[iommu][limits]") {
+  phyr::iommu_domain dom;
+  phyr::iova_limits nic;  // 32-bit device, MSI window 0xfee00000.. reserved
+  nic.max_addr = 0xffff'ffff;
+  REQUIRE(nic.try_allow(0x1000, 0xfee0'0000 - 0x1000));
+  phyr::iova_limits gpu;  // wants IOVA at or above 256 MiB, never crossing 1 MiB lines
+  gpu.boundary = std::uint64_t{1} << 20;
+  REQUIRE(gpu.try_allow(0x1000'0000, std::uint64_t{1} << 40));
+  REQUIRE(dom.try_attach(nic));
+  REQUIRE(dom.try_attach(gpu));
+  CHECK(dom.stats().devices == 2);
+  phyr::iova_limits far;  // a device that can only reach what neither allows
+  REQUIRE(far.try_allow(std::uint64_t{1} << 41, 0x1000));
+  CHECK(dom.try_attach(far).error() == errc::not_addressable);
+  CHECK(dom.stats().devices == 2);  // refused: the domain's limits are unchanged
+  phyr::iommu_mapper<bus_a> m{dom};
+  std::vector<phyr::iommu_mapping<bus_a>> keep;
+  for (int i = 0; i < 50; ++i) {
+    auto mp = phyr::must(m.try_map(make_list({pr(0x8'0000'0000 + i * 0x10'0000, 0x3'0000)}),
+                                   dma_direction::to_device));
+    const auto a = mp.iova_addr().value();
+    CHECK(a >= 0x1000'0000);
+    CHECK(a + mp.iova_len() - 1 <= 0xfedf'ffff);
+    CHECK(a >> 20 == (a + mp.iova_len() - 1) >> 20);  // no 1 MiB line crossed
+    keep.push_back(std::move(mp));
+  }
+}
+
+TEST_CASE("iommu_mapper: one mapping serves two devices of one domain, each with its own "
+          "address type", "[iommu][share]") {
+  phyr::iommu_domain dom;
+  phyr::iommu_domain other;
+  phyr::iommu_mapper<bus_a> ma{dom};
+  phyr::iommu_mapper<bus_b> mb{dom};
+  phyr::iommu_mapper<bus_b> mb_elsewhere{other};
+  const auto l = make_list({pr(0x7000'0000, 0x4000), pr(0x9000'0000, 0x2000)});
+  const auto mp = phyr::must(ma.try_map(l, dma_direction::to_device));
+  auto view = phyr::must(mb.try_share(mp));
+  STATIC_REQUIRE(std::is_same_v<decltype(*view.begin()), phyr::dma_range<bus_b>>);
+  STATIC_REQUIRE(phyr::dma_mapping<decltype(view), phyr::dma_space<bus_b>>);
+  CHECK(view.size() == mp.size());
+  auto a = mp.begin();
+  for (const phyr::dma_range<bus_b> r : view) {
+    CHECK(r.addr().value() == a->addr().value());
+    CHECK(mb.translate(r.addr())->value() == ma.translate(a->addr())->value());
+    ++a;
+  }
+  CHECK(mb_elsewhere.try_share(mp).error() == errc::foreign_mapping);  // another domain
+  phyr::iommu_mapping<bus_a> none;
+  CHECK(mb.try_share(none).error() == errc::foreign_mapping);
+}
+
+TEST_CASE("iommu_mapper: a domain with guard pages keeps a free page between mappings",
+          "[iommu][guard]") {
+  phyr::iommu_domain_config c;
+  c.guard = phyr::iova_guard::page;
+  phyr::iommu_domain dom{c};
+  phyr::iommu_mapper<bus_a> m{dom};
+  auto a = phyr::must(m.try_map(make_list({pr(0x7000'0000, k4)}), dma_direction::to_device));
+  auto b = phyr::must(m.try_map(make_list({pr(0x7100'0000, k4)}), dma_direction::to_device));
+  CHECK(a.iova_addr().value() == 0x2000);  // FreeBSD's placement: base page, guard, block
+  CHECK(b.iova_addr().value() == 0x4000);
+  CHECK(m.translate(phyr::dma_addr<bus_a>{0x3000}).error() == errc::not_mapped);  // the guard
+}

@@ -59,6 +59,7 @@
 
 #include <linux/vfio.h>
 
+#include <algorithm>
 #include <atomic>
 #include <bit>
 #include <cstddef>
@@ -73,6 +74,7 @@
 #include <phyr/core/allocator.hpp>
 #include <phyr/core/error.hpp>
 #include <phyr/core/range.hpp>
+#include <phyr/core/page.hpp>
 #include <phyr/map/iommu/iova_allocator.hpp>
 #include <phyr/map/mapper.hpp>
 #include <phyr/os/linux/vfio/container.hpp>
@@ -182,8 +184,13 @@ class vfio_mapper {
   explicit vfio_mapper(vfio::container& c, vfio_mapper_limits limits = {},
                        Alloc a = Alloc{}) noexcept
       : c_(&c), alloc_(a), geo_(geometry_of(c, limits)),
-        iova_(geo_.status == errc{} ? geo_.first_pfn : 0,
-              geo_.status == errc{} ? geo_.end_pfn : 1, a) {
+        // The allocator counts in phyr pages; one of its pages stands for one IOMMU granule
+        // here (the top granule of a 2^64 space is left out: the allocator's end is a byte
+        // address).
+        iova_(geo_.status == errc{} ? pfn_to_addr(geo_.first_pfn) : 0,
+              geo_.status == errc{} ? pfn_to_addr(std::min(geo_.end_pfn, pfn_limit - 1))
+                                    : page_size,
+              a) {
     c.add_user();
     c.add_mapper();
   }
@@ -415,12 +422,12 @@ class vfio_mapper {
     auto free_chunks = [&]() noexcept {
       alloc_.deallocate(mem, nchunks * sizeof(vfio_chunk), alignof(vfio_chunk));
     };
-    result<iova_block> block = iova_.try_alloc(pages);
+    result<iova_block> block = iova_.try_alloc(pfn_to_addr(pages));
     if (!block) {
       free_chunks();
       return failed(block.error());
     }
-    const std::uint64_t base = block->pfn << geo_.shift;
+    const std::uint64_t base = pfn_of(block->addr) << geo_.shift;
     typename mapping::list_type out{alloc_};
     std::size_t k = 0;
     auto filled = walk(
@@ -521,11 +528,11 @@ class vfio_mapper {
 template <class Bus, segment_allocator Alloc>
 dma_addr<Bus> vfio_mapping<Bus, Alloc>::iova_base() const noexcept {
   return mapper_ == nullptr ? dma_addr<Bus>{0}
-                            : dma_addr<Bus>{block_.pfn * mapper_->granule()};
+                            : dma_addr<Bus>{pfn_of(block_.addr) * mapper_->granule()};
 }
 template <class Bus, segment_allocator Alloc>
 std::uint64_t vfio_mapping<Bus, Alloc>::iova_bytes() const noexcept {
-  return mapper_ == nullptr ? 0 : block_.pages * mapper_->granule();
+  return mapper_ == nullptr ? 0 : pfn_of(block_.len) * mapper_->granule();
 }
 template <class Bus, segment_allocator Alloc>
 void vfio_mapping<Bus, Alloc>::reset() noexcept {
