@@ -39,7 +39,8 @@
 /// well as the tree path, or a free with the wrong size) is detected whichever way the first
 /// free went: it asserts in debug builds and, in release builds, is ignored and counted
 /// (`stats().rejected_frees`), never corrupting the tree or entering a magazine twice. The set
-/// costs one shard lock and a probe per allocation and free; 64 shards keep threads apart.
+/// costs one shard lock and a probe per allocation and free (and a small table allocation when
+/// a shard goes from empty to used); 64 shards keep threads apart.
 ///
 /// Device constraints (`iova_limits`, per request): a highest address (the DMA mask), a list of
 /// allowed windows (iommufd's IOVA_RANGES, the holes around VFIO's reserved MSI window), a
@@ -659,7 +660,7 @@ class iova_allocator {
   }
   /// Forgets a block given back: false when it is not out with this size. `shrink` (undo of
   /// the insert just made) goes back to the table from before that insert if it grew one, so
-  /// the memory is exactly as before the allocation.
+  /// the memory is exactly as before the allocation; a shard left empty frees its table.
   [[nodiscard]] bool live_erase(std::uint64_t pfn, std::uint64_t pages, bool shrink,
                                 bool& fixed) noexcept {
     const std::uint64_t h = detail::iova_live_hash(pfn);
@@ -694,7 +695,9 @@ class iova_allocator {
       hole = k;
     }
     sh.tab[hole] = live_entry{0, 0};
-    --sh.count;
+    // An empty shard holds no memory: an idle allocator (no block out, caches flushed) holds
+    // none at all, and callers that check for leaks after their last free see none.
+    if (--sh.count == 0) release_live_table(sh);
     return true;
   }
 
