@@ -176,10 +176,21 @@ class basic_iommu_domain {
     std::lock_guard lk(pt_mu_);
     return pt_.try_map(iova, src.addr(), src.len(), perm);
   }
-  /// Unmaps [iova, iova + len); returns the bytes that were mapped.
+  /// Unmaps [iova, iova + len); returns the bytes that were mapped. The page tables stay for
+  /// the reservation's next links; `release_iova` frees them with the block.
   std::uint64_t unlink_iova(std::uint64_t iova, std::uint64_t len) noexcept {
     std::lock_guard lk(pt_mu_);
-    return pt_.unmap(iova, len);
+    return pt_.unmap(iova, len, /*keep_tables=*/true);
+  }
+  /// Runs `f(link)` with the page table locked once, where `link(iova, src, perm)` is
+  /// try_link_iova without its own locking: how a reservation links a whole list in one step.
+  template <class F>
+  decltype(auto) link_batch(F&& f) noexcept {
+    std::lock_guard lk(pt_mu_);
+    auto link = [this](std::uint64_t iova, phys_range src, io_perm perm) noexcept {
+      return pt_.try_map(iova, src.addr(), src.len(), perm);
+    };
+    return std::forward<F>(f)(link);
   }
   /// The model's IOTLB flush: counted, since the model has no IOTLB.
   void sync_iova(std::uint64_t, std::uint64_t) noexcept {

@@ -139,13 +139,17 @@ class io_page_table {
   /// Clears the leaves inside [iova, iova + len) and frees every table left empty (the root
   /// too). Returns the bytes that were mapped there. A 2 MiB or 1 GiB leaf only partly inside
   /// the range is left mapped and not counted (the IOMMU cannot split it in place).
-  std::uint64_t unmap(std::uint64_t iova, std::uint64_t len) noexcept {
+  /// With `keep_tables`, tables left empty stay (linked, counted in `stats().tables`) for the
+  /// next map of the range: what a standing reservation wants, since its next link lands in
+  /// the same tables (Linux's io-pgtable keeps tables the same way). A later unmap without
+  /// keep_tables over their span frees them.
+  std::uint64_t unmap(std::uint64_t iova, std::uint64_t len, bool keep_tables = false) noexcept {
     forget_hints();
     constexpr std::uint64_t iova_limit = std::uint64_t{1} << iova_bits;
     if (root_ == nullptr || len == 0 || iova >= iova_limit) return 0;
     const std::uint64_t hi = len > iova_limit - iova ? iova_limit : iova + len;
-    const std::uint64_t bytes = unmap_in(root_, root_meta_, levels - 1, 0, iova, hi);
-    if (count_of(root_meta_) == 0) {
+    const std::uint64_t bytes = unmap_in(root_, root_meta_, levels - 1, 0, iova, hi, keep_tables);
+    if (!keep_tables && count_of(root_meta_) == 0) {
       release_table(root_);
       root_ = nullptr;
     }
@@ -183,10 +187,11 @@ class io_page_table {
 
   /// Walks every table (for tests; O(tables)): each table's in-use count matches its entries,
   /// no table but an absent root is empty, and the leaf and table counts match `stats()`.
-  [[nodiscard]] bool check_invariants() const noexcept {
+  /// `allow_empty`: tables kept by `unmap(..., keep_tables)` may be empty.
+  [[nodiscard]] bool check_invariants(bool allow_empty = false) const noexcept {
     if (root_ == nullptr) return stats_.tables == 0 && stats_.leaves() == 0;
     io_page_table_stats seen;
-    if (!check_table(root_, root_meta_, levels - 1, seen)) return false;
+    if (!check_table(root_, root_meta_, levels - 1, seen, allow_empty)) return false;
     return seen.tables == stats_.tables && seen.leaves_4k == stats_.leaves_4k &&
            seen.leaves_2m == stats_.leaves_2m && seen.leaves_1g == stats_.leaves_1g;
   }
@@ -403,7 +408,7 @@ class io_page_table {
   }
 
   static bool check_table(const table* t, std::uint64_t meta, unsigned lvl,
-                          io_page_table_stats& seen) noexcept {
+                          io_page_table_stats& seen, bool allow_empty) noexcept {
     ++seen.tables;
     std::uint64_t used = 0;
     for (const std::uint64_t e : t->e) {
@@ -413,17 +418,17 @@ class io_page_table {
       if (lvl == 0 || (e & pte_leaf) != 0) {
         (lvl == 0 ? seen.leaves_4k : lvl == 1 ? seen.leaves_2m : seen.leaves_1g) += 1;
         if ((e & count_mask) != 0) return false;
-      } else if (!check_table(as_table(e), e, lvl - 1, seen)) {
+      } else if (!check_table(as_table(e), e, lvl - 1, seen, allow_empty)) {
         return false;
       }
     }
-    return used != 0 && used == count_of(meta);
+    return (used != 0 || allow_empty) && used == count_of(meta);
   }
 
   /// Unmaps [lo, hi) inside t, a level-lvl table whose span starts at base and whose in-use
   /// count is in `meta` (the parent entry, or root_meta_).
   std::uint64_t unmap_in(table* t, std::uint64_t& meta, unsigned lvl, std::uint64_t base,
-                         std::uint64_t lo, std::uint64_t hi) noexcept {
+                         std::uint64_t lo, std::uint64_t hi, bool keep) noexcept {
     const std::uint64_t size = entry_size(lvl);
     std::uint64_t bytes = 0;
     std::uint64_t cleared = 0;
@@ -443,14 +448,15 @@ class io_page_table {
         continue;
       }
       table* child = as_table(e);
-      if (whole) {
+      if (whole && !keep) {
         bytes += free_subtree(child, lvl - 1);
         e = 0;
         ++cleared;
         continue;
       }
-      bytes += unmap_in(child, e, lvl - 1, eb, lo > eb ? lo : eb, hi - eb < size ? hi : eb + size);
-      if (count_of(e) == 0) {
+      bytes += unmap_in(child, e, lvl - 1, eb, lo > eb ? lo : eb, hi - eb < size ? hi : eb + size,
+                        keep);
+      if (!keep && count_of(e) == 0) {
         release_table(child);
         e = 0;
         ++cleared;

@@ -28,6 +28,7 @@
 ///    next link must start on a page), so links form ONE contiguous DMA range exactly when
 ///    every interior boundary is page-aligned; otherwise the caller gets separate ranges;
 ///  - a page is linked at most once: linking over a linked page is overlaps;
+///  - `try_link_all` links a whole list back to back as one link (one lock for the model);
 ///  - unlink takes whole links or runs of whole links (DPDK's rule for partial unmap of a
 ///    chunked mapping): a range that cuts a link is not_supported, one that covers a page
 ///    never linked (or already unlinked) is not_mapped. What remains stays mapped.
@@ -44,7 +45,9 @@
 ///
 /// Memory: one bitmap pair (linked pages, link starts) sized for the reservation, allocated at
 /// creation through `Alloc`; linking and unlinking never allocate in this object (the back end
-/// may need page-table memory: out_of_memory then, state unchanged).
+/// may need page-table memory: out_of_memory then, state unchanged). The domain keeps the page
+/// tables of unlinked pages until the reservation is released, so a standing reservation stops
+/// allocating tables once warm.
 /// Thread safety: one reservation is used by one thread at a time; different reservations of
 /// one back end may be used concurrently (the back end is thread-safe).
 #pragma once
@@ -193,6 +196,79 @@ class iova_reservation {
     linked_ += n;
     ++unsynced_;
     return dma_range<Bus>{dma_addr<Bus>{block_.addr + pos}, src.len(), src.flags()};
+  }
+
+  /// Links the ranges of `list`, in order, back to back from `offset`, as ONE link (one chunk
+  /// for try_unlink) and one DMA range: the batch form of try_link (the domain maps it under
+  /// one lock). Each boundary between two ranges must be page-aligned on both sides (the
+  /// merge-boundary rule; misaligned otherwise); the first range follows try_link's rule.
+  /// Errors and guarantee as try_link's: on any error nothing of the list stays linked.
+  template <class List>
+    requires requires(const List& l) {
+      { *l.begin() } -> std::convertible_to<source_range>;
+      l.end();
+    }
+  [[nodiscard]] result<dma_range<Bus>> try_link_all(std::uint64_t offset, const List& list,
+                                                    dma_direction dir) noexcept {
+    if (be_ == nullptr || !is_valid(dir)) return errc::invalid_argument;
+    // Pass 1: the rules, before anything changes.
+    std::uint64_t total = 0;
+    bool first = true;
+    std::uint64_t prev_end = 0;
+    for (const source_range r : list) {
+      if (r.len() == 0) return errc::invalid_argument;
+      const std::uint64_t a = r.addr().value();
+      if (first) {
+        const std::uint64_t pos = first_offset_ + offset;
+        if ((pos & page_mask) != (a & page_mask) || (offset != 0 && (a & page_mask) != 0))
+          return errc::misaligned;
+      } else if (((prev_end | a) & page_mask) != 0) {
+        return errc::misaligned;
+      }
+      if (r.len() > len_ || total > len_ - r.len()) return errc::out_of_range;
+      total += r.len();
+      prev_end = a + r.len();
+      first = false;
+    }
+    if (first) return errc::invalid_argument;  // an empty list
+    if (offset > len_ || total > len_ - offset) return errc::out_of_range;
+    const std::uint64_t pos = first_offset_ + offset;
+    const std::uint64_t p0 = pos >> page_shift;
+    const std::uint64_t p1 = (pos + total - 1) >> page_shift;
+    if (any_set(linked_bits(), p0, p1)) return errc::overlaps;
+    // Pass 2: map each range at its page, under one lock when the back end offers it.
+    const io_perm perm = perm_of(dir);
+    std::uint64_t done = 0;  // bytes of IOVA pages mapped so far, from page p0
+    auto link_all = [&](auto&& link) noexcept -> result<void> {
+      for (const source_range r : list) {
+        const std::uint64_t pad = r.addr().value() & page_mask;
+        const std::uint64_t bytes = (pad + r.len() + page_mask) & ~page_mask;
+        auto pages = source_range::create(address<source_space>{r.addr().value() - pad}, bytes,
+                                          r.flags());
+        if (!pages) return pages.error();
+        if (auto x = link(block_.addr + (p0 << page_shift) + done, *pages, perm); !x)
+          return x.error();
+        done += bytes;
+      }
+      return {};
+    };
+    result<void> r;
+    if constexpr (requires { be_->link_batch(link_all); }) {
+      r = be_->link_batch(link_all);
+    } else {
+      r = link_all([this](std::uint64_t iova, source_range src, io_perm p) noexcept {
+        return be_->try_link_iova(iova, src, p);
+      });
+    }
+    if (!r) {
+      if (done != 0) (void)be_->unlink_iova(block_.addr + (p0 << page_shift), done);
+      return r.error();
+    }
+    set_range(linked_bits(), p0, p1, true);
+    set_bit(start_bits(), p0, true);
+    linked_ += p1 - p0 + 1;
+    ++unsynced_;
+    return dma_range<Bus>{dma_addr<Bus>{block_.addr + pos}, total};
   }
 
   /// Unlinks [offset, offset + len): whole links only (see the file comment). Errors (state

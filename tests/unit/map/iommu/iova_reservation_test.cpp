@@ -122,7 +122,77 @@ TEST_CASE("iova_reservation: linking twice, past the end, or unlinking what was 
   phyr::must(r.try_unlink(2 * P, 2 * P));
   CHECK(r.try_unlink(2 * P, 2 * P).error() == errc::not_mapped);  // already unlinked
   CHECK(dom.stats().page_table.leaves() == 0);
-  CHECK(dom.stats().page_table.tables == 0);  // emptied tables are freed
+  CHECK(dom.stats().page_table.tables == 4);  // kept for the next link
+  REQUIRE(dom.with_page_table([](const auto& pt) { return pt.check_invariants(true); }));
+  r.reset();  // releasing the reservation frees them
+  CHECK(dom.stats().page_table.tables == 0);
+  CHECK(dom.stats().live_mappings == 0);
+}
+
+TEST_CASE("iova_reservation: try_link_all links a list back to back as one link and one DMA "
+          "range", "[iova_reservation]") {
+  phyr::iommu_domain dom;
+  auto r = phyr::must(resv::try_create(dom, 64 * P, /*first_offset=*/0x300));
+  phyr::range_list<phys_range> l;
+  REQUIRE(l.try_append(pr(0x10'0300, P - 0x300)));  // ragged start, page-aligned end
+  REQUIRE(l.try_append(pr(0x80'0000, 3 * P)));
+  REQUIRE(l.try_append(pr(0x20'0000, 0x800)));       // ragged end: the last range
+  auto d = phyr::must(r.try_link_all(0, l, dma_direction::to_device));
+  CHECK(d.addr() == r.addr());
+  CHECK(d.len() == l.total_bytes());
+  CHECK(r.linked_pages() == 5);
+  CHECK(dom.translate(d.addr().value())->value() == 0x10'0300);
+  CHECK(dom.translate(d.addr().value() + (P - 0x300))->value() == 0x80'0000);
+  CHECK(dom.translate(d.addr().value() + (P - 0x300) + 3 * P + 0x7ff)->value() == 0x20'07ff);
+  // One chunk: unlinking a part of it is not supported; the whole is.
+  CHECK(r.try_unlink(P - 0x300, P).error() == errc::not_supported);
+  const auto before = snap(dom, r);
+  // Rule violations change nothing: an unaligned interior boundary, overlap, past the end.
+  phyr::range_list<phys_range> bad;
+  REQUIRE(bad.try_append(pr(0x90'0000, 0x800)));  // ends mid-page ...
+  REQUIRE(bad.try_append(pr(0x91'0000, P)));      // ... and something follows
+  CHECK(r.try_link_all(8 * P - 0x300, bad, dma_direction::to_device).error() == errc::misaligned);
+  CHECK(r.try_link_all(2 * P - 0x300, l.try_slice(P - 0x300, 3 * P).value(),
+                       dma_direction::to_device).error() == errc::overlaps);
+  phyr::range_list<phys_range> four;
+  REQUIRE(four.try_append(pr(0x90'0000, 4 * P)));
+  CHECK(r.try_link_all(62 * P - 0x300, four, dma_direction::to_device).error() ==
+        errc::out_of_range);  // 2 pages left there
+  CHECK(r.try_link_all(62 * P - 0x300, l, dma_direction::to_device).error() ==
+        errc::misaligned);    // only offset 0 may start inside a page
+  CHECK(snap(dom, r) == before);
+  phyr::must(r.try_unlink(0, d.len()));
+  CHECK(r.linked_pages() == 0);
+}
+
+TEST_CASE("iova_reservation: out_of_memory inside try_link_all leaves nothing of the list "
+          "linked", "[iova_reservation][alloc]") {
+  phyr::fault_state fs;
+  using fdom = phyr::basic_iommu_domain<phyr::fault_injecting_allocator>;
+  using fresv = phyr::iova_reservation<nvme0, fdom, phyr::fault_injecting_allocator>;
+  fdom dom{phyr::fault_injecting_allocator{&fs}};
+  auto r = phyr::must(fresv::try_create(dom, 8192 * P, 0, {}, phyr::fault_injecting_allocator{&fs}));
+  phyr::range_list<phys_range> l;  // pages spread over several leaf tables
+  for (std::uint64_t i = 0; i < 8; ++i) REQUIRE(l.try_append(pr(0x4000'0000 + i * 0x40'0000, 600 * P)));
+  int failures = 0;
+  for (std::uint64_t k = 1;; ++k) {
+    const auto leaves = dom.stats().page_table.leaves();
+    fs.fail_at = fs.calls + k;
+    auto d = r.try_link_all(0, l, dma_direction::to_device);
+    fs.fail_at = 0;
+    if (d) break;
+    ++failures;
+    CHECK(d.error() == errc::out_of_memory);
+    CHECK(dom.stats().page_table.leaves() == leaves);
+    CHECK(r.linked_pages() == 0);
+    CHECK(dom.translate(r.addr().value()).error() == errc::not_mapped);
+    REQUIRE(k < 100);
+  }
+  CHECK(failures > 1);
+  CHECK(r.linked_pages() == 8 * 600);
+  r.reset();
+  dom.flush_iova_caches();
+  CHECK(fs.live == 0);
 }
 
 TEST_CASE("iova_reservation: partial unlink works at link edges and is not_supported inside a "
