@@ -45,7 +45,8 @@
 /// Thread safety: any number of threads may map, unmap and translate through one domain at
 /// once, given a thread-safe allocator (default_allocator is; fault_injecting_allocator and
 /// pools are not). Page-table updates are serialised by one mutex per domain (a map holds it
-/// for its whole list); IOVA allocation has its own lock and per-thread caches.
+/// while it writes its page-table entries, not while it allocates IOVA or builds its output
+/// list); IOVA allocation has its own locks and per-thread caches.
 /// Lifetime (the rule of map/mapper.hpp): a mapping points to its domain, not to its mapper,
 /// and destroying a still-mapped mapping unmaps it exactly as `try_unmap` does, so dropping
 /// one cannot leak IOVA space or page-table entries. The domain must outlive its mappings; it
@@ -329,10 +330,12 @@ class iommu_mapper {
 
     typename mapping::list_type out{d_->alloc_};
     auto& pt = d_->pt_;
-    std::lock_guard lk(d_->pt_mu_);
+    // The IOVA block first, outside the page-table lock (the allocator has its own locks and
+    // per-thread caches): the lock covers only the page-table writes.
     result<iova_block> block = d_->iova_.try_alloc(pfn_to_addr(pages), d_->limits_);
     if (!block) return failed(block.error());
     const std::uint64_t base = block->addr;
+    std::unique_lock lk(d_->pt_mu_);
 
     // Pass 2: map each range at its offset; one output entry per group (or flag change).
     errc err{};
@@ -385,6 +388,7 @@ class iommu_mapper {
       prev_end = a + len;
     }
     if (err == errc{}) {
+      lk.unlock();
       if (auto x =
               out.try_append(dma_range<Bus>{dma_addr<Bus>{run_start}, dma - run_start, run_flags});
           !x)
@@ -392,7 +396,9 @@ class iommu_mapper {
     }
     if (err != errc{}) {
       // Everything this call mapped lies in its own block: clear the block, give it back.
+      if (!lk.owns_lock()) lk.lock();
       pt.unmap(base, pfn_to_addr(pages));
+      lk.unlock();
       d_->iova_.undo(*block);
       return failed(err);
     }
