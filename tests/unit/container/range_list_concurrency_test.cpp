@@ -33,7 +33,7 @@ void map_unmap_loop(const phyr::range_list<phys_range>& l, int rounds, std::atom
       continue;
     }
     auto mp2 = m.try_map(l.view(), phyr::dma_direction::from_device);  // two borrows at once
-    if (!mp2 || !m.unmap(std::move(*mp2)) || !m.unmap(std::move(*mp))) failures.fetch_add(1);
+    if (!mp2 || !m.try_unmap(std::move(*mp2)) || !m.try_unmap(std::move(*mp))) failures.fetch_add(1);
   }
 }
 
