@@ -84,7 +84,7 @@ static_assert(device_limits.max_segment_size == 64 * 1024);
     }
     t.ok = true;
   }
-  (void)m.unmap(std::move(*mp));
+  (void)m.try_unmap(std::move(*mp));
   return t;
 }
 

@@ -95,7 +95,7 @@ void bm_unmap_identity(benchmark::State& state, std::string wl, std::string size
     // Mapping is O(1) (measured by map/); timing it here is cheaper than pausing the timer.
     auto mp = m.try_map(l, phyr::dma_direction::to_device);
     benchmark::DoNotOptimize(mp);
-    ok &= mp && static_cast<bool>(m.unmap(std::move(*mp)));
+    ok &= mp && static_cast<bool>(m.try_unmap(std::move(*mp)));
     benchmark::ClobberMemory();
   }
   watch.stop();
@@ -178,7 +178,7 @@ void run_map_iommu(benchmark::State& state, const input& in, const cpu_list& l, 
     ok &= static_cast<bool>(mp);
     if (mp) {
       entries = mp->size();
-      ok &= static_cast<bool>(m.unmap(std::move(*mp)));
+      ok &= static_cast<bool>(m.try_unmap(std::move(*mp)));
     }
     if (!time_unmap) watch.resume(state);
     benchmark::ClobberMemory();
@@ -206,7 +206,7 @@ void bm_iommu_phyr(benchmark::State& state, std::string wl, std::string size, bo
   {
     auto mp = m.try_map(l, phyr::dma_direction::bidirectional);
     const bool ok = mp && mp->size() == iommu_entries(in) && mapping_ok(*mp, l, d);
-    if (mp) (void)m.unmap(std::move(*mp));
+    if (mp) (void)m.try_unmap(std::move(*mp));
     if (!check(state, ok && d.stats().page_table.leaves() == 0, "iommu mapping is wrong")) return;
   }
   run_map_iommu(state, in, l, m, time_unmap);

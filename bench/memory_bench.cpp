@@ -46,7 +46,7 @@ void bm_memory_range_list(benchmark::State& state, std::string wl, std::string s
     entries = static_cast<double>(l.size());
     entry_bytes = entries * static_cast<double>(sizeof(phyr::phys_range));
     ok &= static_cast<std::size_t>(after_cpu - before) + sizeof(cpu_list) == l.bytes_used();
-    if (mp) ok &= static_cast<bool>(m.unmap(std::move(*mp)));
+    if (mp) ok &= static_cast<bool>(m.try_unmap(std::move(*mp)));
   }
   watch.stop();
   if (!check(state, ok, "range_list memory measurement is inconsistent")) return;

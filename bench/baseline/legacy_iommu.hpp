@@ -56,9 +56,9 @@ struct legacy_iommu {
       iova_len += len;
       prev = &s;
     });
-    auto blk = d->iova().try_alloc(iova_len / granule);
+    auto blk = d->iova().try_alloc(iova_len);
     if (!blk) return -12;
-    const std::uint64_t iova = blk->pfn * granule;
+    const std::uint64_t iova = blk->addr;
     // iommu_map_sg: one page-table call per physically contiguous stretch.
     bool failed = false;
     std::uint64_t mapped = 0;
@@ -67,7 +67,7 @@ struct legacy_iommu {
       std::uint64_t len = 0;
       auto flush = [&]() noexcept {
         if (len == 0 || failed) return;
-        if (!pt.map(iova + mapped, phyr::phys_addr{start}, len, phyr::io_perm::read_write))
+        if (!pt.try_map(iova + mapped, phyr::phys_addr{start}, len, phyr::io_perm::read_write))
           failed = true;
         else
           mapped += len;
@@ -140,7 +140,7 @@ struct legacy_iommu_unmap {
     const std::uint64_t base = start - off;
     const std::uint64_t size = (end - base + granule - 1) & ~(granule - 1);
     d->with_page_table([&](auto& pt) noexcept { (void)pt.unmap(base, size); });
-    d->iova().free(base / granule, size / granule);
+    d->iova().free(base, size);
   }
 };
 

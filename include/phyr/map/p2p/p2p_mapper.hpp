@@ -220,7 +220,7 @@ class p2p_mapper {
   }
 
   /// The device address width for bus-address entries (Inner checks its own). 1..64 bits.
-  [[nodiscard]] result<void> set_dma_mask(unsigned bits) noexcept {
+  [[nodiscard]] result<void> try_set_dma_mask(unsigned bits) noexcept {
     return detail::assign_dma_mask(mask_, bits);
   }
   [[nodiscard]] std::uint64_t dma_mask() const noexcept { return mask_; }

@@ -123,7 +123,7 @@ class vfio_registration {
     if (reg_ == nullptr) return {};
     if (auto r = reg_->try_unregister(va_); !r) return sys_error{r.error()};
     reg_ = nullptr;
-    return mapper_->unmap(std::move(map_));
+    return mapper_->try_unmap(std::move(map_));
   }
   [[nodiscard]] bool registered() const noexcept { return reg_ != nullptr; }
   [[nodiscard]] const virt_range& va() const noexcept { return va_; }

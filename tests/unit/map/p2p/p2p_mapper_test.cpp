@@ -334,12 +334,12 @@ TEST_CASE("p2p_mapper checks bus addresses against the client's DMA mask", "[p2p
   world w;
   fake_iommu inner;
   auto m = phyr::must(fake_p2p::create(inner, w.reg, w.topo, nvme));
-  REQUIRE(m.set_dma_mask(32));
+  REQUIRE(m.try_set_dma_mask(32));
   const auto l = list_of({pr(gpu_base, 4 * KiB)});  // bus address 0x8'0000'0000
   CHECK(m.try_map(l, dma_direction::to_device).error() == errc::not_addressable);
-  REQUIRE(m.set_dma_mask(36));
+  REQUIRE(m.try_set_dma_mask(36));
   CHECK(m.try_map(l, dma_direction::to_device).has_value() == true);
-  CHECK(m.set_dma_mask(65).error() == errc::invalid_argument);
+  CHECK(m.try_set_dma_mask(65).error() == errc::invalid_argument);
 }
 
 TEST_CASE("p2p_mapper::unmap refuses mappings it did not make", "[p2p_mapper]") {
@@ -656,7 +656,7 @@ TEST_CASE(
     auto direct = io.try_map(ram, dma_direction::to_device);
     INFO("direct: " << (direct ? "ok" : phyr::to_string(direct.error())));
     REQUIRE(direct);
-    REQUIRE(io.unmap(std::move(*direct)));
+    REQUIRE(io.try_unmap(std::move(*direct)));
   }
   for (const auto* l : {&mixed, &ram}) {
     // Warm the domain (page tables, per-thread cache) so a later map allocates nothing there.
@@ -664,7 +664,7 @@ TEST_CASE(
       auto warm = m.try_map(*l, dma_direction::to_device);
       INFO("warm-up: " << (warm ? "ok" : phyr::to_string(warm.error())));
       REQUIRE(warm);
-      REQUIRE(m.unmap(std::move(*warm)));
+      REQUIRE(m.try_unmap(std::move(*warm)));
     }
     std::uint64_t failures = 0;
     for (std::uint64_t k = 1;; ++k) {
@@ -674,7 +674,7 @@ TEST_CASE(
       auto mp = m.try_map(*l, dma_direction::to_device);
       if (mp) {
         fs.fail_at = 0;
-        REQUIRE(m.unmap(std::move(*mp)));
+        REQUIRE(m.try_unmap(std::move(*mp)));
         break;
       }
       ++failures;
