@@ -40,8 +40,9 @@
 /// flush (`iommu_domain::stats().iotlb_syncs`); a real back end does its flush there.
 ///
 /// Back ends: anything satisfying `iommu_backend` (below). `iommu_domain` is the in-process
-/// page-table model; the VFIO back end (os/linux/vfio*) links through the real IOMMU, taking
-/// ranges of its own source space (process virtual addresses for VFIO type1).
+/// page-table model; `vfio_mapper<Bus>` (os/linux/vfio/mapper.hpp) links through the real
+/// IOMMU with one VFIO_IOMMU_MAP_DMA per link, taking ranges of its own source space (process
+/// virtual addresses for VFIO type1): `iova_reservation<nvme0, vfio_mapper<nvme0>>`.
 ///
 /// Memory: one bitmap pair (linked pages, link starts) sized for the reservation, allocated at
 /// creation through `Alloc`; linking and unlinking never allocate in this object (the back end
@@ -273,7 +274,7 @@ class iova_reservation {
 
   /// Unlinks [offset, offset + len): whole links only (see the file comment). Errors (state
   /// unchanged): invalid_argument (not reserved, len 0), out_of_range, not_mapped (a page in
-  /// it is not linked), not_supported (it cuts a link).
+  /// it is not linked), not_supported (it cuts a link), io_error (the back end refused).
   [[nodiscard]] result<void> try_unlink(std::uint64_t offset, std::uint64_t len) noexcept {
     if (be_ == nullptr || len == 0) return errc::invalid_argument;
     if (offset > len_ || len > len_ - offset) return errc::out_of_range;
@@ -285,9 +286,11 @@ class iova_reservation {
     if (!get_bit(start_bits(), p0) ||
         (p1 + 1 < pages && get_bit(linked_bits(), p1 + 1) && !get_bit(start_bits(), p1 + 1)))
       return errc::not_supported;
-    [[maybe_unused]] const std::uint64_t bytes =
+    // A real back end can refuse (VFIO's UNMAP_DMA failing): it unmaps all or nothing, so the
+    // links are still there and the state stays as it is.
+    const std::uint64_t bytes =
         be_->unlink_iova(block_.addr + (p0 << page_shift), (p1 - p0 + 1) << page_shift);
-    PHYR_ASSERT(bytes == (p1 - p0 + 1) << page_shift, "a linked page was not mapped");
+    if (bytes != (p1 - p0 + 1) << page_shift) return errc::io_error;
     set_range(linked_bits(), p0, p1, false);
     set_range(start_bits(), p0, p1, false);
     linked_ -= p1 - p0 + 1;

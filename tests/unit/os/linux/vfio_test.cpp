@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstring>
 #include <phyr/core/allocator.hpp>
+#include <phyr/map/iommu/iova_reservation.hpp>
 #include <phyr/os/linux/vfio.hpp>
 #include <optional>
 #include <string>
@@ -944,5 +945,119 @@ TEST_CASE("vfio_mapper: concurrent map and unmap from two threads (thread safety
   CHECK(r.k.mappings().empty());
   CHECK(m.stats().maps == 600);
   CHECK(m.stats().unmaps == 600);
+  CHECK(m.stats().live_mappings == 0);
+}
+
+// ---- iova_reservation over VFIO (the iommu_backend interface of vfio_mapper) -----------------
+
+TEST_CASE("iova_reservation over vfio_mapper: each link is one MAP_DMA at its offset, unlink "
+          "and destruction unmap exactly what was linked",
+          "[vfio][reservation]") {
+  rig r;
+  r.open();
+  vfio_mapper<nvme0> m{*r.c};
+  using resv = iova_reservation<nvme0, vfio_mapper<nvme0>>;
+  static_assert(iommu_backend<vfio_mapper<nvme0>>);
+  auto q = resv::try_create(m, 64 * page);
+  REQUIRE(q);
+  const u64 base = q->addr().value();
+  CHECK(base >= m.window().first);
+  CHECK((base & 0xfff) == 0);
+  CHECK(r.k.mappings().empty());  // reserving maps nothing
+  CHECK(m.stats().live_mappings == 1);
+
+  auto a = q->try_link(0, virt_range{virt_addr{va0}, 2 * page}, dma_direction::to_device);
+  REQUIRE(a);
+  CHECK(a->addr().value() == base);
+  auto b = q->try_link(0x4000, virt_range{virt_addr{va0 + 0x100000}, 3 * page},
+                       dma_direction::from_device);
+  REQUIRE(b);
+  CHECK(b->addr().value() == base + 0x4000);
+  q->sync();
+  auto maps = r.k.mappings();
+  REQUIRE(maps.size() == 2);
+  CHECK(maps.at(base).vaddr == va0);
+  CHECK(maps.at(base).size == 2 * page);
+  CHECK(maps.at(base).flags == VFIO_DMA_MAP_FLAG_READ);  // to_device: the device reads
+  CHECK(maps.at(base + 0x4000).vaddr == va0 + 0x100000);
+  CHECK(maps.at(base + 0x4000).flags == VFIO_DMA_MAP_FLAG_WRITE);
+
+  // The reservation's own rules hold before the kernel is asked.
+  const std::size_t calls = r.k.log.size();
+  CHECK(q->try_link(0x5000, virt_range{virt_addr{va0}, page}, dma_direction::to_device).error() ==
+        errc::overlaps);
+  CHECK(q->try_unlink(0x5000, page).error() == errc::not_supported);  // inside link b
+  CHECK(q->try_link(63 * page, virt_range{virt_addr{va0}, 2 * page}, dma_direction::to_device)
+            .error() == errc::out_of_range);
+  CHECK(r.k.log.size() == calls);
+
+  REQUIRE(q->try_unlink(0, 2 * page));
+  maps = r.k.mappings();
+  REQUIRE(maps.size() == 1);  // what remains stays mapped
+  CHECK(maps.count(base + 0x4000) == 1);
+  CHECK(r.k.log.back().op == "VFIO_IOMMU_UNMAP_DMA");
+  CHECK(r.k.log.back().b == base);
+  CHECK(r.k.log.back().c == 2 * page);
+
+  q->reset();  // dma_iova_destroy: the rest goes, the IOVA comes back
+  CHECK(r.k.mappings().empty());
+  CHECK(m.stats().live_mappings == 0);
+  auto again = resv::try_create(m, 64 * page);
+  REQUIRE(again);
+  CHECK(again->addr().value() == base);
+}
+
+TEST_CASE("iova_reservation over vfio_mapper: fixed IOVA, kernel refusals keep the state",
+          "[vfio][reservation]") {
+  rig r;
+  r.open();
+  vfio_mapper<nvme0> m{*r.c};
+  using resv = iova_reservation<nvme0, vfio_mapper<nvme0>>;
+  const u64 at = m.window().first + 0x100000;
+  auto q = resv::try_create_at(m, dma_addr<nvme0>{at}, 16 * page);
+  REQUIRE(q);
+  CHECK(q->addr().value() == at);
+  // Any part taken: overlaps, nothing reserved. Outside the window: out_of_range.
+  CHECK(resv::try_create_at(m, dma_addr<nvme0>{at + 8 * page}, 16 * page).error() ==
+        errc::overlaps);
+  CHECK(resv::try_create_at(m, dma_addr<nvme0>{0x1000}, page).error() == errc::out_of_range);
+  CHECK(m.stats().live_mappings == 1);
+
+  // Memory the kernel cannot pin: EFAULT -> not_mapped, nothing linked, the pages stay free.
+  r.k.bad_vaddrs.push_back({va0, page});
+  CHECK(q->try_link(0, virt_range{virt_addr{va0}, page}, dma_direction::to_device).error() ==
+        errc::not_mapped);
+  CHECK(q->linked_pages() == 0);
+  CHECK(r.k.mappings().empty());
+  REQUIRE(q->try_link(0, virt_range{virt_addr{va0 + 0x10000}, page}, dma_direction::to_device));
+
+  // UNMAP_DMA refused: io_error, the link is still there and still unlinkable later.
+  r.k.fail_at = r.k.failable_calls + 1;
+  r.k.fail_errno = EIO;
+  CHECK(q->try_unlink(0, page).error() == errc::io_error);
+  CHECK(q->linked_pages() == 1);
+  CHECK(r.k.mappings().size() == 1);
+  CHECK(m.stats().unmap_failures == 1);
+  REQUIRE(q->try_unlink(0, page));
+  CHECK(r.k.mappings().empty());
+
+  // A release the kernel refuses quarantines the IOVA: never handed out again.
+  REQUIRE(q->try_link(page, virt_range{virt_addr{va0 + 0x20000}, page}, dma_direction::to_device));
+  r.k.fail_at = r.k.failable_calls + 1;
+  q->reset();
+  r.k.fail_at = 0;
+  CHECK(m.stats().quarantined_blocks == 1);
+  CHECK(m.stats().live_mappings == 0);
+  CHECK(resv::try_create_at(m, dma_addr<nvme0>{at}, page).error() == errc::overlaps);
+}
+
+TEST_CASE("iova_reservation over vfio_mapper: a mapper without an IOMMU reserves nothing",
+          "[vfio][reservation]") {
+  rig r;
+  auto cr = vfio::container::try_open(r.k.ops());
+  REQUIRE(cr);
+  vfio_mapper<nvme0> m{*cr};
+  using resv = iova_reservation<nvme0, vfio_mapper<nvme0>>;
+  CHECK(resv::try_create(m, page).error() == errc::not_supported);
   CHECK(m.stats().live_mappings == 0);
 }

@@ -75,6 +75,7 @@
 #include <phyr/core/error.hpp>
 #include <phyr/core/range.hpp>
 #include <phyr/core/page.hpp>
+#include <phyr/map/iommu/io_page_table.hpp>
 #include <phyr/map/iommu/iova_allocator.hpp>
 #include <phyr/map/mapper.hpp>
 #include <phyr/os/linux/vfio/container.hpp>
@@ -256,6 +257,87 @@ class vfio_mapper {
     s.live_mappings = live_.load(std::memory_order_relaxed);
     return s;
   }
+
+  // ---- the iommu_backend interface (map/iommu/iova_reservation.hpp) ---------------------------
+  // Two-step IOVA over the real IOMMU: an iova_reservation<Bus, vfio_mapper<Bus>> takes its
+  // IOVA from this mapper's window and links virtual ranges with one VFIO_IOMMU_MAP_DMA each.
+  // type1v2 never splits a DMA mapping on unmap; a reservation only unlinks whole links or runs
+  // of whole links, so its unlinks always satisfy that rule. Reservations count as live
+  // mappings (the mapper must outlive them). They need the IOMMU page to be phyr's 4 KiB page
+  // (x86 VT-d and AMD-Vi): with a larger smallest page, try_reserve_iova is not_supported.
+
+  /// Reserves `len` bytes of IOVA in this mapper's window, honouring `lim` (mask, windows,
+  /// boundary, alignment). Errors: the status() error, not_supported (IOMMU page above 4 KiB),
+  /// exhausted, invalid_argument, out_of_memory. Nothing is mapped yet.
+  [[nodiscard]] result<iova_block> try_reserve_iova(std::uint64_t len,
+                                                    const iova_limits& lim) noexcept {
+    if (geo_.status != errc{}) return geo_.status;
+    if (geo_.shift != page_shift) return errc::not_supported;
+    auto b = iova_.try_alloc(len, lim);
+    if (b) live_.fetch_add(1, std::memory_order_relaxed);
+    return b;
+  }
+  /// Reserves exactly [addr, addr + len) (iommufd's FIXED_IOVA): overlaps when any of it is
+  /// taken, out_of_range outside this mapper's window, misaligned off a page.
+  [[nodiscard]] result<iova_block> try_reserve_iova_at(std::uint64_t addr,
+                                                       std::uint64_t len) noexcept {
+    if (geo_.status != errc{}) return geo_.status;
+    if (geo_.shift != page_shift) return errc::not_supported;
+    auto b = iova_.try_alloc_at(addr, len);
+    if (b) live_.fetch_add(1, std::memory_order_relaxed);
+    return b;
+  }
+  /// Unmaps whatever is still mapped in the block (one UNMAP_DMA over it, which takes whole
+  /// mappings only) and gives the IOVA back; when the kernel refuses, the block is quarantined
+  /// (counted, never reused) because its state is unknown.
+  void release_iova(const iova_block& b) noexcept {
+    vfio_iommu_type1_dma_unmap u{};
+    u.argsz = sizeof u;
+    u.iova = b.addr;
+    u.size = b.len;
+    unmap_calls_.fetch_add(1, std::memory_order_relaxed);
+    if (c_->ioctl(VFIO_IOMMU_UNMAP_DMA, &u, "VFIO_IOMMU_UNMAP_DMA")) {
+      iova_.free(b);
+    } else {
+      unmap_failures_.fetch_add(1, std::memory_order_relaxed);
+      quarantined_.fetch_add(1, std::memory_order_relaxed);
+    }
+    unmaps_.fetch_add(1, std::memory_order_relaxed);
+    live_.fetch_sub(1, std::memory_order_relaxed);
+  }
+  /// Maps page-aligned virtual `src` at page-aligned `iova` with one MAP_DMA (the kernel pins
+  /// the pages): all-or-nothing. The errno is lost in the concept's plain `result`; the kernel's
+  /// EEXIST (overlaps), EFAULT (not_mapped), ENOMEM (out_of_memory) become their errc.
+  [[nodiscard]] result<void> try_link_iova(std::uint64_t iova, virt_range src,
+                                           io_perm perm) noexcept {
+    vfio_iommu_type1_dma_map m{};
+    m.argsz = sizeof m;
+    m.flags = ((perm & io_perm::read) != io_perm::none ? VFIO_DMA_MAP_FLAG_READ : 0u) |
+              ((perm & io_perm::write) != io_perm::none ? VFIO_DMA_MAP_FLAG_WRITE : 0u);
+    m.vaddr = src.addr().value();
+    m.iova = iova;
+    m.size = src.len();
+    map_calls_.fetch_add(1, std::memory_order_relaxed);
+    if (auto r = c_->ioctl(VFIO_IOMMU_MAP_DMA, &m, "VFIO_IOMMU_MAP_DMA"); !r) return r.error().code;
+    return {};
+  }
+  /// Unmaps the whole links in [iova, iova + len) with one UNMAP_DMA; returns the bytes the
+  /// kernel unmapped (0 when it refused: counted in stats().unmap_failures).
+  std::uint64_t unlink_iova(std::uint64_t iova, std::uint64_t len) noexcept {
+    vfio_iommu_type1_dma_unmap u{};
+    u.argsz = sizeof u;
+    u.iova = iova;
+    u.size = len;
+    unmap_calls_.fetch_add(1, std::memory_order_relaxed);
+    if (!c_->ioctl(VFIO_IOMMU_UNMAP_DMA, &u, "VFIO_IOMMU_UNMAP_DMA")) {
+      unmap_failures_.fetch_add(1, std::memory_order_relaxed);
+      return 0;
+    }
+    return u.size;
+  }
+  /// Nothing to do: type1's MAP_DMA returns with the IOMMU programmed and UNMAP_DMA with the
+  /// IOTLB flushed, so a link is visible to the device as soon as try_link_iova returns.
+  void sync_iova(std::uint64_t, std::uint64_t) noexcept {}
 
  private:
   friend class vfio_mapping<Bus, Alloc>;
