@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "baseline/nvme_prps.hpp"
 #include "phyr/compat/scatterlist.hpp"
 #include "phyr/device/nvme.hpp"
 #include "workloads.hpp"
@@ -29,6 +30,7 @@ namespace {
 
 namespace sg = phyr::compat;
 namespace nvme = phyr::nvme;
+namespace baseline = phyr_bench::baseline;
 struct nvme0 {};
 using dma = phyr::dma_addr<nvme0>;
 using drange = phyr::dma_range<nvme0>;
@@ -72,59 +74,12 @@ io make_io(bool frag, std::uint64_t bytes) {
 
 // ---- the baselines (own transcriptions of the Linux loops) -----------------------------------
 
-struct prp_out {
-  std::uint64_t prp1, prp2;
-};
-
-// nvme_pci_setup_prps: list pages come from `pool` (a dma_pool stand-in: page i at
-// pool_dma + i * page); when a page fills, its last entry moves to the next page and the slot
-// becomes the chain pointer.
-prp_out linux_setup_prps(sg::scatterlist* s, std::uint64_t total, std::uint64_t* pool) {
-  const std::int64_t page = static_cast<std::int64_t>(ctrl_page);
-  std::int64_t length = static_cast<std::int64_t>(total);
-  std::uint64_t dma_addr = sg::sg_dma_address(s);
-  std::int64_t dma_len = sg::sg_dma_len(s);
-  const std::int64_t offset = static_cast<std::int64_t>(dma_addr & (ctrl_page - 1));
-  const std::uint64_t prp1 = dma_addr;
-  length -= page - offset;
-  if (length <= 0) return {prp1, 0};
-  dma_len -= page - offset;
-  if (dma_len != 0) {
-    dma_addr += static_cast<std::uint64_t>(page - offset);
-  } else {
-    s = sg::sg_next(s);
-    dma_addr = sg::sg_dma_address(s);
-    dma_len = sg::sg_dma_len(s);
-  }
-  if (length <= page) return {prp1, dma_addr};
-  std::size_t npages = 0;
-  std::uint64_t* prp_list = pool;
-  std::uint64_t prp_dma = pool_dma;
-  ++npages;
-  const std::uint64_t first_dma = prp_dma;
-  std::size_t i = 0;
-  for (;;) {
-    if (i == ctrl_page / 8) {
-      std::uint64_t* old = prp_list;
-      prp_list = pool + npages * (ctrl_page / 8);
-      prp_dma = pool_dma + npages * ctrl_page;
-      ++npages;
-      prp_list[0] = old[i - 1];
-      old[i - 1] = prp_dma;
-      i = 1;
-    }
-    prp_list[i++] = dma_addr;
-    dma_len -= page;
-    dma_addr += ctrl_page;
-    length -= page;
-    if (length <= 0) break;
-    if (dma_len > 0) continue;
-    if (dma_len < 0) return {0, 0};  // the kernel's bad_sgl
-    s = sg::sg_next(s);
-    dma_addr = sg::sg_dma_address(s);
-    dma_len = sg::sg_dma_len(s);
-  }
-  return {prp1, first_dma};
+// nvme_pci_setup_prps (bench/baseline/nvme_prps.hpp), list pages from a preallocated pool (a
+// dma_pool stand-in: page i at pool_dma + i * page, no allocation per I/O on either side here).
+baseline::prp_out linux_setup_prps(sg::scatterlist* s, std::uint64_t total, std::uint64_t* pool) {
+  return baseline::nvme_pci_setup_prps(s, total, [&](std::size_t i, std::size_t) noexcept {
+    return baseline::prp_list_page{pool + i * (ctrl_page / 8), pool_dma + i * ctrl_page};
+  });
 }
 
 // nvme_pci_setup_sgls with set_data / set_seg (the form that chains full descriptor pages).
@@ -190,7 +145,7 @@ void prp_linux(benchmark::State& st, bool frag, std::uint64_t bytes) {
   io x = make_io(frag, bytes);
   std::vector<std::uint64_t> pool(4 * ctrl_page / 8);
   for (auto _ : st) {
-    const prp_out r = linux_setup_prps(x.sgl.data(), x.bytes, pool.data());
+    const baseline::prp_out r = linux_setup_prps(x.sgl.data(), x.bytes, pool.data());
     benchmark::DoNotOptimize(r);
     benchmark::ClobberMemory();
     if (r.prp1 == 0) {

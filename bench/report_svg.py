@@ -28,7 +28,7 @@ COLORS = {
 EXTRA_COLORS = ["#000000", "#999999", "#F0E442"]  # the rest of Okabe-Ito, darkest first
 
 OP_TITLE = {
-    "io": "per-I/O (build, map, split, unmap, free)",
+    "io": "per-I/O (build, map, split, NVMe PRPs, unmap, free)",
     "build": "build from page frames",
     "walk": "walk every entry",
     "blocks4k": "4 KiB blocks (RDMA/PRP page list)",
