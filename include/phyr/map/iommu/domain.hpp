@@ -7,14 +7,29 @@
 ///   dom.stats().page_table.leaves_4k;       // what the mappers built
 ///   phyr::must(dom.try_attach(nic_limits));  // a device's DMA mask, windows, boundary
 ///   auto r = phyr::iova_reservation<gpu0, phyr::iommu_domain>::try_create(dom, 1 << 30);
+///   dom.trim();                             // frees the page tables that map nothing
 ///
 /// The domain is also the page-table model's IOMMU back end (`iommu_backend`, see
 /// map/iommu/iova_reservation.hpp): reserve IOVA, link and unlink pages, sync (an IOTLB
 /// flush, counted in `stats().iotlb_syncs`: the model has no IOTLB to flush).
 ///
-/// Thread safety: any number of threads may map, unmap and translate through one domain at
-/// once, given a thread-safe allocator (default_allocator is; fault_injecting_allocator and
-/// pools are not).
+/// Thread safety: any number of threads may map, unmap, link, unlink and translate through
+/// one domain at once, given a thread-safe allocator (default_allocator is;
+/// fault_injecting_allocator and pools are not). Nothing on those paths takes a domain-wide
+/// lock: IOVA allocation has its own locks and per-thread caches, the page table is updated
+/// lock-free (map/iommu/io_page_table.hpp: tables published and leaves installed with
+/// compare-exchange, so maps of disjoint IOVA ranges proceed in parallel), and the domain's
+/// counters live in one cache line per thread slot. Each page-table operation marks itself
+/// in flight in its thread's slot (one uncontended atomic increment and decrement), which is
+/// what `trim()` waits for.
+///
+/// Memory and reclamation: unmapping clears page-table entries but keeps the tables (freeing
+/// one while another thread may be walking or installing under it is the hazard this avoids,
+/// as Linux's io-pgtable does), so a domain's table memory follows the IOVA span it has mapped.
+/// `trim()` takes it back: it holds new page-table operations back, waits for those in flight
+/// and frees every table that maps nothing. It is safe to call at any time from any thread
+/// (operations that meet it wait, for as long as it walks the tables). After the last mapping
+/// is gone, `trim()` plus `flush_iova_caches()` leave the domain holding no memory at all.
 /// Lifetime: the domain must outlive its mappings and reservations (each points to it and gives
 /// its IOVA back on destruction, see map/mapper.hpp). It counts them: `stats().live_mappings`
 /// is the leak check a test can query, and destroying a domain that still has live mappings
@@ -25,6 +40,7 @@
 #include <concepts>
 #include <cstdint>
 #include <mutex>
+#include <thread>
 #include <type_traits>
 #include <utility>
 
@@ -92,38 +108,49 @@ class basic_iommu_domain {
   basic_iommu_domain(const basic_iommu_domain&) = delete;
   basic_iommu_domain& operator=(const basic_iommu_domain&) = delete;
   ~basic_iommu_domain() {
-    PHYR_ASSERT(live_.load(std::memory_order_relaxed) == 0,
-                "iommu_domain destroyed while mappings of it are alive");
+    PHYR_ASSERT(sum(&stripe::live) == 0, "iommu_domain destroyed while mappings of it are alive");
   }
 
   [[nodiscard]] const iommu_domain_config& config() const noexcept { return cfg_; }
   [[nodiscard]] Alloc get_allocator() const noexcept { return alloc_; }
 
-  /// Walks the page table: the CPU physical address an IOVA reaches, or not_mapped.
+  /// Walks the page table: the CPU physical address an IOVA reaches, or not_mapped. Lock-free
+  /// (a concurrent unmap of the address gives either the old translation or not_mapped).
   [[nodiscard]] result<phys_addr> translate(std::uint64_t iova) const noexcept {
-    std::lock_guard lk(pt_mu_);
+    in_flight op{*this};
     return pt_.translate(iova);
   }
   /// Like translate, with the leaf size and permissions.
   [[nodiscard]] result<io_translation> lookup(std::uint64_t iova) const noexcept {
-    std::lock_guard lk(pt_mu_);
+    in_flight op{*this};
     return pt_.lookup(iova);
   }
 
+  /// Counters summed over the thread slots: exact when nothing runs concurrently.
   [[nodiscard]] iommu_domain_stats stats() const noexcept {
     iommu_domain_stats s;
-    {
-      std::lock_guard lk(pt_mu_);
-      s.page_table = pt_.stats();
-    }
-    s.maps = maps_.load(std::memory_order_relaxed);
-    s.unmaps = unmaps_.load(std::memory_order_relaxed);
-    s.failed_maps = failed_maps_.load(std::memory_order_relaxed);
-    s.live_mappings = live_.load(std::memory_order_relaxed);
-    s.iotlb_syncs = syncs_.load(std::memory_order_relaxed);
+    s.page_table = pt_.stats();
+    s.maps = sum(&stripe::maps);
+    s.unmaps = sum(&stripe::unmaps);
+    s.failed_maps = sum(&stripe::failed_maps);
+    s.live_mappings = sum(&stripe::live);
+    s.iotlb_syncs = sum(&stripe::syncs);
     s.devices = devices_;
     s.iova = iova_.stats();
     return s;
+  }
+
+  /// Frees every page table that maps nothing (see the file comment) and returns how many.
+  /// Waits for the page-table operations in flight and holds new ones back meanwhile, so it
+  /// may run at any time, from any thread, but not from inside `with_page_table`'s function.
+  std::uint64_t trim() noexcept {
+    std::lock_guard lk(trim_mu_);
+    trimming_.store(true, std::memory_order_seq_cst);
+    for (const stripe& s : stripes_)
+      while (s.active.load(std::memory_order_seq_cst) != 0) std::this_thread::yield();
+    const std::uint64_t freed = pt_.trim();
+    trimming_.store(false, std::memory_order_seq_cst);
+    return freed;
   }
 
   /// Attaches a device: from now on every IOVA block of this domain also satisfies `dev`
@@ -149,7 +176,7 @@ class basic_iommu_domain {
     auto lim = limits_.try_intersect(extra);
     if (!lim) return lim.error();
     auto b = iova_.try_alloc(len, *lim);
-    if (b) live_.fetch_add(1, std::memory_order_relaxed);
+    if (b) count(&stripe::live, 1);
     return b;
   }
   /// Reserves exactly [addr, addr + len): overlaps when any of it is taken; not_addressable
@@ -158,59 +185,65 @@ class basic_iommu_domain {
                                                        std::uint64_t len) noexcept {
     if (len != 0 && !limits_.admits(addr, len)) return errc::not_addressable;
     auto b = iova_.try_alloc_at(addr, len);
-    if (b) live_.fetch_add(1, std::memory_order_relaxed);
+    if (b) count(&stripe::live, 1);
     return b;
   }
-  /// Unmaps whatever is still linked in the block and gives it back.
+  /// Unmaps whatever is still linked in the block and gives it back (its tables stay until
+  /// `trim`).
   void release_iova(const iova_block& b) noexcept {
     {
-      std::lock_guard lk(pt_mu_);
-      (void)pt_.unmap(b.addr, b.len);
+      in_flight op{*this};
+      (void)pt_.unmap_owned(b.addr, b.len);
     }
     iova_.free(b);
-    live_.fetch_sub(1, std::memory_order_relaxed);
+    count(&stripe::live, -1);
   }
   /// Maps page-aligned `src` at page-aligned `iova` (all-or-nothing; overlaps if taken).
+  /// Like every link and unlink call, for a range inside a block the caller reserved, which
+  /// no other thread links or unlinks in at the same time (what iova_reservation guarantees):
+  /// the leaves are written as the range's owner's (io_page_table::try_map_owned).
   [[nodiscard]] result<void> try_link_iova(std::uint64_t iova, phys_range src,
                                            io_perm perm) noexcept {
-    std::lock_guard lk(pt_mu_);
-    return pt_.try_map(iova, src.addr(), src.len(), perm);
+    in_flight op{*this};
+    typename page_table_type::walk_cache wc;
+    return pt_.try_map_owned(iova, src.addr(), src.len(), perm, wc);
   }
   /// Unmaps [iova, iova + len); returns the bytes that were mapped. The page tables stay for
-  /// the reservation's next links; `release_iova` frees them with the block.
+  /// the reservation's next links.
   std::uint64_t unlink_iova(std::uint64_t iova, std::uint64_t len) noexcept {
-    std::lock_guard lk(pt_mu_);
-    return pt_.unmap(iova, len, /*keep_tables=*/true);
+    in_flight op{*this};
+    return pt_.unmap_owned(iova, len);
   }
-  /// Runs `f(link)` with the page table locked once, where `link(iova, src, perm)` is
-  /// try_link_iova without its own locking: how a reservation links a whole list in one step.
+  /// Runs `f(link)` as one page-table operation, where `link(iova, src, perm)` is
+  /// try_link_iova sharing one walk cache: how a reservation links a whole list in one step.
   template <class F>
   decltype(auto) link_batch(F&& f) noexcept {
-    std::lock_guard lk(pt_mu_);
-    auto link = [this](std::uint64_t iova, phys_range src, io_perm perm) noexcept {
-      return pt_.try_map(iova, src.addr(), src.len(), perm);
+    in_flight op{*this};
+    typename page_table_type::walk_cache wc;
+    auto link = [this, &wc](std::uint64_t iova, phys_range src, io_perm perm) noexcept {
+      return pt_.try_map_owned(iova, src.addr(), src.len(), perm, wc);
     };
     return std::forward<F>(f)(link);
   }
   /// The model's IOTLB flush: counted, since the model has no IOTLB.
-  void sync_iova(std::uint64_t, std::uint64_t) noexcept {
-    syncs_.fetch_add(1, std::memory_order_relaxed);
-  }
+  void sync_iova(std::uint64_t, std::uint64_t) noexcept { count(&stripe::syncs, 1); }
 
   /// Returns the IOVA blocks parked in the per-thread caches to the allocator's tree and frees
-  /// the magazines (the domain then holds memory only for what is mapped).
+  /// the magazines (the page tables' counterpart is `trim`).
   void flush_iova_caches() noexcept { iova_.flush_caches(); }
 
   /// The IOVA allocator, for code that manages its own IOVA (legacy map_sg emulations, bridges).
   /// Thread-safe on its own.
   [[nodiscard]] iova_allocator_type& iova() noexcept { return iova_; }
 
-  /// Runs `f(page_table_type&)` under the page-table lock and returns what it returns: the way
-  /// for such code to map and unmap pages (`map`, `unmap`, `lookup`) consistently with mappers.
+  /// Runs `f(page_table_type&)` as one page-table operation and returns what it returns: the
+  /// way for such code to map and unmap pages (`try_map`, `unmap`, `lookup`, all safe to call
+  /// concurrently) consistently with mappers. `trim` waits until `f` returns, so `f` must
+  /// not call `trim` (nor `page_table_type::trim`).
   template <class F>
   decltype(auto) with_page_table(F&& f) noexcept(
       std::is_nothrow_invocable_v<F&&, page_table_type&>) {
-    std::lock_guard lk(pt_mu_);
+    in_flight op{*this};
     return std::forward<F>(f)(pt_);
   }
 
@@ -220,17 +253,62 @@ class basic_iommu_domain {
   template <class, segment_allocator>
   friend class iommu_mapping;
 
+  /// What one thread slot counts (one cache line each, so threads do not share the lines they
+  /// write). `active`: page-table operations in flight; the other counters may go negative
+  /// in one slot (a mapping made by one thread and released by another).
+  struct alignas(64) stripe {
+    std::atomic<std::uint64_t> active{0};
+    std::atomic<std::int64_t> maps{0};
+    std::atomic<std::int64_t> unmaps{0};
+    std::atomic<std::int64_t> failed_maps{0};
+    std::atomic<std::int64_t> live{0};
+    std::atomic<std::int64_t> syncs{0};
+  };
+
+  /// One page-table operation in flight (a scope): `trim` frees tables only when no thread is
+  /// inside one. Entering increments the thread's slot and then checks that no trim is
+  /// running (both sequentially consistent, against trim's flag store and slot loads: either
+  /// the trim sees the increment and waits, or the operation sees the flag and steps back
+  /// until the trim is done).
+  class in_flight {
+   public:
+    explicit in_flight(const basic_iommu_domain& d) noexcept
+        : s_(&d.stripes_[detail::io_stripe_of_this_thread()]) {
+      for (;;) {
+        s_->active.fetch_add(1, std::memory_order_seq_cst);
+        if (!d.trimming_.load(std::memory_order_seq_cst)) return;
+        s_->active.fetch_sub(1, std::memory_order_seq_cst);
+        std::lock_guard wait(d.trim_mu_);  // held by the trim until it is done
+      }
+    }
+    in_flight(const in_flight&) = delete;
+    in_flight& operator=(const in_flight&) = delete;
+    ~in_flight() { s_->active.fetch_sub(1, std::memory_order_release); }
+
+   private:
+    stripe* s_;
+  };
+
+  void count(std::atomic<std::int64_t> stripe::*c, std::int64_t n) noexcept {
+    (stripes_[detail::io_stripe_of_this_thread()].*c).fetch_add(n, std::memory_order_relaxed);
+  }
+  [[nodiscard]] std::uint64_t sum(std::atomic<std::int64_t> stripe::*c) const noexcept {
+    std::int64_t n = 0;
+    for (const stripe& s : stripes_) n += (s.*c).load(std::memory_order_relaxed);
+    return static_cast<std::uint64_t>(n);
+  }
+
   /// Clears the page-table entries of an IOVA block and gives the block back: the release step
   /// of a mapping, whoever triggers it (try_unmap or the mapping's destructor).
   void release_block(std::uint64_t addr, std::uint64_t len) noexcept {
     {
-      std::lock_guard lk(pt_mu_);
-      [[maybe_unused]] const std::uint64_t bytes = pt_.unmap(addr, len);
+      in_flight op{*this};
+      [[maybe_unused]] const std::uint64_t bytes = pt_.unmap_owned(addr, len);
       PHYR_ASSERT(bytes != 0, "an IOMMU mapping with nothing in the page table");
     }
     iova_.free(addr, len);
-    unmaps_.fetch_add(1, std::memory_order_relaxed);
-    live_.fetch_sub(1, std::memory_order_relaxed);
+    count(&stripe::unmaps, 1);
+    count(&stripe::live, -1);
   }
 
   static iommu_domain_config checked(iommu_domain_config c) noexcept {
@@ -248,13 +326,10 @@ class basic_iommu_domain {
   [[no_unique_address]] Alloc alloc_;
   iommu_domain_config cfg_;
   iova_allocator_type iova_;
-  mutable std::mutex pt_mu_;
   page_table_type pt_;
-  std::atomic<std::uint64_t> maps_{0};
-  std::atomic<std::uint64_t> unmaps_{0};
-  std::atomic<std::uint64_t> failed_maps_{0};
-  std::atomic<std::uint64_t> live_{0};
-  std::atomic<std::uint64_t> syncs_{0};
+  mutable stripe stripes_[detail::io_stripes];
+  std::atomic<bool> trimming_{false};
+  mutable std::mutex trim_mu_;  // one trim at a time; operations that meet a trim wait on it
   iova_limits limits_{};
   std::uint64_t devices_ = 0;
 };

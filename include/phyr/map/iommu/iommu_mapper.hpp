@@ -41,12 +41,17 @@
 /// that can be unlinked one by one (DPDK's rule: cutting inside a chunk is not_supported).
 ///
 /// Memory: page tables, IOVA metadata and output lists come from the domain's
-/// `segment_allocator`; an idle domain (nothing mapped, caches flushed) holds none.
+/// `segment_allocator`. Unmapping keeps emptied page tables for the next map under them;
+/// `iommu_domain::trim()` frees them (and the IOVA caches): an idle domain holds no memory
+/// after a trim. A failed map leaves nothing mapped and no IOVA taken; tables it created stay
+/// until the next trim (exactly as before the call after it).
 /// Thread safety: any number of threads may map, unmap and translate through one domain at
 /// once, given a thread-safe allocator (default_allocator is; fault_injecting_allocator and
-/// pools are not). Page-table updates are serialised by one mutex per domain (a map holds it
-/// while it writes its page-table entries, not while it allocates IOVA or builds its output
-/// list); IOVA allocation has its own locks and per-thread caches.
+/// pools are not). No domain-wide lock: the IOVA block comes from the allocator's per-thread
+/// caches (or its tree, under its own lock), the page-table entries are installed lock-free
+/// (compare-exchange from empty, map/iommu/io_page_table.hpp), so maps and unmaps of disjoint
+/// IOVA ranges (every mapping's block is its own) proceed in parallel; see iommu_domain for
+/// the rule that keeps tables alive while they may be walked.
 /// Lifetime (the rule of map/mapper.hpp): a mapping points to its domain, not to its mapper,
 /// and destroying a still-mapped mapping unmaps it exactly as `try_unmap` does, so dropping
 /// one cannot leak IOVA space or page-table entries. The domain must outlive its mappings; it
@@ -58,7 +63,7 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
-#include <mutex>
+#include <optional>
 #include <type_traits>
 #include <utility>
 
@@ -277,7 +282,7 @@ class iommu_mapper {
   }
 
   [[nodiscard]] errc failed(errc e) noexcept {
-    d_->failed_maps_.fetch_add(1, std::memory_order_relaxed);
+    d_->count(&domain_type::stripe::failed_maps, 1);
     return e;
   }
 
@@ -330,12 +335,13 @@ class iommu_mapper {
 
     typename mapping::list_type out{d_->alloc_};
     auto& pt = d_->pt_;
-    // The IOVA block first, outside the page-table lock (the allocator has its own locks and
-    // per-thread caches): the lock covers only the page-table writes.
+    // The IOVA block first (the allocator has its own locks and per-thread caches); the block
+    // is this call's alone, so its page-table writes race with nobody's.
     result<iova_block> block = d_->iova_.try_alloc(pfn_to_addr(pages), d_->limits_);
     if (!block) return failed(block.error());
     const std::uint64_t base = block->addr;
-    std::unique_lock lk(d_->pt_mu_);
+    std::optional<typename domain_type::in_flight> op{std::in_place, *d_};
+    typename domain_type::page_table_type::walk_cache wc;
 
     // Pass 2: map each range at its offset; one output entry per group (or flag change).
     errc err{};
@@ -378,7 +384,7 @@ class iommu_mapper {
         lo = mapped_to;
       }
       if (lo < hi) {
-        if (auto m = pt.try_map(lo, phys_addr{plo}, hi - lo, perm); !m) {
+        if (auto m = pt.try_map_owned(lo, phys_addr{plo}, hi - lo, perm, wc); !m) {
           err = m.error();
           break;
         }
@@ -388,7 +394,7 @@ class iommu_mapper {
       prev_end = a + len;
     }
     if (err == errc{}) {
-      lk.unlock();
+      op.reset();
       if (auto x =
               out.try_append(dma_range<Bus>{dma_addr<Bus>{run_start}, dma - run_start, run_flags});
           !x)
@@ -396,14 +402,14 @@ class iommu_mapper {
     }
     if (err != errc{}) {
       // Everything this call mapped lies in its own block: clear the block, give it back.
-      if (!lk.owns_lock()) lk.lock();
-      pt.unmap(base, pfn_to_addr(pages));
-      lk.unlock();
+      if (!op) op.emplace(*d_);
+      pt.unmap_owned(base, pfn_to_addr(pages));
+      op.reset();
       d_->iova_.undo(*block);
       return failed(err);
     }
-    d_->maps_.fetch_add(1, std::memory_order_relaxed);
-    d_->live_.fetch_add(1, std::memory_order_relaxed);
+    d_->count(&domain_type::stripe::maps, 1);
+    d_->count(&domain_type::stripe::live, 1);
     return mapping{std::move(out), id_.value(), d_, block->addr, block->len};
   }
 

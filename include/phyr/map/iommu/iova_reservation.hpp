@@ -28,7 +28,8 @@
 ///    next link must start on a page), so links form ONE contiguous DMA range exactly when
 ///    every interior boundary is page-aligned; otherwise the caller gets separate ranges;
 ///  - a page is linked at most once: linking over a linked page is overlaps;
-///  - `try_link_all` links a whole list back to back as one link (one lock for the model);
+///  - `try_link_all` links a whole list back to back as one link (one page-table operation
+///    for the model);
 ///  - unlink takes whole links or runs of whole links (DPDK's rule for partial unmap of a
 ///    chunked mapping): a range that cuts a link is not_supported, one that covers a page
 ///    never linked (or already unlinked) is not_mapped. What remains stays mapped.
@@ -47,7 +48,7 @@
 /// Memory: one bitmap pair (linked pages, link starts) sized for the reservation, allocated at
 /// creation through `Alloc`; linking and unlinking never allocate in this object (the back end
 /// may need page-table memory: out_of_memory then, state unchanged). The domain keeps the page
-/// tables of unlinked pages until the reservation is released, so a standing reservation stops
+/// tables of unlinked pages (until `iommu_domain::trim`), so a standing reservation stops
 /// allocating tables once warm.
 /// Thread safety: one reservation is used by one thread at a time; different reservations of
 /// one back end may be used concurrently (the back end is thread-safe).
@@ -200,9 +201,10 @@ class iova_reservation {
   }
 
   /// Links the ranges of `list`, in order, back to back from `offset`, as ONE link (one chunk
-  /// for try_unlink) and one DMA range: the batch form of try_link (the domain maps it under
-  /// one lock). Each boundary between two ranges must be page-aligned on both sides (the
-  /// merge-boundary rule; misaligned otherwise); the first range follows try_link's rule.
+  /// for try_unlink) and one DMA range: the batch form of try_link (the domain maps it as one
+  /// page-table operation). Each boundary between two ranges must be page-aligned on both
+  /// sides (the merge-boundary rule; misaligned otherwise); the first range follows try_link's
+  /// rule.
   /// Errors and guarantee as try_link's: on any error nothing of the list stays linked.
   template <class List>
     requires requires(const List& l) {
@@ -237,7 +239,7 @@ class iova_reservation {
     const std::uint64_t p0 = pos >> page_shift;
     const std::uint64_t p1 = (pos + total - 1) >> page_shift;
     if (any_set(linked_bits(), p0, p1)) return errc::overlaps;
-    // Pass 2: map each range at its page, under one lock when the back end offers it.
+    // Pass 2: map each range at its page, as one batch when the back end offers it.
     const io_perm perm = perm_of(dir);
     std::uint64_t done = 0;  // bytes of IOVA pages mapped so far, from page p0
     auto link_all = [&](auto&& link) noexcept -> result<void> {

@@ -93,27 +93,40 @@ TEST_CASE("io_page_table: 1 GiB and 2 MiB leaves are used whenever iova and phys
   }
   const std::uint64_t mapped = pt.stats().mapped_bytes();
   CHECK(pt.unmap(0, std::uint64_t{1} << 48) == mapped);
+  CHECK(pt.stats().leaves() == 0);
+  CHECK(pt.trim() > 0);
   CHECK(pt.empty());
 }
 
-TEST_CASE("io_page_table: unmap frees every table it empties including the root",
+TEST_CASE("io_page_table: unmap keeps emptied tables for reuse and trim frees them, the root too",
           "[io_page_table]") {
   phyr::io_page_table<> pt;
   REQUIRE(pt.try_map(0, phys_addr{0}, 4 * m2 + 3 * k4, io_perm::read).has_value());
   REQUIRE(pt.try_map(5 * g1 + k4, phys_addr{g1}, k4, io_perm::read).has_value());
   const auto tables = pt.stats().tables;
   CHECK(pt.unmap(5 * g1, m2) == k4);
-  CHECK(pt.stats().tables == tables - 2);  // the PT and PD of the lone page
+  CHECK(pt.stats().tables == tables);  // kept, empty: the next map there allocates nothing
   CHECK(pt.check_invariants());
+  CHECK(!pt.check_invariants(/*allow_empty=*/false));
+  const auto allocated = pt.stats().tables_allocated;
+  REQUIRE(pt.try_map(5 * g1 + 7 * k4, phys_addr{g1}, k4, io_perm::read).has_value());
+  CHECK(pt.stats().tables_allocated == allocated);
+  CHECK(pt.unmap(5 * g1, m2) == k4);
+  CHECK(pt.trim() == 2);  // the PT and PD of the lone page
+  CHECK(pt.stats().tables == tables - 2);
+  CHECK(pt.check_invariants(/*allow_empty=*/false));
   CHECK(pt.unmap(0, k4) == 0);  // inside a 2 MiB leaf: left mapped
   CHECK(pt.check_invariants());
   CHECK(pt.translate(0x800).has_value());
   CHECK(pt.unmap(0, 4 * m2) == 4 * m2);
   CHECK(pt.stats().leaves_4k == 3);
   CHECK(pt.unmap(4 * m2, 3 * k4) == 3 * k4);
+  CHECK(!pt.empty());
+  CHECK(pt.trim() == tables - 2);
   CHECK(pt.empty());
   CHECK(pt.stats().tables == 0);
   CHECK(pt.stats().leaves() == 0);
+  CHECK(pt.trim() == 0);
 }
 
 TEST_CASE(
@@ -136,6 +149,8 @@ TEST_CASE(
   CHECK(pt.check_invariants());
   CHECK(pt.stats().leaves_4k == before.leaves_4k);
   CHECK(pt.stats().leaves_2m == before.leaves_2m);
+  pt.trim();  // the tables the failed maps created (nothing else is mapped under them)
+  CHECK(pt.check_invariants(/*allow_empty=*/false));
   CHECK(pt.stats().tables == before.tables);
   CHECK(fs.live == live);
   CHECK(pt.translate(0).error() == errc::not_mapped);
@@ -165,8 +180,10 @@ TEST_CASE("io_page_table: bad arguments are rejected with a clear errc", "[io_pa
   CHECK(pt.translate((std::uint64_t{1} << 48) - 1)->value() == (std::uint64_t{1} << 52) - 1);
 }
 
-TEST_CASE("io_page_table: out_of_memory at every table allocation leaves the table as it was",
-          "[io_page_table][alloc]") {
+TEST_CASE(
+    "io_page_table: out_of_memory at every table allocation leaves no mapping, and after trim "
+    "the memory as it was",
+    "[io_page_table][alloc]") {
   phyr::fault_state fs;
   phyr::io_page_table<phyr::fault_injecting_allocator> pt{phyr::fault_injecting_allocator{&fs}};
   // A page in the PD the big map will share.
@@ -187,10 +204,12 @@ TEST_CASE("io_page_table: out_of_memory at every table allocation leaves the tab
       break;
     }
     REQUIRE(r.error() == errc::out_of_memory);
-    CHECK(fs.live == live);
     CHECK(pt.check_invariants());
-    CHECK(pt.stats().tables == before.tables);
     CHECK(pt.stats().leaves() == before.leaves());
+    // Tables made before the failure stay (a concurrent map could be using them) until trim.
+    pt.trim();
+    CHECK(fs.live == live);
+    CHECK(pt.stats().tables == before.tables);
     CHECK(pt.translate(iova).error() == errc::not_mapped);
     CHECK(pt.translate(g1 + 2 * m2 + 7 * k4)->value() == 0x5000);
   }
@@ -199,8 +218,10 @@ TEST_CASE("io_page_table: out_of_memory at every table allocation leaves the tab
   CHECK(pt.check_invariants());
   require_maps(pt, iova, phys, len);
   CHECK(pt.unmap(iova, len) == len);
+  pt.trim();
   CHECK(pt.stats().tables == before.tables);
   CHECK(pt.unmap(g1, g1) == k4);
+  pt.trim();
   CHECK(fs.live == 0);
 }
 
@@ -250,9 +271,16 @@ TEST_CASE("io_page_table: random maps translate page by page and unmap back to n
     for (const auto& [iova, e] : model) bytes += e.len;
     REQUIRE(pt.stats().mapped_bytes() == bytes);
     REQUIRE(pt.check_invariants());
+    if (round % 50 == 49) {  // now and then give the emptied tables back
+      pt.trim();
+      REQUIRE(pt.check_invariants(/*allow_empty=*/false));
+      REQUIRE(pt.stats().mapped_bytes() == bytes);
+    }
   }
   for (const auto& [iova, e] : model) require_maps(pt, iova, e.phys, e.len);
   for (const auto& [iova, e] : model) CHECK(pt.unmap(iova, e.len) == e.len);
+  CHECK(pt.stats().leaves() == 0);
+  pt.trim();
   CHECK(pt.empty());
   CHECK(pt.stats().tables == 0);
   CHECK(fs.live == 0);

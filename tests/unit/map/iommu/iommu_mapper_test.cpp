@@ -137,8 +137,10 @@ TEST_CASE("iommu_mapper: a mapping of bus A cannot be unmapped or translated by 
       can_map<phyr::iommu_mapper<bus_b>, phyr::range_list<phyr::dma_range<bus_a>>>);
 }
 
-TEST_CASE("iommu_domain: holds no memory until the first map and none after the last unmap",
-          "[iommu]") {
+TEST_CASE(
+    "iommu_domain: holds no memory until the first map, keeps its tables after the last unmap "
+    "and none after trim",
+    "[iommu]") {
   phyr::fault_state fs;
   phyr::basic_iommu_domain<phyr::fault_injecting_allocator> dom{
       phyr::fault_injecting_allocator{&fs}};
@@ -153,8 +155,14 @@ TEST_CASE("iommu_domain: holds no memory until the first map and none after the 
   CHECK(mp.begin()->addr().value() >= 4096);  // IOVA page 0 is never handed out
   CHECK(fs.live > 0);
   phyr::must(m.try_unmap(std::move(mp)));
-  CHECK(dom.stats().page_table.tables == 0);
+  CHECK(dom.stats().page_table.leaves() == 0);
+  CHECK(dom.stats().page_table.tables == 4);  // kept for the next map there
   CHECK(dom.stats().unmaps == 1);
+  auto again = phyr::must(m.try_map(l, dma_direction::to_device));  // same block, same tables
+  CHECK(dom.stats().page_table.tables_allocated == 4);
+  phyr::must(m.try_unmap(std::move(again)));
+  CHECK(dom.trim() == 4);
+  CHECK(dom.stats().page_table.tables == 0);
   dom.flush_iova_caches();
   CHECK(fs.live == 0);
 }
@@ -208,6 +216,8 @@ TEST_CASE("iommu_mapper: each unaligned interior boundary costs exactly one more
   require_translates(m, l, mp);
   CHECK(m.lookup(mp.begin()->addr())->perm == phyr::io_perm::write);
   phyr::must(m.try_unmap(std::move(mp)));
+  CHECK(dom.stats().page_table.leaves() == 0);
+  dom.trim();
   CHECK(dom.stats().page_table.tables == 0);
   CHECK(dom.stats().iova.live_blocks == 0);
 }
@@ -240,6 +250,8 @@ TEST_CASE("iommu_mapper: physically adjacent ranges share an IOVA page and keep 
   require_translates(m, l, mp);
   CHECK(m.lookup(e0.addr())->perm == phyr::io_perm::read);
   phyr::must(m.try_unmap(std::move(mp)));
+  CHECK(dom.stats().page_table.leaves() == 0);
+  dom.trim();
   CHECK(dom.stats().page_table.tables == 0);
 }
 
@@ -263,6 +275,8 @@ TEST_CASE("iommu_mapper: 2 MiB runs map as one entry built from 2 MiB leaves", "
   require_translates(m, l, mp);
   CHECK(m.lookup(mp.begin()->addr())->leaf_size == m2);
   phyr::must(m.try_unmap(std::move(mp)));
+  CHECK(dom.stats().page_table.leaves() == 0);
+  dom.trim();
   CHECK(dom.stats().page_table.tables == 0);
 }
 
@@ -283,6 +297,8 @@ TEST_CASE("iommu_mapper: a buffer starting mid-hugepage still gets 2 MiB leaves"
   require_translates(m, l, mp);
   CHECK(dom.with_page_table([](const auto& pt) { return pt.check_invariants(); }));
   phyr::must(m.try_unmap(std::move(mp)));
+  CHECK(dom.stats().page_table.leaves() == 0);
+  dom.trim();
   CHECK(dom.stats().page_table.tables == 0);
 }
 
@@ -372,8 +388,9 @@ TEST_CASE("iommu_mapper: 1,000 mappings dropped without unmap give back every IO
   CHECK(s.maps == 1000);
   CHECK(s.unmaps == 1000);
   CHECK(s.iova.live_blocks == 0);
-  CHECK(s.page_table.tables == 0);
   CHECK(s.page_table.leaves() == 0);
+  CHECK(dom.trim() == s.page_table.tables);  // the emptied tables come back on trim
+  CHECK(dom.stats().page_table.tables == 0);
   for (auto a : starts) CHECK(dom.translate(a.value()).error() == errc::not_mapped);
 }
 
@@ -430,18 +447,21 @@ TEST_CASE("iommu_mapper: translate() matches every page of random maps", "[iommu
     for (auto& x : maps) require_translates(m, x.in, x.mp);
     for (auto& x : maps) phyr::must(m.try_unmap(std::move(x.mp)));
     const auto st = dom.stats();
-    CHECK(st.page_table.tables == 0);
     CHECK(st.page_table.leaves() == 0);
     CHECK(st.iova.live_blocks == 0);
     maps.clear();
+    dom.trim();
+    CHECK(dom.stats().page_table.tables == 0);
     dom.flush_iova_caches();
     CHECK(fs.live == 0);
   }
   CHECK(fs.live == 0);
 }
 
-TEST_CASE("iommu_mapper: out_of_memory at every allocation inside map rolls back completely",
-          "[iommu][alloc]") {
+TEST_CASE(
+    "iommu_mapper: out_of_memory at every allocation inside map rolls back completely (its "
+    "empty tables at the next trim)",
+    "[iommu][alloc]") {
   std::mt19937_64 rng(99);
   phyr::fault_state fs;
   phyr::basic_iommu_domain<phyr::fault_injecting_allocator> dom{
@@ -478,6 +498,8 @@ TEST_CASE("iommu_mapper: out_of_memory at every allocation inside map rolls back
     }
     ++failures;
     REQUIRE(r.error() == errc::out_of_memory);
+    REQUIRE(dom.stats().page_table.leaves() == before.page_table.leaves());
+    dom.trim();  // the tables the failed map created: kept until a trim, then all gone
     REQUIRE(fs.live == live);
     const auto now = dom.stats();
     REQUIRE(now.page_table.tables == before.page_table.tables);
@@ -490,6 +512,7 @@ TEST_CASE("iommu_mapper: out_of_memory at every allocation inside map rolls back
   CHECK(failures >= 5);
   require_translates(m, keep_in, keep);
   phyr::must(m.try_unmap(std::move(keep)));
+  dom.trim();
   dom.flush_iova_caches();
   CHECK(fs.live == 0);
 }
@@ -529,6 +552,7 @@ TEST_CASE("iommu_mapper: out_of_memory with the IOVA served from the cache rolls
   REQUIRE(done);
   CHECK(dom.stats().iova.cache_hits >= 1);
   phyr::must(m.try_unmap(std::move(keep)));
+  dom.trim();
   dom.flush_iova_caches();
   CHECK(fs.live == 0);
 }
@@ -557,6 +581,8 @@ TEST_CASE("iommu_mapper: IOVA exhaustion mid-map rolls back completely", "[iommu
   CHECK(mb.size() == 2);
   require_translates(m, b, mb);
   phyr::must(m.try_unmap(std::move(mb)));
+  CHECK(dom.stats().page_table.leaves() == 0);
+  dom.trim();
   CHECK(dom.stats().page_table.tables == 0);
 }
 
@@ -610,9 +636,11 @@ TEST_CASE("iommu_mapper: concurrent map and unmap from several threads", "[iommu
   CHECK(bad.load() == 0);
   CHECK(dom.with_page_table([](const auto& pt) { return pt.check_invariants(); }));
   const auto st = dom.stats();
-  CHECK(st.page_table.tables == 0);
+  CHECK(st.page_table.leaves() == 0);
   CHECK(st.iova.live_blocks == 0);
   CHECK(st.maps == st.unmaps);
+  dom.trim();
+  CHECK(dom.stats().page_table.tables == 0);
 }
 
 TEST_CASE("iommu_domain: a domain shared by two devices maps inside the intersection of their "
