@@ -226,7 +226,7 @@ class iommu_mapper {
     return map_impl(view, dir);
   }
 
-  /// Clears the page-table entries of `m`, frees emptied tables and its IOVA block (what
+  /// Clears the page-table entries of `m` and frees its IOVA block (tables: `trim`) (what
   /// destroying `m` would do, now). foreign_mapping (and `m` left as it was) for a mapping
   /// another mapper made, or one already unmapped.
   [[nodiscard]] result<void> try_unmap(mapping&& m) noexcept {
