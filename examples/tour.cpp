@@ -39,7 +39,9 @@ int main() {
   // 4. What the hardware wants: segments within its limits ...
   phyr::dma_constraints lim;
   lim.max_segment_size = 0x1000;
-  for (phyr::dma_range<nvme0> seg : phyr::split(*dma, lim))
+  auto segs = phyr::try_split(*dma, lim);  // checks lim and the mapping, then splits lazily
+  if (!segs) return 1;
+  for (phyr::dma_range<nvme0> seg : *segs)
     std::printf("  seg 0x%" PRIx64 " +0x%" PRIx64 "\n", seg.addr().value(), seg.len());
   // ... or fixed-size blocks (NVMe PRP, RDMA MR, GPU page tables).
   auto blocks = phyr::try_blocks(*dma, 4096);

@@ -1,8 +1,9 @@
 /// All of device/: what a device accepts and how lists are fed to it.
 ///
 ///   #include <phyr/device.hpp>
-///   phyr::dma_constraints c{.max_segment_size = 1u << 20, .virt_boundary_mask = 4095};
-///   for (auto seg : phyr::split(mapping, c)) post(seg);             // streaming engines
+///   phyr::dma_constraints c{.max_segment_size = 1u << 20, .virt_boundary_mask = phyr::page_mask};
+///   auto segs = phyr::try_split(mapping, c);                         // streaming engines
+///   for (auto seg : *segs) post(seg);
 ///   auto pg = phyr::try_best_page_size(mapping, sizes, iova);        // random-access engines
 ///   auto blocks = phyr::try_blocks(mapping, *pg);   // keep the result: `for (x : *try_...())`
 ///   for (auto blk : *blocks) mr_page(blk);          // would iterate a destroyed temporary

@@ -9,8 +9,14 @@
 /// Only spaces that declare `cpu_accessible` compile here: a DMA address means something to
 /// one device and nothing to the CPU, so copying "through" a dma_range is a type error, not
 /// a runtime check (see the compile-fail tests).
+///
+/// Code that copies between physical ranges (the bounce mapper) takes any
+/// `phys_memory_accessor`: a type that says where the CPU sees a range's bytes
+/// (`try_cpu_pointer`). `basic_phys_accessor` is one window; a kernel's direct map, a set of
+/// mmap'd windows or a test's fake RAM are others.
 #pragma once
 
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 
@@ -20,6 +26,17 @@
 #include <phyr/core/range.hpp>
 
 namespace phyr::inline v0 {
+
+/// A type `A` is a physical-memory accessor for `Space` if:
+///  1. `Space` is CPU accessible;
+///  2. `a.try_cpu_pointer(r)` (const, noexcept) returns `result<std::byte*>`: where the CPU sees
+///     all `r.len()` bytes of `r`, contiguously, or `errc::not_mapped` when it does not.
+/// It does not check how long the pointer stays valid; each accessor documents that.
+template <class A, class Space = cpu_phys>
+concept phys_memory_accessor =
+    cpu_accessible_space<Space> && requires(const A& a, const range<Space>& r) {
+      { a.try_cpu_pointer(r) } noexcept -> std::same_as<result<std::byte*>>;
+    };
 
 template <cpu_accessible_space Space>
 class basic_phys_accessor {
@@ -48,6 +65,11 @@ class basic_phys_accessor {
     if (n != 0) __builtin_memcpy(*p, src, n);
     return {};
   }
+  /// Where the CPU sees all of `r`'s bytes; valid while the window stays mapped. Errors:
+  /// not_mapped (some byte outside the window).
+  [[nodiscard]] result<std::byte*> try_cpu_pointer(const range<Space>& r) const noexcept {
+    return locate(r, 0, r.len());
+  }
 
  private:
   [[nodiscard]] result<std::byte*> locate(const range<Space>& r, std::uint64_t offset,
@@ -69,5 +91,6 @@ using phys_accessor = basic_phys_accessor<cpu_phys>;
 /// The accessor for this process's virtual memory: the window is the identity (build it as
 /// `virt_accessor{p, virt_addr{uintptr_t(p)}, n}`), so it checks bounds and nothing else.
 using virt_accessor = basic_phys_accessor<cpu_virt>;
+static_assert(phys_memory_accessor<phys_accessor>);
 
 }  // namespace phyr

@@ -47,6 +47,8 @@ enum class errc : std::uint8_t {
   busy,                ///< the OS holds the resource for someone else (EBUSY)
   page_gap,            ///< a boundary inside a transfer not on a device page (NVMe PRP)
   too_many_descriptors,  ///< more descriptors than the device or the caller's limit allows
+  too_many_segments,   ///< more segments than the device takes (busdma's EFBIG)
+  bounce_exhausted,    ///< the bounce pool has no free slots left for this I/O
 };
 
 /// Stable, allocation-free names for logs (`phyr/fmt.hpp` prints them).
@@ -73,6 +75,8 @@ enum class errc : std::uint8_t {
     case errc::busy: return "busy";
     case errc::page_gap: return "page_gap";
     case errc::too_many_descriptors: return "too_many_descriptors";
+    case errc::too_many_segments: return "too_many_segments";
+    case errc::bounce_exhausted: return "bounce_exhausted";
   }
   return "unknown";
 }

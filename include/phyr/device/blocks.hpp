@@ -1,7 +1,7 @@
 /// Fixed-size aligned blocks for random-access engines (RDMA MR page lists, IOMMU and GPU page
 /// tables, NVMe PRP lists): `try_blocks`.
 ///
-///   auto b = phyr::try_blocks(mapping, 4096);        // validates once, O(entries)
+///   auto b = phyr::try_blocks(mapping, phyr::page_size);  // checks once, O(entries)
 ///   if (!b) return b.error();                        // misaligned: a gap not on a block boundary
 ///   mr.first_offset = b->first_offset();             // where the data starts in the first block
 ///   mr.npages = b->size();
@@ -19,6 +19,13 @@
 /// a device address every byte as (block index, offset) with the offset known only for the
 /// first block. `best_page_size` (page_size.hpp) picks a block size for which this holds.
 ///
+/// Two block views, two rules. This header's `run_block_view` works on runs: a junction
+/// between contiguous entries needs no alignment, whatever the entries' flags, as in the
+/// kernel. `packed_list::block_view` (packed/packed_list.hpp) works on entries: every interior
+/// entry boundary must be a multiple of the block size (it answers `misaligned` otherwise), so
+/// for two contiguous entries that differ only in flags and meet mid-block, try_blocks succeeds
+/// and packed_list::blocks fails. Both give the same blocks wherever both succeed.
+///
 /// Iteration is the hot loop of MR registration and page-table fill, so a step is one compare
 /// and one add within a range; the source is only touched when a range is exhausted, and the
 /// end test is a countdown (the block count is known from validation).
@@ -34,6 +41,7 @@
 #include <phyr/config.hpp>
 #include <phyr/core/address.hpp>
 #include <phyr/core/error.hpp>
+#include <phyr/core/page.hpp>
 #include <phyr/core/range.hpp>
 #include <phyr/device/constraints.hpp>
 
@@ -52,9 +60,10 @@ struct block_layout {
 }  // namespace detail
 
 /// The lazy range try_blocks returns: a forward range of `address<Space>` values, each the
-/// start of one block. Cheap to copy; valid while the source's storage is alive and unchanged.
+/// start of one block of the source's contiguous runs (see the file comment for how this
+/// differs from `packed_list::block_view`). Cheap to copy; valid while the source's storage is alive and unchanged.
 template <class It>
-class block_view {
+class run_block_view {
  public:
   using range_type = std::remove_cvref_t<decltype(*std::declval<const It&>())>;
   using space_type = typename range_type::space_type;
@@ -93,7 +102,7 @@ class block_view {
     }
 
    private:
-    friend class block_view;
+    friend class run_block_view;
 
     // The current range's last block has been visited and more blocks remain, so a later range
     // holds them (validation counted them): move to it. After a gap a range starts on a block
@@ -124,10 +133,10 @@ class block_view {
   using const_iterator = iterator;
 
   /// An empty view.
-  constexpr block_view() noexcept = default;
+  constexpr run_block_view() noexcept = default;
   /// The blocks of a source starting at `first` with layout `l`, as computed by try_blocks
   /// (which is how views are meant to be made).
-  constexpr block_view(It first, const detail::block_layout& l) noexcept : first_(first), l_(l) {}
+  constexpr run_block_view(It first, const detail::block_layout& l) noexcept : first_(first), l_(l) {}
 
   [[nodiscard]] constexpr iterator begin() const noexcept {
     iterator it;
@@ -164,9 +173,9 @@ class block_view {
 /// (total length past 2^64 - 1). `list` must be an lvalue or a borrowed view.
 template <class L>
   requires viewable_source<L>
-[[nodiscard]] constexpr result<block_view<detail::source_iterator_t<std::remove_cvref_t<L>>>>
+[[nodiscard]] constexpr result<run_block_view<detail::source_iterator_t<std::remove_cvref_t<L>>>>
 try_blocks(L&& list, std::uint64_t block_size) noexcept {
-  using view = block_view<detail::source_iterator_t<std::remove_cvref_t<L>>>;
+  using view = run_block_view<detail::source_iterator_t<std::remove_cvref_t<L>>>;
   if (block_size == 0 || (block_size & (block_size - 1)) != 0) return errc::invalid_argument;
   const std::uint64_t m = block_size - 1;
   auto it = list.begin();

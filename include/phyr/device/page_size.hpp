@@ -1,7 +1,7 @@
 /// The largest page size a device can use for a list: `try_best_page_size`, `best_page_size`.
 ///
 ///   // An RDMA NIC that supports 4 KiB, 64 KiB, 2 MiB and 1 GiB MR pages:
-///   constexpr std::uint64_t sizes = (1u << 12) | (1u << 16) | (1u << 21) | (1ull << 30);
+///   constexpr std::uint64_t sizes = phyr::page_size | (1u << 16) | (1u << 21) | (1ull << 30);
 ///   auto pg = phyr::try_best_page_size(mapping, sizes, /*iova=*/user_va);
 ///   if (!pg) return pg.error();                        // not_supported: no size fits
 ///   auto mr_pages = phyr::try_blocks(mapping, *pg);    // always succeeds for *pg
@@ -17,9 +17,9 @@
 ///   smallest remains a candidate, since a larger page would only map memory the buffer does
 ///   not own;
 /// - the answer is the largest supported size that remains, or `errc::not_supported`.
-/// One pass over the entries, a few bit operations each. Unlike the kernel, sizes below 4 KiB
-/// are not filtered out: phyr lists are byte exact, so 512-byte or 1 KiB pages are valid
-/// answers when the device declares them.
+/// One pass over the entries, a few bit operations each. Unlike the kernel, sizes below
+/// `page_size` (4 KiB) are not filtered out: phyr lists are byte exact, so 512-byte or 1 KiB
+/// pages are valid answers when the device declares them.
 #pragma once
 
 #include <bit>
@@ -27,6 +27,7 @@
 
 #include <phyr/config.hpp>
 #include <phyr/core/error.hpp>
+#include <phyr/core/page.hpp>
 #include <phyr/core/range.hpp>
 #include <phyr/device/constraints.hpp>
 

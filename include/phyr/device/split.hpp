@@ -1,31 +1,45 @@
-/// Hardware segments for streaming DMA engines: `try_validate`, `split`, `try_split`.
+/// Hardware segments for streaming DMA engines: `try_plan_split`, `split`, `try_split`.
 ///
-///   phyr::dma_constraints c{.max_segment_size = 64 * 1024, .alignment = 512};
-///   auto st = phyr::try_validate(mapping, c);        // one pass over the entries, O(entries)
-///   if (!st) return st.error();                      // misaligned, not_addressable, ...
-///   reserve_descriptors(st->segments);               // exactly what split() will yield
-///   for (phyr::dma_range<nic0> seg : phyr::split(mapping, c))
+///   phyr::dma_constraints c{.max_segment_size = 64 * 1024, .alignment = 512,
+///                           .max_segments = ring_slots};
+///   std::uint64_t needed = 0;
+///   auto plan = phyr::try_plan_split(mapping, c, {}, &needed);  // one pass, O(entries)
+///   if (!plan && plan.error() == phyr::errc::too_many_segments) grow_ring(needed);
+///   if (!plan) return plan.error();                  // misaligned, not_addressable, ...
+///   auto ok = phyr::checked_constraints::create(c);  // split() takes checked limits only
+///   for (phyr::dma_range<nic0> seg : phyr::split(mapping, *ok))
 ///     post_descriptor(seg.addr().value(), seg.len());
 ///
 /// `split` cuts each input range where the device needs it and nowhere else, the way the Linux
-/// block layer builds segments from a bio (get_max_segment_size in block/blk-merge.c): a segment
-/// ends at `segment_limit()` bytes or at the next multiple of `segment_boundary_mask + 1`,
-/// whichever comes first. It never merges adjacent input ranges (their flags may differ, and
-/// range_list has already coalesced what can be), so an entry that is within the limits comes
-/// out unchanged, flags included. It is lazy: no allocation, a few words of state, and each
-/// step is a handful of integer operations.
+/// block layer builds segments from a bio (get_max_segment_size in block/blk-merge.c) and
+/// FreeBSD's busdma loads a buffer (_bus_dmamap_addseg in sys/x86/x86/busdma_bounce.c): a
+/// segment ends at `segment_limit()` bytes or at the next multiple of `segment_boundary_mask +
+/// 1`, whichever comes first. It is lazy: no allocation, a few words of state, and each step
+/// is a handful of integer operations.
 ///
-/// `try_validate` checks in one pass, per entry and never per page or per segment, everything
-/// split() cannot fix: start alignment, the DMA mask, and the virtual boundary. It also counts
-/// the segments split() will produce (closed form per entry), so a driver can size its ring.
+/// Merging (`merge_policy`). By default split never merges input ranges: their flags may
+/// differ, range_list has already coalesced what it could, and an entry within the limits
+/// comes out unchanged, flags included. With `merge_policy::merge_contiguous` a run of entries
+/// that follow each other contiguously (the next starts at the byte after the previous) with
+/// equal flags is split as one range, as busdma merges physically contiguous chunks into one
+/// segment. The two differ only for sources that were not coalesced (a span, a mapping made
+/// of pages); both are property-tested against a byte-level model.
+///
+/// `try_plan_split` checks in one pass, per entry (or run) and never per page or per segment,
+/// everything split() cannot fix: reachability (the DMA mask and the excluded windows), start
+/// alignment, the transfer unit, the virtual boundary, the total size and the segment count.
+/// The count is closed form per entry, so a driver learns before mapping anything how many
+/// descriptors an I/O needs, and, when that is more than `max_segments`, gets
+/// `errc::too_many_segments` plus the number it would need (busdma finds out half way through
+/// a load and answers EFBIG).
 ///
 /// The virtual-boundary rule is checked at gaps: a junction where the next range does not start
 /// at the byte after the previous one. There the previous range must end, and the next start,
 /// on a multiple of `virt_boundary_mask + 1` (the block layer's bvec_gap_to_prev). A junction
 /// with no gap needs nothing (a PRP or MR page list describes it as it stands), so split()'s own
 /// cuts never violate the rule. The first range may start anywhere and the last end anywhere.
-/// With `gap_policy::report` a gap is counted in `split_stats::gaps` instead of failing, so a
-/// caller can decide to bounce the I/O or fall back to another descriptor format.
+/// With `gap_policy::report` a gap is counted in `split_plan::gaps` instead of failing, so a
+/// caller can decide to bounce the I/O (map/bounce_mapper.hpp) or use another descriptor format.
 #pragma once
 
 #include <cstddef>
@@ -42,14 +56,26 @@
 
 namespace phyr::inline v0 {
 
-/// What `try_validate` does with a virtual-boundary gap.
+/// What `try_plan_split` does with a virtual-boundary gap.
 enum class gap_policy : std::uint8_t {
   reject,  ///< fail with `errc::misaligned`
-  report,  ///< count it in `split_stats::gaps` ("bounce needed") and go on
+  report,  ///< count it in `split_plan::gaps` ("bounce needed") and go on
 };
 
-/// What `try_validate` found.
-struct split_stats {
+/// Whether split() and try_plan_split treat contiguous entries as one range (file comment).
+enum class merge_policy : std::uint8_t {
+  keep_entries,      ///< every entry is split on its own (the default)
+  merge_contiguous,  ///< runs of contiguous entries with equal flags are split as one range
+};
+
+/// How `try_plan_split` and `try_split` read the list.
+struct split_options {
+  gap_policy gaps = gap_policy::reject;
+  merge_policy merge = merge_policy::keep_entries;
+};
+
+/// What `try_plan_split` found.
+struct split_plan {
   std::uint64_t entries = 0;    ///< input ranges
   std::uint64_t segments = 0;   ///< hardware segments split() yields for these constraints
   std::uint64_t bytes = 0;      ///< total length
@@ -59,7 +85,7 @@ struct split_stats {
   /// The list cannot go to a device with a virtual boundary as it is: bounce or use another
   /// descriptor format.
   [[nodiscard]] constexpr bool needs_bounce() const noexcept { return gaps != 0; }
-  friend constexpr bool operator==(const split_stats&, const split_stats&) noexcept = default;
+  friend constexpr bool operator==(const split_plan&, const split_plan&) noexcept = default;
 };
 
 namespace detail {
@@ -80,48 +106,89 @@ namespace detail {
          ceil_div(rest % window, limit);
 }
 
+/// The transfer-unit rule for one range split() will cut, [a, a + len): every piece is a whole
+/// number of units when the length is, and the range either starts on a unit or is never cut
+/// at a boundary (cuts at the limit keep whole units: the limit is a multiple of the unit).
+[[nodiscard]] constexpr bool whole_units(std::uint64_t a, std::uint64_t len, std::uint64_t unit_m1,
+                                         std::uint64_t mask) noexcept {
+  if ((len & unit_m1) != 0) return false;
+  return (a & unit_m1) == 0 || len - 1 <= boundary_room_m1(a, mask);
+}
+
 }  // namespace detail
 
-/// Checks `list` against `c` in one pass and counts the segments split() will yield.
-/// Errors, for the first offending entry in list order: invalid_argument (constraints fail
-/// `validate()`, an empty list, a zero-length entry, a policy outside the enumeration),
-/// not_addressable (a byte above `c.dma_mask`), misaligned (a start not a multiple of
-/// `c.alignment`, or a virtual-boundary gap under gap_policy::reject), overflow (total length
-/// past 2^64 - 1).
+/// Checks `list` against `c` in one pass and counts the segments split() will yield (with the
+/// same merge policy). Errors, for the first offending entry in list order (a run's transfer
+/// unit is checked at its last entry): invalid_argument (constraints fail `check()`, an empty
+/// list, a zero-length entry, a policy outside its enumeration), not_addressable (a byte above
+/// `c.dma_mask` or in an excluded window), misaligned (a segment start not a multiple of
+/// `c.alignment`, a segment length not a multiple of `c.min_transfer_unit`, or a
+/// virtual-boundary gap under gap_policy::reject), overflow (total length past 2^64 - 1); then,
+/// for the whole list, too_long (more than `c.max_total_bytes`) and too_many_segments (more
+/// than `c.max_segments`; `*segments_needed`, when given, receives the count split() would
+/// yield, so a caller can grow its ring or fall back). Nothing is written through
+/// `segments_needed` on any other outcome.
 template <range_source L>
-[[nodiscard]] constexpr result<split_stats> try_validate(
-    const L& list, const dma_constraints& c, gap_policy policy = gap_policy::reject) noexcept {
-  if (auto v = c.validate(); !v) return v.error();
-  if (policy != gap_policy::reject && policy != gap_policy::report) return errc::invalid_argument;
+[[nodiscard]] constexpr result<split_plan> try_plan_split(
+    const L& list, const dma_constraints& c, split_options opt = {},
+    std::uint64_t* segments_needed = nullptr) noexcept {
+  if (auto v = c.check(); !v) return v.error();
+  if (opt.gaps != gap_policy::reject && opt.gaps != gap_policy::report)
+    return errc::invalid_argument;
+  if (opt.merge != merge_policy::keep_entries && opt.merge != merge_policy::merge_contiguous)
+    return errc::invalid_argument;
+  const bool merge = opt.merge == merge_policy::merge_contiguous;
   const std::uint64_t limit = c.segment_limit();
+  const std::uint64_t bmask = c.segment_boundary_mask;
   const std::uint64_t amask = c.alignment - 1;
+  const std::uint64_t umask = c.min_transfer_unit - 1;
   const std::uint64_t vmask = c.virt_boundary_mask;
-  split_stats s;
+  const bool windows = !c.excluded.empty();
+  split_plan s;
   std::uint64_t prev_last = 0;
+  std::uint64_t run_a = 0;  // the range split() will cut: one entry, or a merged run
+  std::uint64_t run_len = 0;
+  range_flags run_flags = range_flags::none;
   for (const source_range_t<L> r : list) {
     const std::uint64_t a = r.addr().value();
     const std::uint64_t len = r.len();
     if (len == 0) return errc::invalid_argument;
     const std::uint64_t last = r.last().value();
-    if (last > c.dma_mask) return errc::not_addressable;
-    if ((a & amask) != 0) return errc::misaligned;
-    if (len > ~s.bytes) return errc::overflow;
-    if (s.entries != 0 && vmask != 0) {
-      // prev_last + 1 wraps to 0 for a range ending at 2^64: that end is aligned, and no range
-      // can follow it contiguously.
-      const std::uint64_t prev_end = prev_last + 1;
-      const bool gap = prev_last == ~std::uint64_t{0} || a != prev_end;
-      if (gap && ((prev_end | a) & vmask) != 0) {
-        if (policy == gap_policy::reject) return errc::misaligned;
+    // prev_last + 1 wraps to 0 for a range ending at 2^64: no range can follow it contiguously.
+    const bool contiguous = s.entries != 0 && prev_last != ~std::uint64_t{0} && a == prev_last + 1;
+    if (merge && contiguous && r.flags() == run_flags) {
+      // Part of the current run: its start was checked when the run began.
+      if (last > c.dma_mask || (windows && c.excluded.hits(a, last))) return errc::not_addressable;
+      if (len > ~s.bytes) return errc::overflow;
+      run_len += len;
+    } else {
+      if (run_len != 0) {
+        if (!detail::whole_units(run_a, run_len, umask, bmask)) return errc::misaligned;
+        s.segments += detail::segments_in(run_a, run_len, limit, bmask);
+      }
+      if (last > c.dma_mask || (windows && c.excluded.hits(a, last))) return errc::not_addressable;
+      if ((a & amask) != 0) return errc::misaligned;
+      if (len > ~s.bytes) return errc::overflow;
+      if (s.entries != 0 && vmask != 0 && !contiguous && (((prev_last + 1) | a) & vmask) != 0) {
+        if (opt.gaps == gap_policy::reject) return errc::misaligned;
         if (s.gaps++ == 0) s.first_gap = s.entries;
       }
+      run_a = a;
+      run_len = len;
+      run_flags = r.flags();
     }
-    s.segments += detail::segments_in(a, len, limit, c.segment_boundary_mask);
     s.bytes += len;
     ++s.entries;
     prev_last = last;
   }
   if (s.entries == 0) return errc::invalid_argument;
+  if (!detail::whole_units(run_a, run_len, umask, bmask)) return errc::misaligned;
+  s.segments += detail::segments_in(run_a, run_len, limit, bmask);
+  if (s.bytes > c.max_total_bytes) return errc::too_long;
+  if (s.segments > c.max_segments) {
+    if (segments_needed != nullptr) *segments_needed = s.segments;
+    return errc::too_many_segments;
+  }
   return s;
 }
 
@@ -154,7 +221,7 @@ class split_view {
         pos_ += piece_;
         piece_ = cut(pos_, left_);
       } else {
-        ++src_;
+        src_ = next_;
         load();
       }
       return *this;
@@ -164,20 +231,23 @@ class split_view {
       ++*this;
       return t;
     }
-    /// Same entry and same bytes left in it: the same segment.
+    /// Same entry (or run) and same bytes left in it: the same segment.
     friend constexpr bool operator==(const iterator& a, const iterator& b) noexcept {
       return a.left_ == b.left_ && a.src_ == b.src_;
     }
 
    private:
     friend class split_view;
-    constexpr iterator(It src, It end, std::uint64_t limit, std::uint64_t mask) noexcept
-        : src_(src), end_(end), limit_(limit), mask_(mask) {
+    constexpr iterator(It src, It end, std::uint64_t limit, std::uint64_t mask,
+                       bool merge) noexcept
+        : src_(src), next_(src), end_(end), limit_(limit), mask_(mask), merge_(merge) {
       load();
     }
 
-    // Zero-length entries (possible in a span the caller never validated) are skipped, so a
-    // piece is never empty and the loop always advances.
+    // Loads the range starting at src_: one entry, or with merging the run of contiguous
+    // entries with equal flags; next_ is the entry after it. Zero-length entries (possible in
+    // a span the caller never planned) are skipped, so a piece is never empty and the loop
+    // always advances.
     constexpr void load() noexcept {
       for (; src_ != end_; ++src_) {
         const range_type r = *src_;
@@ -185,11 +255,26 @@ class split_view {
         pos_ = r.addr().value();
         left_ = r.len();
         flags_ = r.flags();
+        next_ = src_;
+        ++next_;
+        if (merge_) extend(r.last().value());
         piece_ = cut(pos_, left_);
         return;
       }
+      next_ = src_;
       left_ = 0;
       piece_ = 0;
+    }
+    constexpr void extend(std::uint64_t last) noexcept {
+      for (; next_ != end_; ++next_) {
+        const range_type n = *next_;
+        if (n.len() == 0) continue;
+        if (last == ~std::uint64_t{0} || n.addr().value() != last + 1 || n.flags() != flags_ ||
+            n.len() > ~left_)
+          return;
+        left_ += n.len();
+        last = n.last().value();
+      }
     }
     [[nodiscard]] constexpr std::uint64_t cut(std::uint64_t a, std::uint64_t left) const noexcept {
       std::uint64_t n = left < limit_ ? left : limit_;
@@ -198,33 +283,37 @@ class split_view {
       return n;
     }
 
-    It src_{};
+    It src_{};   // first entry of the current range
+    It next_{};  // entry after the current range
     It end_{};
     std::uint64_t pos_ = 0;    // start of the current segment
-    std::uint64_t left_ = 0;   // bytes from pos_ to the end of the current entry; 0 at the end
+    std::uint64_t left_ = 0;   // bytes from pos_ to the end of the current range; 0 at the end
     std::uint64_t piece_ = 0;  // length of the current segment
     std::uint64_t limit_ = 1;
     std::uint64_t mask_ = ~std::uint64_t{0};
     range_flags flags_ = range_flags::none;
+    bool merge_ = false;
   };
   using const_iterator = iterator;
 
   constexpr split_view() noexcept = default;
-  /// Segments of [first, last) under `c`. Constraints that fail `validate()` give an empty
-  /// range (try_split reports why).
-  constexpr split_view(It first, It last, const dma_constraints& c) noexcept
-      : first_(first), last_(last), limit_(c.segment_limit()), mask_(c.segment_boundary_mask) {
-    if (!c.validate()) first_ = last_;
-  }
+  /// Segments of [first, last) under `c`, merging contiguous entries when `merge` says so.
+  constexpr split_view(It first, It last, const checked_constraints& c,
+                       merge_policy merge = merge_policy::keep_entries) noexcept
+      : first_(first),
+        last_(last),
+        limit_(c->segment_limit()),
+        mask_(c->segment_boundary_mask),
+        merge_(merge == merge_policy::merge_contiguous) {}
 
   [[nodiscard]] constexpr iterator begin() const noexcept {
-    return iterator{first_, last_, limit_, mask_};
+    return iterator{first_, last_, limit_, mask_, merge_};
   }
   [[nodiscard]] constexpr iterator end() const noexcept {
-    return iterator{last_, last_, limit_, mask_};
+    return iterator{last_, last_, limit_, mask_, merge_};
   }
   /// True when no segment would be yielded. O(entries) in the worst case (skips zero-length
-  /// entries), O(1) for validated input.
+  /// entries), O(1) for planned input.
   [[nodiscard]] constexpr bool empty() const noexcept { return begin() == end(); }
 
  private:
@@ -232,27 +321,35 @@ class split_view {
   It last_{};
   std::uint64_t limit_ = 1;
   std::uint64_t mask_ = ~std::uint64_t{0};
+  bool merge_ = false;
 };
 
-/// Lazily yields `list`'s ranges cut to `c`'s max segment size and segment boundary. Checks
-/// nothing about the list (call try_validate first, or use try_split); constraints that fail
-/// `validate()` give an empty range. `list` must be an lvalue or a borrowed view
-/// (`enable_borrowed_source`): the result keeps iterators into it.
+/// Lazily yields `list`'s ranges cut to `c`'s max segment size and segment boundary (merging
+/// contiguous entries first under merge_policy::merge_contiguous). Takes `checked_constraints`
+/// only, so contradictory limits cannot get here (make them with
+/// `checked_constraints::create`, or call try_split). Checks nothing about the list: call
+/// try_plan_split first for reachability, alignment, counts. `list` must be an lvalue or a
+/// borrowed view (`enable_borrowed_source`): the result keeps iterators into it.
 template <class L>
   requires viewable_source<L>
 [[nodiscard]] constexpr split_view<detail::source_iterator_t<std::remove_cvref_t<L>>> split(
-    L&& list, const dma_constraints& c) noexcept {
-  return {list.begin(), list.end(), c};
+    L&& list, const checked_constraints& c,
+    merge_policy merge = merge_policy::keep_entries) noexcept {
+  return {list.begin(), list.end(), c, merge};
 }
 
-/// try_validate, then split: the segments of a list the device can take as it is.
-/// Errors are try_validate's (gap_policy::reject).
+/// try_plan_split, then split: the segments of a list the device can take as it is.
+/// Errors are try_plan_split's (gap_policy::reject is forced: split() cannot fix a gap).
 template <class L>
   requires viewable_source<L>
 [[nodiscard]] constexpr result<split_view<detail::source_iterator_t<std::remove_cvref_t<L>>>>
-try_split(L&& list, const dma_constraints& c) noexcept {
-  if (auto s = try_validate(list, c); !s) return s.error();
-  return split_view<detail::source_iterator_t<std::remove_cvref_t<L>>>{list.begin(), list.end(), c};
+try_split(L&& list, const dma_constraints& c,
+          merge_policy merge = merge_policy::keep_entries) noexcept {
+  if (auto s = try_plan_split(list, c, split_options{.merge = merge}); !s) return s.error();
+  auto ok = checked_constraints::create(c);  // cannot fail: try_plan_split checked c
+  if (!ok) return ok.error();
+  return split_view<detail::source_iterator_t<std::remove_cvref_t<L>>>{list.begin(), list.end(),
+                                                                        *ok, merge};
 }
 
-}  // namespace phyr
+}  // namespace phyr::inline v0

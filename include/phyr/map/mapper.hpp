@@ -367,4 +367,85 @@ using mapping_t = typename M::mapping;
 template <dma_mapper M>
 using mapper_source_space_t = typename M::source_space;
 
+// ---- DMA sync -------------------------------------------------------------------------------
+//
+// When a driver must call which (the Linux DMA API's rule, which busdma and NetBSD share):
+//  - After a successful try_map the mapping is ready for the device: nothing to call.
+//  - The CPU wrote the buffer after try_map and the device is to read it (a long-lived
+//    to_device or bidirectional mapping reused for another I/O): `try_sync_for_device` first.
+//  - The device wrote (from_device or bidirectional) and the CPU is to read: `try_sync_for_cpu`
+//    first, or `try_unmap`, which does the same before releasing.
+//  - The CPU looked and the device is to write again: `try_sync_for_device`.
+// A byte sub-range (NetBSD's offset + length) limits the work to those bytes of the mapping.
+// Coherent mappers (identity, offset, IOMMU on x86, ...) need none of this: for them both calls
+// compile to nothing (tests/codegen checks the generated code). Only a mapper that declares
+// `try_sync_for_device` / `try_sync_for_cpu` members does anything: the bounce mapper copies,
+// and a mapper for a non-coherent platform runs its `cache_policy` hooks.
+
+/// The bytes of a mapping a sync covers: `len` bytes from `offset` into the mapping's data in
+/// list order. The default is the whole mapping.
+struct dma_sync_range {
+  std::uint64_t offset = 0;
+  std::uint64_t len = ~std::uint64_t{0};  ///< ~0 = to the end of the mapping
+};
+
+/// Cache maintenance on a platform where devices do not snoop CPU caches: a policy type with
+/// `static constexpr bool coherent`, `for_device(range, dir)` (before the device touches the
+/// bytes: write back dirty lines, and drop them for from_device) and `for_cpu(range, dir)`
+/// (before the CPU reads what the device wrote: drop stale lines). x86 and every other
+/// cache-coherent DMA platform use `coherent_cache`, whose hooks are empty and never called.
+template <class P>
+concept cache_policy = requires(const phys_range& r, dma_direction d) {
+  { P::coherent } -> std::convertible_to<bool>;
+  { P::for_device(r, d) } noexcept;
+  { P::for_cpu(r, d) } noexcept;
+};
+
+/// The policy of cache-coherent DMA (x86, and Arm systems with coherent interconnects).
+struct coherent_cache {
+  static constexpr bool coherent = true;
+  static constexpr void for_device(const phys_range&, dma_direction) noexcept {}
+  static constexpr void for_cpu(const phys_range&, dma_direction) noexcept {}
+};
+static_assert(cache_policy<coherent_cache>);
+
+namespace detail {
+template <class M>
+concept mapper_syncs = requires(const M& m, const typename M::mapping& mp, dma_sync_range r) {
+  { m.try_sync_for_device(mp, r) } noexcept -> std::same_as<result<void>>;
+  { m.try_sync_for_cpu(mp, r) } noexcept -> std::same_as<result<void>>;
+};
+}  // namespace detail
+
+/// Whether mappings of `M` ever need a sync call (false: every sync on them is a no-op).
+template <dma_mapper M>
+inline constexpr bool needs_dma_sync = detail::mapper_syncs<M>;
+
+/// Makes `r`'s bytes of `mp` visible to the device (see the rule above). For a mapper without
+/// sync members this is nothing at all, not even a range check; a syncing mapper reports
+/// foreign_mapping and out_of_range (a sub-range past the mapping) as its members document.
+template <dma_mapper M>
+[[nodiscard]] constexpr result<void> try_sync_for_device(const M& m, const mapping_t<M>& mp,
+                                                         dma_sync_range r = {}) noexcept {
+  if constexpr (detail::mapper_syncs<M>) {
+    return m.try_sync_for_device(mp, r);
+  } else {
+    (void)m, (void)mp, (void)r;
+    return {};
+  }
+}
+
+/// Makes `r`'s bytes the device wrote visible to the CPU (see the rule above). Same contract
+/// as try_sync_for_device.
+template <dma_mapper M>
+[[nodiscard]] constexpr result<void> try_sync_for_cpu(const M& m, const mapping_t<M>& mp,
+                                                      dma_sync_range r = {}) noexcept {
+  if constexpr (detail::mapper_syncs<M>) {
+    return m.try_sync_for_cpu(mp, r);
+  } else {
+    (void)m, (void)mp, (void)r;
+    return {};
+  }
+}
+
 }  // namespace phyr

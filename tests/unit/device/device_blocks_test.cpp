@@ -6,6 +6,7 @@
 #include <iterator>
 #include <phyr/container/range_list.hpp>
 #include <phyr/device/blocks.hpp>
+#include <phyr/packed/packed_list.hpp>
 #include <phyr/device/split.hpp>
 #include <phyr/map/identity_mapper.hpp>
 #include <random>
@@ -197,7 +198,8 @@ TEST_CASE("try_blocks of a DMA mapping yields DMA addresses of that bus") {
 TEST_CASE("try_blocks composes with split: blocks of the hardware segments") {
   list l;
   phyr::must(l.try_append(pr(0x100000, 0x30000)));
-  const auto segs = phyr::split(l, phyr::dma_constraints{});  // three 64 KiB-or-less pieces
+  const auto c = phyr::must(phyr::checked_constraints::create(phyr::dma_constraints{}));
+  const auto segs = phyr::split(l, c);  // three 64 KiB-or-less pieces
   const auto b = phyr::try_blocks(segs, 0x10000);
   REQUIRE(b);
   CHECK(b->size() == 3);
@@ -261,4 +263,22 @@ TEST_CASE("try_blocks matches the byte-level model on seeded random lists") {
   }
   CHECK(valid > 1000);
   CHECK(invalid > 100);
+}
+
+TEST_CASE("run_block_view joins contiguous entries whatever their flags; packed_list's "
+          "block_view needs every entry boundary on a block") {
+  // Two contiguous entries that differ only in flags and meet mid-block.
+  const std::array l{pr(0x10000, 0x1800), pr(0x11800, 0x800, phyr::range_flags::pinned)};
+  const auto b = phyr::try_blocks(l, 0x1000);
+  REQUIRE(b);
+  CHECK(addrs(*b) == std::vector<std::uint64_t>{0x10000, 0x11000});
+  phyr::packed_list<phyr::cpu_phys> pl;
+  for (const phys_range& r : l) phyr::must(pl.try_append(r));
+  REQUIRE(pl.size() == 2);  // the flags keep them apart
+  CHECK(pl.blocks(0x1000).error() == phyr::errc::misaligned);
+  // Where both succeed they agree.
+  CHECK(pl.blocks(0x800).has_value());
+  std::vector<std::uint64_t> packed;
+  for (const auto a : *pl.blocks(0x800)) packed.push_back(a.value());
+  CHECK(packed == addrs(*phyr::try_blocks(l, 0x800)));
 }

@@ -1,6 +1,8 @@
-// device/split.hpp: try_validate, split, try_split against the rules and a byte-level model.
+// device/split.hpp: try_plan_split, split, try_split against the rules and a byte-level model,
+// and FreeBSD busdma's splitting numbers.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <iterator>
@@ -17,6 +19,7 @@ namespace {
 using phyr::dma_constraints;
 using phyr::errc;
 using phyr::gap_policy;
+using phyr::merge_policy;
 using phyr::phys_addr;
 using phyr::phys_range;
 using phyr::range_flags;
@@ -27,27 +30,49 @@ phys_range pr(std::uint64_t a, std::uint64_t len, range_flags f = range_flags::n
   return phys_range{phys_addr{a}, len, f};
 }
 
+phyr::checked_constraints ok(const dma_constraints& c) {
+  return phyr::must(phyr::checked_constraints::create(c));
+}
+
 template <class L>
-std::vector<phys_range> segments(const L& l, const dma_constraints& c) {
+std::vector<phys_range> segments(const L& l, const dma_constraints& c,
+                                 merge_policy m = merge_policy::keep_entries) {
   std::vector<phys_range> out;
-  for (const phys_range s : phyr::split(l, c)) out.push_back(s);
+  for (const phys_range s : phyr::split(l, ok(c), m)) out.push_back(s);
   return out;
 }
 
 // A requires-expression on concrete types must sit in a template to be SFINAE-friendly.
-template <class L>
-concept splittable = requires(L&& l, const dma_constraints& c) {
+template <class L, class C = phyr::checked_constraints>
+concept splittable = requires(L&& l, const C& c) {
   phyr::split(std::forward<L>(l), c);
 };
 
 // ---- the byte-level model -----------------------------------------------------------------------
 
-// Walks every byte: a segment ends before a byte that sits on a (mask + 1) boundary or would
-// make it longer than the aligned limit.
-std::vector<phys_range> model_split(const std::vector<phys_range>& in, const dma_constraints& c) {
-  const std::uint64_t limit = c.max_segment_size / c.alignment * c.alignment;
-  std::vector<phys_range> out;
+// Runs split() cuts as one range: every entry alone, or contiguous equal-flag entries merged.
+std::vector<phys_range> model_runs(const std::vector<phys_range>& in, merge_policy m) {
+  std::vector<phys_range> runs;
   for (const phys_range& r : in) {
+    if (m == merge_policy::merge_contiguous && !runs.empty() &&
+        runs.back().last().value() != ~0ull && runs.back().last().value() + 1 == r.addr().value() &&
+        runs.back().flags() == r.flags()) {
+      runs.back() = pr(runs.back().addr().value(), runs.back().len() + r.len(), r.flags());
+    } else {
+      runs.push_back(r);
+    }
+  }
+  return runs;
+}
+
+// Walks every byte: a segment ends before a byte that sits on a (mask + 1) boundary or would
+// make it longer than the limit (max segment size rounded down to alignment and unit).
+std::vector<phys_range> model_split(const std::vector<phys_range>& in, const dma_constraints& c,
+                                    merge_policy m = merge_policy::keep_entries) {
+  const std::uint64_t unit = std::max(c.alignment, c.min_transfer_unit);
+  const std::uint64_t limit = c.max_segment_size / unit * unit;
+  std::vector<phys_range> out;
+  for (const phys_range& r : model_runs(in, m)) {
     std::uint64_t start = r.addr().value();
     for (std::uint64_t i = 1; i < r.len(); ++i) {
       const std::uint64_t b = r.addr().value() + i;
@@ -61,28 +86,60 @@ std::vector<phys_range> model_split(const std::vector<phys_range>& in, const dma
   return out;
 }
 
-// The validation rules, byte by byte and entry by entry.
-phyr::result<phyr::split_stats> model_validate(const std::vector<phys_range>& in,
-                                               const dma_constraints& c, gap_policy p) {
-  phyr::split_stats s;
+bool model_reaches(const phys_range& r, const dma_constraints& c) {
+  for (std::uint64_t k = 0; k < r.len(); ++k) {
+    const std::uint64_t b = r.addr().value() + k;
+    if (b > c.dma_mask) return false;
+    for (const phyr::address_window& w : c.excluded)
+      if (b >= w.addr && b - w.addr < w.len) return false;
+  }
+  return true;
+}
+
+// The planning rules, byte by byte and entry by entry (a run's transfer unit at its end).
+phyr::result<phyr::split_plan> model_plan(const std::vector<phys_range>& in,
+                                          const dma_constraints& c, phyr::split_options o,
+                                          std::uint64_t* needed = nullptr) {
+  phyr::split_plan s;
+  std::vector<phys_range> run;  // entries of the current run
+  auto run_units_ok = [&] {
+    for (const phys_range& x : model_split(run, c, merge_policy::merge_contiguous))
+      if (x.len() % c.min_transfer_unit != 0) return false;
+    return true;
+  };
   for (std::size_t i = 0; i < in.size(); ++i) {
     const phys_range& r = in[i];
-    for (std::uint64_t k = 0; k < r.len(); ++k)
-      if (r.addr().value() + k > c.dma_mask) return errc::not_addressable;
-    if (r.addr().value() % c.alignment != 0) return errc::misaligned;
-    if (i != 0 && c.virt_boundary_mask != 0) {
-      const std::uint64_t prev_next = in[i - 1].last().value() + 1;
-      const std::uint64_t unit = c.virt_boundary_mask + 1;
-      if (r.addr().value() != prev_next &&
-          (prev_next % unit != 0 || r.addr().value() % unit != 0)) {
-        if (p == gap_policy::reject) return errc::misaligned;
-        if (s.gaps++ == 0) s.first_gap = i;
+    const bool contiguous = i != 0 && in[i - 1].last().value() != ~0ull &&
+                            in[i - 1].last().value() + 1 == r.addr().value();
+    const bool joins = o.merge == merge_policy::merge_contiguous && contiguous &&
+                       r.flags() == run.back().flags();
+    if (!joins) {
+      if (!run.empty() && !run_units_ok()) return errc::misaligned;
+      run.clear();
+    }
+    if (!model_reaches(r, c)) return errc::not_addressable;
+    if (!joins) {
+      if (r.addr().value() % c.alignment != 0) return errc::misaligned;
+      if (i != 0 && c.virt_boundary_mask != 0 && !contiguous) {
+        const std::uint64_t prev_next = in[i - 1].last().value() + 1;
+        const std::uint64_t unit = c.virt_boundary_mask + 1;
+        if (prev_next % unit != 0 || r.addr().value() % unit != 0) {
+          if (o.gaps == gap_policy::reject) return errc::misaligned;
+          if (s.gaps++ == 0) s.first_gap = i;
+        }
       }
     }
+    run.push_back(r);
     s.bytes += r.len();
     ++s.entries;
   }
-  s.segments = model_split(in, c).size();
+  if (!run_units_ok()) return errc::misaligned;
+  s.segments = model_split(in, c, o.merge).size();
+  if (s.bytes > c.max_total_bytes) return errc::too_long;
+  if (s.segments > c.max_segments) {
+    if (needed != nullptr) *needed = s.segments;
+    return errc::too_many_segments;
+  }
   return s;
 }
 
@@ -98,6 +155,14 @@ dma_constraints random_constraints(std::mt19937_64& g) {
   c.max_segment_size = pick(g, c.alignment, 900);
   c.virt_boundary_mask = pick(g, 0, 2) == 0 ? 0 : (std::uint64_t{1} << pick(g, 2, 9)) - 1;
   c.dma_mask = pick(g, 0, 3) == 0 ? pick(g, 0, 1 << 16) : ~0ull;
+  c.min_transfer_unit = pick(g, 0, 2) == 0 ? std::uint64_t{1} << pick(g, 1, 4) : 1;
+  c.max_segment_size = pick(g, std::max(c.alignment, c.min_transfer_unit), 900);
+  if (pick(g, 0, 3) == 0) c.max_segments = pick(g, 1, 12);
+  if (pick(g, 0, 4) == 0) c.max_total_bytes = pick(g, 1, 8000);
+  for (std::uint64_t n = pick(g, 0, 2); n != 0; --n) {
+    if (pick(g, 0, 1) == 0) continue;
+    (void)c.excluded.try_add({pick(g, 0, 1 << 18), pick(g, 1, 1 << 14)});
+  }
   return c;
 }
 
@@ -109,7 +174,8 @@ std::vector<phys_range> random_list(std::mt19937_64& g) {
   std::uint64_t base = pick(g, 0, 3) == 0 ? ~0ull - (1 << 20) : pick(g, 0, 1 << 18);
   base &= ~((std::uint64_t{1} << pick(g, 0, 10)) - 1);
   for (std::size_t i = 0; i < n; ++i) {
-    const std::uint64_t len = pick(g, 1, 2500);
+    std::uint64_t len = pick(g, 1, 2500);
+    if (pick(g, 0, 1) == 0) len = (len + 15) & ~15ull;  // whole transfer units now and then
     v.push_back(pr(base, len, pick(g, 0, 3) == 0 ? range_flags::pinned : range_flags::none));
     const std::uint64_t next = base + len;
     switch (pick(g, 0, 3)) {
@@ -166,7 +232,7 @@ TEST_CASE("split handles a range ending at 2^64 with no boundary and no size lim
   const auto s = segments(std::array{pr(~0ull - 0xfff, 0x1000)}, c);
   REQUIRE(s.size() == 1);
   CHECK(s[0].last().value() == ~0ull);
-  const auto st = phyr::try_validate(std::array{pr(~0ull - 0xfff, 0x1000)}, c);
+  const auto st = phyr::try_plan_split(std::array{pr(~0ull - 0xfff, 0x1000)}, c);
   REQUIRE(st);
   CHECK(st->segments == 1);
 }
@@ -181,11 +247,11 @@ TEST_CASE("split rounds max_segment_size down to the alignment so every cut star
   CHECK(s[2] == pr(0x1400, 276));
 }
 
-TEST_CASE("try_validate counts the segments split yields, per entry in closed form") {
+TEST_CASE("try_plan_split counts the segments split yields, per entry in closed form") {
   list l;
   phyr::must(l.try_append(pr(0xffff0000, 0x30000)));  // 0x10000 below 4 GiB, 0x20000 above
   phyr::must(l.try_append(pr(0x200000000, 0x1234)));
-  const auto st = phyr::try_validate(l, dma_constraints{});
+  const auto st = phyr::try_plan_split(l, dma_constraints{});
   REQUIRE(st);
   CHECK(st->entries == 2);
   CHECK(st->bytes == 0x31234);
@@ -194,42 +260,45 @@ TEST_CASE("try_validate counts the segments split yields, per entry in closed fo
   CHECK_FALSE(st->needs_bounce());
 
   // A 1 GiB hugepage at 64 KiB per segment: 16384 segments, counted without walking them.
-  const auto big = phyr::try_validate(std::array{pr(0x40000000, 1ull << 30)}, dma_constraints{});
+  const auto big = phyr::try_plan_split(std::array{pr(0x40000000, 1ull << 30)}, dma_constraints{});
   REQUIRE(big);
   CHECK(big->segments == 16384);
 }
 
-TEST_CASE("try_validate reports bad lists with the errc of the first offending entry") {
+TEST_CASE("try_plan_split reports bad lists with the errc of the first offending entry") {
   const dma_constraints c{.alignment = 512, .dma_mask = 0xffffffff};
-  SECTION("constraints that fail validate()") {
-    CHECK(phyr::try_validate(std::array{pr(0, 512)}, dma_constraints{.alignment = 3}).error() ==
+  SECTION("constraints that fail check()") {
+    CHECK(phyr::try_plan_split(std::array{pr(0, 512)}, dma_constraints{.alignment = 3}).error() ==
           errc::invalid_argument);
   }
   SECTION("an empty list") {
     list empty;
-    CHECK(phyr::try_validate(empty, c).error() == errc::invalid_argument);
+    CHECK(phyr::try_plan_split(empty, c).error() == errc::invalid_argument);
   }
   SECTION("a zero-length entry (a default range in a span)") {
     const std::array<phys_range, 2> a{pr(0x1000, 512), phys_range{}};
-    CHECK(phyr::try_validate(std::span{a}, c).error() == errc::invalid_argument);
+    CHECK(phyr::try_plan_split(std::span{a}, c).error() == errc::invalid_argument);
   }
   SECTION("a byte above the DMA mask") {
-    CHECK(phyr::try_validate(std::array{pr(0xfffffe00, 512)}, c).has_value());
-    CHECK(phyr::try_validate(std::array{pr(0xfffffe00, 513)}, c).error() ==
+    CHECK(phyr::try_plan_split(std::array{pr(0xfffffe00, 512)}, c).has_value());
+    CHECK(phyr::try_plan_split(std::array{pr(0xfffffe00, 513)}, c).error() ==
           errc::not_addressable);
   }
   SECTION("a start not aligned to the required alignment") {
-    CHECK(phyr::try_validate(std::array{pr(0x1000, 512), pr(0x2100, 512)}, c).error() ==
+    CHECK(phyr::try_plan_split(std::array{pr(0x1000, 512), pr(0x2100, 512)}, c).error() ==
           errc::misaligned);
   }
   SECTION("a total length past 2^64 - 1") {
     const std::vector<phys_range> v(257, pr(0, phys_range::max_len));
-    CHECK(phyr::try_validate(v, dma_constraints{.segment_boundary_mask = ~0ull}).error() ==
+    CHECK(phyr::try_plan_split(v, dma_constraints{.segment_boundary_mask = ~0ull}).error() ==
           errc::overflow);
   }
   SECTION("a policy outside the enumeration") {
-    CHECK(phyr::try_validate(std::array{pr(0, 512)}, c, static_cast<gap_policy>(7)).error() ==
-          errc::invalid_argument);
+    CHECK(phyr::try_plan_split(std::array{pr(0, 512)}, c, {.gaps = static_cast<gap_policy>(7)})
+              .error() == errc::invalid_argument);
+    CHECK(phyr::try_plan_split(std::array{pr(0, 512)}, c,
+                               {.merge = static_cast<merge_policy>(7)})
+              .error() == errc::invalid_argument);
   }
 }
 
@@ -238,31 +307,31 @@ TEST_CASE("the virtual boundary allows an unaligned first start and last end, no
                              .virt_boundary_mask = 4095};
   // First starts mid-page, last ends mid-page, every gap is page aligned on both sides.
   const std::array ok{pr(0x10200, 0xe00), pr(0x30000, 0x2000), pr(0x50000, 0x10)};
-  const auto st = phyr::try_validate(ok, nvme);
+  const auto st = phyr::try_plan_split(ok, nvme);
   REQUIRE(st);
   CHECK_FALSE(st->needs_bounce());
 
   // A middle entry ending mid-page leaves a gap the device cannot describe.
   const std::array bad{pr(0x10200, 0xe00), pr(0x30000, 0x1800), pr(0x50000, 0x1000)};
-  CHECK(phyr::try_validate(bad, nvme).error() == errc::misaligned);
+  CHECK(phyr::try_plan_split(bad, nvme).error() == errc::misaligned);
   // A middle entry starting mid-page, likewise.
   const std::array bad2{pr(0x10000, 0x1000), pr(0x30200, 0xe00), pr(0x50000, 0x1000)};
-  CHECK(phyr::try_validate(bad2, nvme).error() == errc::misaligned);
+  CHECK(phyr::try_plan_split(bad2, nvme).error() == errc::misaligned);
 }
 
 TEST_CASE("gap_policy::report counts virtual-boundary gaps as 'bounce needed' instead of failing") {
   const dma_constraints nvme{.max_segment_size = 0xffffffff, .virt_boundary_mask = 4095};
   const std::array bad{pr(0x10000, 0x1000), pr(0x30000, 0x1800), pr(0x50000, 0x1000),
                        pr(0x70100, 0x100)};
-  const auto st = phyr::try_validate(bad, nvme, gap_policy::report);
+  const auto st = phyr::try_plan_split(bad, nvme, {.gaps = gap_policy::report});
   REQUIRE(st);
   CHECK(st->needs_bounce());
   CHECK(st->gaps == 2);
   CHECK(st->first_gap == 2);
   CHECK(st->entries == 4);
   // Other errors still fail under report.
-  CHECK(phyr::try_validate(bad, dma_constraints{.virt_boundary_mask = 4095, .dma_mask = 0xffff},
-                           gap_policy::report)
+  CHECK(phyr::try_plan_split(bad, dma_constraints{.virt_boundary_mask = 4095, .dma_mask = 0xffff},
+                               {.gaps = gap_policy::report})
             .error() == errc::not_addressable);
 }
 
@@ -270,14 +339,14 @@ TEST_CASE("a junction without a gap is not a virtual-boundary violation") {
   // Adjacent entries with different flags meet mid-page: the bytes are contiguous.
   const dma_constraints c{.max_segment_size = 0x800, .virt_boundary_mask = 4095};
   const std::array l{pr(0x10000, 0x1234), pr(0x11234, 0xdcc, range_flags::pinned)};
-  const auto st = phyr::try_validate(l, c);
+  const auto st = phyr::try_plan_split(l, c);
   REQUIRE(st);
   CHECK(st->gaps == 0);
   // split's own cuts (every 0x800 bytes, mid-page) are contiguous too.
   CHECK(st->segments == segments(l, c).size());
 }
 
-TEST_CASE("try_split validates then splits, and split with invalid constraints yields nothing") {
+TEST_CASE("try_split plans then splits; split takes only checked constraints") {
   const std::array l{pr(0x1000, 0x3000)};
   const auto v = phyr::try_split(l, dma_constraints{.max_segment_size = 0x1000});
   REQUIRE(v);
@@ -285,7 +354,12 @@ TEST_CASE("try_split validates then splits, and split with invalid constraints y
   CHECK(phyr::try_split(l, dma_constraints{.alignment = 0x2000}).error() == errc::misaligned);
   CHECK(phyr::try_split(l, dma_constraints{.max_segment_size = 0}).error() ==
         errc::invalid_argument);
-  CHECK(phyr::split(l, dma_constraints{.max_segment_size = 0}).empty());
+  // Contradictory limits cannot reach split(): there is no checked_constraints for them, and a
+  // plain dma_constraints does not convert.
+  CHECK(phyr::checked_constraints::create(dma_constraints{.max_segment_size = 0}).error() ==
+        errc::invalid_argument);
+  STATIC_REQUIRE_FALSE(splittable<decltype((l)), dma_constraints>);
+  STATIC_REQUIRE(splittable<decltype((l)), phyr::checked_constraints>);
 }
 
 TEST_CASE("split skips zero-length entries of an unvalidated span instead of looping") {
@@ -300,40 +374,41 @@ TEST_CASE("split of a DMA mapping yields DMA ranges of that bus") {
   phyr::must(cpu.try_append(pr(0x80000, 0x30000, range_flags::pinned)));
   phyr::identity_mapper<nvme0> m;
   auto mp = phyr::must(m.try_map(cpu, phyr::dma_direction::to_device));
-  auto v = phyr::split(mp, dma_constraints{});
+  auto v = phyr::split(mp, ok(dma_constraints{}));
   STATIC_REQUIRE(std::same_as<decltype(*v.begin()), phyr::dma_range<nvme0>>);
   std::vector<phyr::dma_range<nvme0>> out(v.begin(), v.end());
   REQUIRE(out.size() == 3);
   CHECK(out[2].addr().value() == 0xa0000);
   CHECK(out[2].flags() == range_flags::pinned);
-  const auto st = phyr::try_validate(mp, dma_constraints{});
+  const auto st = phyr::try_plan_split(mp, dma_constraints{});
   REQUIRE(st);
   CHECK(st->segments == 3);
   phyr::must(m.try_unmap(std::move(mp)));
 }
 
 TEST_CASE("split's result is a multi-pass forward range and works at compile time") {
-  using view = decltype(phyr::split(std::declval<const list&>(), dma_constraints{}));
+  using view = decltype(phyr::split(std::declval<const list&>(), ok(dma_constraints{})));
   STATIC_REQUIRE(std::forward_iterator<view::iterator>);
   STATIC_REQUIRE(std::ranges::forward_range<view>);
   STATIC_REQUIRE(phyr::range_source<view>);  // split output feeds other device/ functions
 
   constexpr auto count = [] {
     constexpr std::array l{phys_range{phys_addr{0xfff0}, 0x30}, phys_range{phys_addr{0x20000}, 9}};
-    const dma_constraints c{.max_segment_size = 0x10, .segment_boundary_mask = 0xffff};
+    const auto c = phyr::checked_constraints::create(
+        dma_constraints{.max_segment_size = 0x10, .segment_boundary_mask = 0xffff});
     std::size_t n = 0;
-    for (const phys_range s : phyr::split(l, c)) n += s.len() != 0 ? 1 : 0;
+    for (const phys_range s : phyr::split(l, *c)) n += s.len() != 0 ? 1 : 0;
     return n;
   }();
   STATIC_REQUIRE(count == 4);
-  constexpr auto st = phyr::try_validate(
+  constexpr auto st = phyr::try_plan_split(
       std::array{phys_range{phys_addr{0xfff0}, 0x30}, phys_range{phys_addr{0x20000}, 9}},
       dma_constraints{.max_segment_size = 0x10, .segment_boundary_mask = 0xffff});
   STATIC_REQUIRE(st.value().segments == 4);
 
   list l;
   phyr::must(l.try_append(pr(0, 0x30000)));
-  const auto v = phyr::split(l, dma_constraints{});
+  const auto v = phyr::split(l, ok(dma_constraints{}));
   auto a = v.begin();
   auto b = a;
   CHECK(*a++ == *b);
@@ -352,34 +427,133 @@ TEST_CASE("split keeps iterators only into lvalues or borrowed views, never a te
   STATIC_REQUIRE_FALSE(splittable<std::vector<int>&>);
 }
 
-TEST_CASE("split and try_validate match the byte-level model on seeded random lists") {
+TEST_CASE("split and try_plan_split match the byte-level model on seeded random lists") {
   std::mt19937_64 g(0x5eed5117ull);
-  int validated = 0;
-  for (int iter = 0; iter < 3000; ++iter) {
+  int planned = 0, merged_differs = 0, too_many = 0;
+  for (int iter = 0; iter < 4000; ++iter) {
     const dma_constraints c = random_constraints(g);
-    REQUIRE(c.validate());
+    REQUIRE(c.check());
     const std::vector<phys_range> in = random_list(g);
-    const gap_policy p = pick(g, 0, 1) == 0 ? gap_policy::reject : gap_policy::report;
+    const phyr::split_options o{
+        .gaps = pick(g, 0, 1) == 0 ? gap_policy::reject : gap_policy::report,
+        .merge = pick(g, 0, 1) == 0 ? merge_policy::keep_entries : merge_policy::merge_contiguous};
     INFO("iteration " << iter);
 
-    const auto want = model_split(in, c);
-    CHECK(segments(in, c) == want);
+    const auto want = model_split(in, c, o.merge);
+    CHECK(segments(in, c, o.merge) == want);
+    if (want.size() != model_split(in, c, merge_policy::keep_entries).size()) ++merged_differs;
 
-    const auto got = phyr::try_validate(in, c, p);
-    const auto exp = model_validate(in, c, p);
+    std::uint64_t needed = 0, want_needed = 0;
+    const auto got = phyr::try_plan_split(in, c, o, &needed);
+    const auto exp = model_plan(in, c, o, &want_needed);
     REQUIRE(got.has_value() == exp.has_value());
+    CHECK(needed == want_needed);
     if (!exp) {
       CHECK(got.error() == exp.error());
+      if (exp.error() == errc::too_many_segments) {
+        ++too_many;
+        CHECK(needed == want.size());
+      }
       continue;
     }
-    ++validated;
+    ++planned;
     CHECK(*got == *exp);
     for (const phys_range& s : want) {
       CHECK(s.addr().value() % c.alignment == 0);
       CHECK(s.len() <= c.max_segment_size);
+      CHECK(s.len() % c.min_transfer_unit == 0);
       CHECK((s.addr().value() & ~c.segment_boundary_mask) ==
             (s.last().value() & ~c.segment_boundary_mask));
     }
   }
-  CHECK(validated > 300);  // the generator reaches the success path often enough
+  CHECK(planned > 300);  // the generator reaches the success path often enough
+  CHECK(merged_differs > 50);
+  CHECK(too_many > 50);
+}
+
+// ---- FreeBSD busdma anchors (sys/x86/x86/busdma_bounce.c, sys/x86/x86/busdma_machdep.c) -------
+
+TEST_CASE("busdma: boundary 64K / maxsegsz 64K cuts 0x1F000+0x3000 at the 64K line") {
+  const dma_constraints c{.max_segment_size = 0x10000, .segment_boundary_mask = 0xffff};
+  const auto s = segments(std::array{pr(0x1f000, 0x3000)}, c);
+  REQUIRE(s.size() == 2);
+  CHECK(s[0] == pr(0x1f000, 0x1000));
+  CHECK(s[1] == pr(0x20000, 0x2000));
+  CHECK(phyr::try_plan_split(std::array{pr(0x1f000, 0x3000)}, c)->segments == 2);
+}
+
+TEST_CASE("busdma: a 4K boundary clamps maxsegsz, so 0xFF0+0x20 becomes two 0x10 segments") {
+  const dma_constraints dev{.max_segment_size = 0x10000, .segment_boundary_mask = 0xfff};
+  // bus_dma_tag_create's clamp: maxsegsz = min(maxsegsz, boundary).
+  const auto tag = phyr::must(phyr::try_combine(dma_constraints::unlimited(), dev));
+  CHECK(tag.max_segment_size == 0x1000);
+  const auto s = segments(std::array{pr(0xff0, 0x20)}, tag);
+  REQUIRE(s.size() == 2);
+  CHECK(s[0] == pr(0xff0, 0x10));
+  CHECK(s[1] == pr(0x1000, 0x10));
+}
+
+TEST_CASE("busdma: three separated pages with nsegments 2 are too_many_segments (EFBIG), "
+          "reported with the count needed before anything is mapped") {
+  const dma_constraints c{.max_segments = 2};
+  const std::array pages{pr(0x10000, 0x1000), pr(0x30000, 0x1000), pr(0x50000, 0x1000)};
+  std::uint64_t needed = 0;
+  const auto st = phyr::try_plan_split(pages, c, {}, &needed);
+  REQUIRE_FALSE(st);
+  CHECK(st.error() == errc::too_many_segments);
+  CHECK(needed == 3);
+  // Merging cannot help separated pages; it does help contiguous ones, as busdma's coalescing.
+  CHECK(phyr::try_plan_split(pages, c, {.merge = merge_policy::merge_contiguous}).error() ==
+        errc::too_many_segments);
+  const std::array adjacent{pr(0x10000, 0x1000), pr(0x11000, 0x1000), pr(0x12000, 0x1000)};
+  CHECK(phyr::try_plan_split(adjacent, c).error() == errc::too_many_segments);
+  const auto merged = phyr::try_plan_split(adjacent, c, {.merge = merge_policy::merge_contiguous});
+  REQUIRE(merged);
+  CHECK(merged->segments == 1);
+  CHECK(phyr::try_split(adjacent, c, merge_policy::merge_contiguous).has_value());
+}
+
+TEST_CASE("merging is off by default and merges only contiguous entries with equal flags") {
+  const std::array l{pr(0x10000, 0x800), pr(0x10800, 0x800), pr(0x11000, 0x800, range_flags::pinned),
+                     pr(0x20000, 0x100)};
+  const auto keep = segments(l, dma_constraints{});
+  REQUIRE(keep.size() == 4);
+  const auto merged = segments(l, dma_constraints{}, merge_policy::merge_contiguous);
+  REQUIRE(merged.size() == 3);
+  CHECK(merged[0] == pr(0x10000, 0x1000));
+  CHECK(merged[1] == pr(0x11000, 0x800, range_flags::pinned));
+  CHECK(merged[2] == pr(0x20000, 0x100));
+  // A merged run is still cut at the limit and the boundary.
+  const dma_constraints small{.max_segment_size = 0xc00, .segment_boundary_mask = 0xffff};
+  const auto cut = segments(std::array{pr(0xf800, 0x400), pr(0xfc00, 0x800)}, small,
+                            merge_policy::merge_contiguous);
+  REQUIRE(cut.size() == 2);
+  CHECK(cut[0] == pr(0xf800, 0x800));
+  CHECK(cut[1] == pr(0x10000, 0x400));
+}
+
+TEST_CASE("try_plan_split enforces max_total_bytes, excluded windows and the transfer unit") {
+  SECTION("more bytes than max_total_bytes is too_long") {
+    const dma_constraints c{.max_total_bytes = 0x2000};
+    CHECK(phyr::try_plan_split(std::array{pr(0, 0x2000)}, c).has_value());
+    CHECK(phyr::try_plan_split(std::array{pr(0, 0x1000), pr(0x5000, 0x1001)}, c).error() ==
+          errc::too_long);
+  }
+  SECTION("a byte in an excluded window is not_addressable, a byte beside it is fine") {
+    const dma_constraints c{.excluded = {{0xa0000, 0x60000}}};  // the legacy VGA/BIOS hole
+    CHECK(phyr::try_plan_split(std::array{pr(0x9f000, 0x1000)}, c).has_value());
+    CHECK(phyr::try_plan_split(std::array{pr(0x9f000, 0x1001)}, c).error() ==
+          errc::not_addressable);
+    CHECK(phyr::try_plan_split(std::array{pr(0xfffff, 2)}, c).error() == errc::not_addressable);
+    CHECK(phyr::try_plan_split(std::array{pr(0x100000, 1)}, c).has_value());
+  }
+  SECTION("segment lengths must be whole transfer units") {
+    const dma_constraints c{.segment_boundary_mask = 0xfff, .min_transfer_unit = 512};
+    CHECK(phyr::try_plan_split(std::array{pr(0x200, 0x400)}, c).has_value());
+    CHECK(phyr::try_plan_split(std::array{pr(0x200, 0x300)}, c).error() == errc::misaligned);
+    // Unaligned start but no boundary cut: one segment of whole units.
+    CHECK(phyr::try_plan_split(std::array{pr(0x10, 0x400)}, c).has_value());
+    // Unaligned start cut at the 4K boundary: 0xf0 bytes before it, not a whole unit.
+    CHECK(phyr::try_plan_split(std::array{pr(0xf10, 0x400)}, c).error() == errc::misaligned);
+  }
 }
