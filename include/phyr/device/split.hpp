@@ -117,6 +117,82 @@ namespace detail {
 
 }  // namespace detail
 
+namespace detail {
+
+// try_plan_split's pass. Merge is a template parameter so the default (no merging) keeps the
+// tight one-entry-at-a-time loop: with Merge false the run bookkeeping compiles away.
+template <bool Merge, class L>
+[[nodiscard]] constexpr result<split_plan> plan_split_pass(const L& list, const dma_constraints& c,
+                                                          gap_policy gaps,
+                                                          std::uint64_t* segments_needed) noexcept {
+  const std::uint64_t limit = c.segment_limit();
+  const std::uint64_t bmask = c.segment_boundary_mask;
+  const std::uint64_t amask = c.alignment - 1;
+  const std::uint64_t umask = c.min_transfer_unit - 1;
+  const std::uint64_t vmask = c.virt_boundary_mask;
+  const bool windows = !c.excluded.empty();
+  split_plan s;
+  std::uint64_t prev_last = 0;
+  [[maybe_unused]] std::uint64_t run_a = 0;  // with merging: the run split() will cut as one
+  [[maybe_unused]] std::uint64_t run_len = 0;
+  [[maybe_unused]] range_flags run_flags = range_flags::none;
+  for (const source_range_t<L> r : list) {
+    const std::uint64_t a = r.addr().value();
+    const std::uint64_t len = r.len();
+    if (len == 0) return errc::invalid_argument;
+    const std::uint64_t last = r.last().value();
+    // prev_last + 1 wraps to 0 for a range ending at 2^64: no range can follow it contiguously.
+    const bool contiguous = s.entries != 0 && prev_last != ~std::uint64_t{0} && a == prev_last + 1;
+    if constexpr (Merge) {
+      if (contiguous && r.flags() == run_flags) {  // part of the current run
+        if (last > c.dma_mask || (windows && c.excluded.hits(a, last)))
+          return errc::not_addressable;
+        if (len > ~s.bytes) return errc::overflow;
+        run_len += len;
+        s.bytes += len;
+        ++s.entries;
+        prev_last = last;
+        continue;
+      }
+      if (run_len != 0) {
+        if (!whole_units(run_a, run_len, umask, bmask)) return errc::misaligned;
+        s.segments += segments_in(run_a, run_len, limit, bmask);
+      }
+    }
+    if (last > c.dma_mask || (windows && c.excluded.hits(a, last))) return errc::not_addressable;
+    if ((a & amask) != 0) return errc::misaligned;
+    if (len > ~s.bytes) return errc::overflow;
+    if (s.entries != 0 && vmask != 0 && !contiguous && (((prev_last + 1) | a) & vmask) != 0) {
+      if (gaps == gap_policy::reject) return errc::misaligned;
+      if (s.gaps++ == 0) s.first_gap = s.entries;
+    }
+    if constexpr (Merge) {
+      run_a = a;
+      run_len = len;
+      run_flags = r.flags();
+    } else {
+      if (umask != 0 && !whole_units(a, len, umask, bmask)) return errc::misaligned;
+      s.segments += segments_in(a, len, limit, bmask);
+    }
+    s.bytes += len;
+    ++s.entries;
+    prev_last = last;
+  }
+  if (s.entries == 0) return errc::invalid_argument;
+  if constexpr (Merge) {
+    if (!whole_units(run_a, run_len, umask, bmask)) return errc::misaligned;
+    s.segments += segments_in(run_a, run_len, limit, bmask);
+  }
+  if (s.bytes > c.max_total_bytes) return errc::too_long;
+  if (s.segments > c.max_segments) {
+    if (segments_needed != nullptr) *segments_needed = s.segments;
+    return errc::too_many_segments;
+  }
+  return s;
+}
+
+}  // namespace detail
+
 /// Checks `list` against `c` in one pass and counts the segments split() will yield (with the
 /// same merge policy). Errors, for the first offending entry in list order (a run's transfer
 /// unit is checked at its last entry): invalid_argument (constraints fail `check()`, an empty
@@ -135,72 +211,23 @@ template <range_source L>
   if (auto v = c.check(); !v) return v.error();
   if (opt.gaps != gap_policy::reject && opt.gaps != gap_policy::report)
     return errc::invalid_argument;
-  if (opt.merge != merge_policy::keep_entries && opt.merge != merge_policy::merge_contiguous)
-    return errc::invalid_argument;
-  const bool merge = opt.merge == merge_policy::merge_contiguous;
-  const std::uint64_t limit = c.segment_limit();
-  const std::uint64_t bmask = c.segment_boundary_mask;
-  const std::uint64_t amask = c.alignment - 1;
-  const std::uint64_t umask = c.min_transfer_unit - 1;
-  const std::uint64_t vmask = c.virt_boundary_mask;
-  const bool windows = !c.excluded.empty();
-  split_plan s;
-  std::uint64_t prev_last = 0;
-  std::uint64_t run_a = 0;  // the range split() will cut: one entry, or a merged run
-  std::uint64_t run_len = 0;
-  range_flags run_flags = range_flags::none;
-  for (const source_range_t<L> r : list) {
-    const std::uint64_t a = r.addr().value();
-    const std::uint64_t len = r.len();
-    if (len == 0) return errc::invalid_argument;
-    const std::uint64_t last = r.last().value();
-    // prev_last + 1 wraps to 0 for a range ending at 2^64: no range can follow it contiguously.
-    const bool contiguous = s.entries != 0 && prev_last != ~std::uint64_t{0} && a == prev_last + 1;
-    if (merge && contiguous && r.flags() == run_flags) {
-      // Part of the current run: its start was checked when the run began.
-      if (last > c.dma_mask || (windows && c.excluded.hits(a, last))) return errc::not_addressable;
-      if (len > ~s.bytes) return errc::overflow;
-      run_len += len;
-    } else {
-      if (run_len != 0) {
-        if (!detail::whole_units(run_a, run_len, umask, bmask)) return errc::misaligned;
-        s.segments += detail::segments_in(run_a, run_len, limit, bmask);
-      }
-      if (last > c.dma_mask || (windows && c.excluded.hits(a, last))) return errc::not_addressable;
-      if ((a & amask) != 0) return errc::misaligned;
-      if (len > ~s.bytes) return errc::overflow;
-      if (s.entries != 0 && vmask != 0 && !contiguous && (((prev_last + 1) | a) & vmask) != 0) {
-        if (opt.gaps == gap_policy::reject) return errc::misaligned;
-        if (s.gaps++ == 0) s.first_gap = s.entries;
-      }
-      run_a = a;
-      run_len = len;
-      run_flags = r.flags();
-    }
-    s.bytes += len;
-    ++s.entries;
-    prev_last = last;
-  }
-  if (s.entries == 0) return errc::invalid_argument;
-  if (!detail::whole_units(run_a, run_len, umask, bmask)) return errc::misaligned;
-  s.segments += detail::segments_in(run_a, run_len, limit, bmask);
-  if (s.bytes > c.max_total_bytes) return errc::too_long;
-  if (s.segments > c.max_segments) {
-    if (segments_needed != nullptr) *segments_needed = s.segments;
-    return errc::too_many_segments;
-  }
-  return s;
+  if (opt.merge == merge_policy::keep_entries)
+    return detail::plan_split_pass<false>(list, c, opt.gaps, segments_needed);
+  if (opt.merge == merge_policy::merge_contiguous)
+    return detail::plan_split_pass<true>(list, c, opt.gaps, segments_needed);
+  return errc::invalid_argument;
 }
 
 /// The lazy range split() returns: a forward range of `range<Space>` values (the source's range
 /// type, flags kept). Holds two source iterators and the limits; cheap to copy. Valid while the
 /// source's storage is alive and unchanged.
-template <class It>
+template <class It, merge_policy Merge = merge_policy::keep_entries>
 class split_view {
  public:
   using range_type = std::remove_cvref_t<decltype(*std::declval<const It&>())>;
   using space_type = typename range_type::space_type;
   static_assert(any_range<range_type>);
+  static constexpr bool merging = Merge == merge_policy::merge_contiguous;
 
   class iterator {
    public:
@@ -221,7 +248,11 @@ class split_view {
         pos_ += piece_;
         piece_ = cut(pos_, left_);
       } else {
-        src_ = next_;
+        if constexpr (merging) {
+          src_ = next_;
+        } else {
+          ++src_;
+        }
         load();
       }
       return *this;
@@ -238,9 +269,8 @@ class split_view {
 
    private:
     friend class split_view;
-    constexpr iterator(It src, It end, std::uint64_t limit, std::uint64_t mask,
-                       bool merge) noexcept
-        : src_(src), next_(src), end_(end), limit_(limit), mask_(mask), merge_(merge) {
+    constexpr iterator(It src, It end, std::uint64_t limit, std::uint64_t mask) noexcept
+        : src_(src), next_(src), end_(end), limit_(limit), mask_(mask) {
       load();
     }
 
@@ -255,13 +285,14 @@ class split_view {
         pos_ = r.addr().value();
         left_ = r.len();
         flags_ = r.flags();
-        next_ = src_;
-        ++next_;
-        if (merge_) extend(r.last().value());
+        if constexpr (merging) {
+          next_ = src_;
+          ++next_;
+          extend(r.last().value());
+        }
         piece_ = cut(pos_, left_);
         return;
       }
-      next_ = src_;
       left_ = 0;
       piece_ = 0;
     }
@@ -284,7 +315,7 @@ class split_view {
     }
 
     It src_{};   // first entry of the current range
-    It next_{};  // entry after the current range
+    It next_{};  // with merging: the entry after the current run
     It end_{};
     std::uint64_t pos_ = 0;    // start of the current segment
     std::uint64_t left_ = 0;   // bytes from pos_ to the end of the current range; 0 at the end
@@ -292,25 +323,19 @@ class split_view {
     std::uint64_t limit_ = 1;
     std::uint64_t mask_ = ~std::uint64_t{0};
     range_flags flags_ = range_flags::none;
-    bool merge_ = false;
   };
   using const_iterator = iterator;
 
   constexpr split_view() noexcept = default;
-  /// Segments of [first, last) under `c`, merging contiguous entries when `merge` says so.
-  constexpr split_view(It first, It last, const checked_constraints& c,
-                       merge_policy merge = merge_policy::keep_entries) noexcept
-      : first_(first),
-        last_(last),
-        limit_(c->segment_limit()),
-        mask_(c->segment_boundary_mask),
-        merge_(merge == merge_policy::merge_contiguous) {}
+  /// Segments of [first, last) under `c` (merging contiguous entries if `Merge` says so).
+  constexpr split_view(It first, It last, const checked_constraints& c) noexcept
+      : first_(first), last_(last), limit_(c->segment_limit()), mask_(c->segment_boundary_mask) {}
 
   [[nodiscard]] constexpr iterator begin() const noexcept {
-    return iterator{first_, last_, limit_, mask_, merge_};
+    return iterator{first_, last_, limit_, mask_};
   }
   [[nodiscard]] constexpr iterator end() const noexcept {
-    return iterator{last_, last_, limit_, mask_, merge_};
+    return iterator{last_, last_, limit_, mask_};
   }
   /// True when no segment would be yielded. O(entries) in the worst case (skips zero-length
   /// entries), O(1) for planned input.
@@ -321,35 +346,33 @@ class split_view {
   It last_{};
   std::uint64_t limit_ = 1;
   std::uint64_t mask_ = ~std::uint64_t{0};
-  bool merge_ = false;
 };
 
 /// Lazily yields `list`'s ranges cut to `c`'s max segment size and segment boundary (merging
-/// contiguous entries first under merge_policy::merge_contiguous). Takes `checked_constraints`
+/// contiguous entries first with `split<merge_policy::merge_contiguous>`; the policy is a
+/// template argument so the default loop carries no merge state). Takes `checked_constraints`
 /// only, so contradictory limits cannot get here (make them with
 /// `checked_constraints::create`, or call try_split). Checks nothing about the list: call
 /// try_plan_split first for reachability, alignment, counts. `list` must be an lvalue or a
 /// borrowed view (`enable_borrowed_source`): the result keeps iterators into it.
-template <class L>
+template <merge_policy Merge = merge_policy::keep_entries, class L>
   requires viewable_source<L>
-[[nodiscard]] constexpr split_view<detail::source_iterator_t<std::remove_cvref_t<L>>> split(
-    L&& list, const checked_constraints& c,
-    merge_policy merge = merge_policy::keep_entries) noexcept {
-  return {list.begin(), list.end(), c, merge};
+[[nodiscard]] constexpr split_view<detail::source_iterator_t<std::remove_cvref_t<L>>, Merge> split(
+    L&& list, const checked_constraints& c) noexcept {
+  return {list.begin(), list.end(), c};
 }
 
 /// try_plan_split, then split: the segments of a list the device can take as it is.
-/// Errors are try_plan_split's (gap_policy::reject is forced: split() cannot fix a gap).
-template <class L>
+/// Errors are try_plan_split's (gap_policy::reject: split() cannot fix a gap).
+template <merge_policy Merge = merge_policy::keep_entries, class L>
   requires viewable_source<L>
-[[nodiscard]] constexpr result<split_view<detail::source_iterator_t<std::remove_cvref_t<L>>>>
-try_split(L&& list, const dma_constraints& c,
-          merge_policy merge = merge_policy::keep_entries) noexcept {
-  if (auto s = try_plan_split(list, c, split_options{.merge = merge}); !s) return s.error();
+[[nodiscard]] constexpr result<split_view<detail::source_iterator_t<std::remove_cvref_t<L>>, Merge>>
+try_split(L&& list, const dma_constraints& c) noexcept {
+  if (auto s = try_plan_split(list, c, split_options{.merge = Merge}); !s) return s.error();
   auto ok = checked_constraints::create(c);  // cannot fail: try_plan_split checked c
   if (!ok) return ok.error();
-  return split_view<detail::source_iterator_t<std::remove_cvref_t<L>>>{list.begin(), list.end(),
-                                                                        *ok, merge};
+  return split_view<detail::source_iterator_t<std::remove_cvref_t<L>>, Merge>{list.begin(),
+                                                                               list.end(), *ok};
 }
 
 }  // namespace phyr::inline v0

@@ -38,7 +38,11 @@ template <class L>
 std::vector<phys_range> segments(const L& l, const dma_constraints& c,
                                  merge_policy m = merge_policy::keep_entries) {
   std::vector<phys_range> out;
-  for (const phys_range s : phyr::split(l, ok(c), m)) out.push_back(s);
+  if (m == merge_policy::merge_contiguous) {
+    for (const phys_range s : phyr::split<merge_policy::merge_contiguous>(l, ok(c))) out.push_back(s);
+  } else {
+    for (const phys_range s : phyr::split(l, ok(c))) out.push_back(s);
+  }
   return out;
 }
 
@@ -510,7 +514,7 @@ TEST_CASE("busdma: three separated pages with nsegments 2 are too_many_segments 
   const auto merged = phyr::try_plan_split(adjacent, c, {.merge = merge_policy::merge_contiguous});
   REQUIRE(merged);
   CHECK(merged->segments == 1);
-  CHECK(phyr::try_split(adjacent, c, merge_policy::merge_contiguous).has_value());
+  CHECK(phyr::try_split<merge_policy::merge_contiguous>(adjacent, c).has_value());
 }
 
 TEST_CASE("merging is off by default and merges only contiguous entries with equal flags") {
