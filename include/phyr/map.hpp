@@ -1,5 +1,5 @@
 /// All of map/: the `dma_mapper` concept and every mapper — identity (aliasing), bus offset,
-/// scatterlist bridge, the IOMMU model (map/iommu/) and PCI peer-to-peer (map/p2p/).
+/// bounce buffering, scatterlist bridge, the IOMMU model (map/iommu/) and PCI peer-to-peer (map/p2p/).
 ///
 ///   #include <phyr/map.hpp>
 ///   phyr::iommu_domain dom;                          // an in-process I/O page-table model
@@ -10,6 +10,7 @@
 #pragma once
 
 #include <phyr/config.hpp>
+#include <phyr/map/bounce_mapper.hpp>
 #include <phyr/map/identity_mapper.hpp>
 #include <phyr/map/iommu/domain.hpp>
 #include <phyr/map/iommu/io_page_table.hpp>

@@ -12,11 +12,14 @@
 ///   /* ... the device writes ... */
 ///   phyr::must(bm->try_sync_for_cpu(*mp));             // or try_unmap, which copies back too
 ///
-/// What bounces. Each input range the device can reach as it is (`dma_constraints::reaches`:
-/// under the mask and in no excluded window, and starting on `alignment`) goes to the inner
-/// mapper unchanged: no copy. Every other range is replaced by slots of the pool holding a
-/// copy of its bytes, from the start of the first slot (so alignment up to the slot size
-/// holds). With a virtual boundary (`virt_boundary_mask != 0`) replacing single ranges would
+/// What bounces. `reach` (the mapper's dma_constraints) is written in CPU physical addresses:
+/// what the device reaches through the inner mapper. Each piece of an input range the device
+/// can reach as it is (under the mask, in no excluded window, starting on `alignment`) goes to
+/// the inner mapper unchanged: no copy. A range is cut where reachability changes, so the low
+/// pages of a buffer straddling a 32-bit mask pass through and only the high ones bounce. Every
+/// other piece is replaced by pool slots holding a copy of its bytes, from the start of a fresh
+/// slot (so alignment up to the slot size holds); a range that starts misaligned bounces
+/// whole. With a virtual boundary (`virt_boundary_mask != 0`) replacing single ranges would
 /// leave gaps the device cannot describe, so if any range must bounce, or any junction
 /// violates the boundary, the whole I/O is packed into consecutive slots instead (the Linux
 /// block layer bounces a whole bio for the same reason). The transfer unit and the segment
@@ -28,9 +31,9 @@
 /// hook (busdma queues the load and answers EINPROGRESS): the caller retries after an unmap
 /// has given slots back.
 ///
-/// Copies. Bounced bytes are copied in at try_map for every direction (Linux's swiotlb does the
-/// same since 5.18: a device that writes only part of a from_device buffer must not make the
-/// CPU read the pool's stale bytes back), to the device again by `try_sync_for_device` for
+/// Copies. Bounced bytes are copied in at try_map for every direction (Linux's swiotlb has done
+/// the same since 5.17, commits ddbd89deb7d3 and aa6f8dcbab47: a device that writes only part
+/// of a from_device buffer must not make the CPU read the pool's stale bytes back), to the device again by `try_sync_for_device` for
 /// to_device and bidirectional mappings, and back by `try_sync_for_cpu` and `try_unmap` for
 /// from_device and bidirectional ones. All copies go through `phys_memory_accessor`s: one for
 /// the caller's memory, the pool's own for the slots. `Cache` is the cache-maintenance policy
