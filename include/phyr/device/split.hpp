@@ -142,9 +142,10 @@ template <bool Merge, class L>
     if (len == 0) return errc::invalid_argument;
     const std::uint64_t last = r.last().value();
     // prev_last + 1 wraps to 0 for a range ending at 2^64: no range can follow it contiguously.
-    const bool contiguous = s.entries != 0 && prev_last != ~std::uint64_t{0} && a == prev_last + 1;
+    // Without merging only the virtual-boundary check needs to know, so it is tested there.
+    auto contiguous = [&] { return s.entries != 0 && prev_last != ~std::uint64_t{0} && a == prev_last + 1; };
     if constexpr (Merge) {
-      if (contiguous && r.flags() == run_flags) {  // part of the current run
+      if (contiguous() && r.flags() == run_flags) {  // part of the current run
         if (last > c.dma_mask || (windows && c.excluded.hits(a, last)))
           return errc::not_addressable;
         if (len > ~s.bytes) return errc::overflow;
@@ -159,10 +160,11 @@ template <bool Merge, class L>
         s.segments += segments_in(run_a, run_len, limit, bmask);
       }
     }
-    if (last > c.dma_mask || (windows && c.excluded.hits(a, last))) return errc::not_addressable;
+    if (last > c.dma_mask) return errc::not_addressable;
+    if (windows && c.excluded.hits(a, last)) [[unlikely]] return errc::not_addressable;
     if ((a & amask) != 0) return errc::misaligned;
     if (len > ~s.bytes) return errc::overflow;
-    if (s.entries != 0 && vmask != 0 && !contiguous && (((prev_last + 1) | a) & vmask) != 0) {
+    if (vmask != 0 && s.entries != 0 && (((prev_last + 1) | a) & vmask) != 0 && !contiguous()) {
       if (gaps == gap_policy::reject) return errc::misaligned;
       if (s.gaps++ == 0) s.first_gap = s.entries;
     }

@@ -72,7 +72,7 @@ template <phys_memory_accessor Accessor = phys_accessor, segment_allocator Alloc
 class bounce_pool;
 template <class Inner, phys_memory_accessor Accessor, segment_allocator Alloc>
 class bounce_mapping;
-template <dma_mapper Inner, phys_memory_accessor Accessor = phys_accessor,
+template <phys_dma_mapper Inner, phys_memory_accessor Accessor = phys_accessor,
           cache_policy Cache = coherent_cache, segment_allocator Alloc = default_allocator>
 class bounce_mapper;
 
@@ -141,7 +141,7 @@ class bounce_pool {
   [[nodiscard]] const Accessor& accessor() const noexcept { return acc_; }
 
  private:
-  template <dma_mapper I, phys_memory_accessor Ac, cache_policy C, segment_allocator Al>
+  template <phys_dma_mapper I, phys_memory_accessor Ac, cache_policy C, segment_allocator Al>
   friend class bounce_mapper;
   template <class I, phys_memory_accessor Ac, segment_allocator Al>
   friend class bounce_mapping;
@@ -269,7 +269,7 @@ class bounce_mapping {
   [[nodiscard]] const inner_mapping& inner() const noexcept { return inner_; }
 
  private:
-  template <dma_mapper I, phys_memory_accessor Ac, cache_policy C, segment_allocator Al>
+  template <phys_dma_mapper I, phys_memory_accessor Ac, cache_policy C, segment_allocator Al>
   friend class bounce_mapper;
 
   void take(bounce_mapping& o) noexcept {
@@ -375,13 +375,14 @@ class bounce_mapping {
   std::uint64_t owner_ = 0;            // detail::mapper_id of the mapper that made it; 0 = none
 };
 
-/// The bounce decorator over `Inner` (any dma_mapper). Holds pointers to the inner mapper and
+/// The bounce decorator over `Inner` (any mapper of physical lists). Holds pointers to the inner mapper and
 /// the pool, which must outlive it; its mappings point to the pool only.
-template <dma_mapper Inner, phys_memory_accessor Accessor, cache_policy Cache,
+template <phys_dma_mapper Inner, phys_memory_accessor Accessor, cache_policy Cache,
           segment_allocator Alloc>
 class bounce_mapper {
  public:
   using mapper_concept = dma_mapper_tag;
+  using source_space = cpu_phys;
   using bus_type = typename Inner::bus_type;
   using space_type = typename Inner::space_type;
   using mapping = bounce_mapping<Inner, Accessor, Alloc>;
@@ -678,10 +679,11 @@ class bounce_mapper {
   // The inner mapper's unmap, under whichever name it has.
   [[nodiscard]] result<void> unmap_inner(typename mapping::inner_mapping& in) const noexcept {
     if constexpr (requires { inner_->try_unmap(std::move(in)); }) {
-      return inner_->try_unmap(std::move(in));
+      if (auto r = inner_->try_unmap(std::move(in)); !r) return r.error();
     } else {
-      return inner_->unmap(std::move(in));
+      if (auto r = inner_->unmap(std::move(in)); !r) return r.error();
     }
+    return {};
   }
 
   Inner* inner_;
