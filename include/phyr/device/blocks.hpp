@@ -24,7 +24,7 @@
 /// kernel. `packed_list::block_view` (packed/packed_list.hpp) works on entries: every interior
 /// entry boundary must be a multiple of the block size (it answers `misaligned` otherwise), so
 /// for two contiguous entries that differ only in flags and meet mid-block, try_blocks succeeds
-/// and packed_list::blocks fails. Both give the same blocks wherever both succeed.
+/// and packed_list::try_blocks fails. Both give the same blocks wherever both succeed.
 ///
 /// Iteration is the hot loop of MR registration and page-table fill, so a step is one compare
 /// and one add within a range; the source is only touched when a range is exhausted, and the

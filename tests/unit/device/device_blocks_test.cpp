@@ -275,10 +275,10 @@ TEST_CASE("run_block_view joins contiguous entries whatever their flags; packed_
   phyr::packed_list<phyr::cpu_phys> pl;
   for (const phys_range& r : l) phyr::must(pl.try_append(r));
   REQUIRE(pl.size() == 2);  // the flags keep them apart
-  CHECK(pl.blocks(0x1000).error() == phyr::errc::misaligned);
+  CHECK(pl.try_blocks(0x1000).error() == phyr::errc::misaligned);
   // Where both succeed they agree.
-  CHECK(pl.blocks(0x800).has_value());
+  CHECK(pl.try_blocks(0x800).has_value());
   std::vector<std::uint64_t> packed;
-  for (const auto a : *pl.blocks(0x800)) packed.push_back(a.value());
+  for (const auto a : *pl.try_blocks(0x800)) packed.push_back(a.value());
   CHECK(packed == addrs(*phyr::try_blocks(l, 0x800)));
 }
