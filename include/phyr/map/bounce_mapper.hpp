@@ -676,13 +676,8 @@ class bounce_mapper {
     }
   }
 
-  // The inner mapper's unmap, under whichever name it has.
   [[nodiscard]] result<void> unmap_inner(typename mapping::inner_mapping& in) const noexcept {
-    if constexpr (requires { inner_->try_unmap(std::move(in)); }) {
-      if (auto r = inner_->try_unmap(std::move(in)); !r) return r.error();
-    } else {
-      if (auto r = inner_->unmap(std::move(in)); !r) return r.error();
-    }
+    if (auto r = inner_->try_unmap(std::move(in)); !r) return r.error();
     return {};
   }
 
