@@ -148,8 +148,8 @@ struct dma_constraints {
 
   /// `errc::invalid_argument` when the limits contradict themselves: zero max segment size,
   /// segment count or total; an alignment or transfer unit that is not a power of two or is
-  /// larger than the max segment size or the boundary window (cuts there could not start
-  /// aligned, or end on a whole unit); a mask not of the form 2^k - 1; an excluded window of
+  /// larger than the max segment size, the boundary window (cuts there could not start
+  /// aligned, or end on a whole unit) or the longest range (`phys_range::max_len`); a mask not of the form 2^k - 1; an excluded window of
   /// zero length or wrapping past 2^64.
   [[nodiscard]] constexpr result<void> check() const noexcept {
     if (max_segment_size == 0 || max_segments == 0 || max_total_bytes == 0)
@@ -162,18 +162,25 @@ struct dma_constraints {
       return errc::invalid_argument;
     if (max_segment_size < alignment || max_segment_size < min_transfer_unit)
       return errc::invalid_argument;
+    // No segment could be cut: even the longest range is shorter than one unit.
+    if (alignment > phys_range::max_len || min_transfer_unit > phys_range::max_len)
+      return errc::invalid_argument;
     for (const address_window& w : excluded) {
       if (w.len == 0 || w.len - 1 > ~w.addr) return errc::invalid_argument;
     }
     return {};
   }
 
-  /// The longest segment split() cuts: `max_segment_size` rounded down to `alignment` and to
-  /// `min_transfer_unit`, so a cut inside an aligned range starts the next segment aligned and
-  /// leaves whole units on both sides. Meaningful once checked.
+  /// The longest segment split() cuts: `max_segment_size`, at most the longest range phyr can
+  /// hold (`phys_range::max_len`: a merged run of entries can be longer than any one of them),
+  /// rounded down to `alignment` and to `min_transfer_unit`, so a cut inside an aligned range
+  /// starts the next segment aligned and leaves whole units on both sides. Meaningful once
+  /// checked.
   [[nodiscard]] constexpr std::uint64_t segment_limit() const noexcept {
     const std::uint64_t unit = alignment > min_transfer_unit ? alignment : min_transfer_unit;
-    return max_segment_size & ~(unit - 1);
+    const std::uint64_t most =
+        max_segment_size < phys_range::max_len ? max_segment_size : phys_range::max_len;
+    return most & ~(unit - 1);
   }
 
   /// Whether the device can reach every byte of [a, last_byte]: under the mask and in no

@@ -167,12 +167,13 @@ TEST_CASE("checked_constraints exists only for constraints that pass check()") {
                      .max_segment_size == 7);
 }
 
-TEST_CASE("segment_limit is max_segment_size rounded down to the alignment") {
+TEST_CASE("segment_limit is max_segment_size, at most a range's max_len, rounded down to the "
+          "alignment") {
   STATIC_REQUIRE(dma_constraints{}.segment_limit() == 65536);
   STATIC_REQUIRE(dma_constraints{.max_segment_size = 0x11ff, .alignment = 0x100}.segment_limit() ==
                  0x1100);
   STATIC_REQUIRE(dma_constraints{.max_segment_size = ~0ull, .alignment = 4096}.segment_limit() ==
-                 ~0ull - 4095);
+                 phys_range::max_len - 4095);
   STATIC_REQUIRE(dma_constraints{.max_segment_size = 7} == dma_constraints{.max_segment_size = 7});
   STATIC_REQUIRE(dma_constraints{.max_segment_size = 7} != dma_constraints{});
 }

@@ -536,6 +536,29 @@ TEST_CASE("merging is off by default and merges only contiguous entries with equ
   CHECK(cut[1] == pr(0x10000, 0x400));
 }
 
+TEST_CASE("a merged run longer than the longest range is cut at max_len, never into a range "
+          "that cannot exist") {
+  // Found by device_fuzz: with no size limit a run of two contiguous max_len entries would
+  // have been one segment of 2 * max_len bytes, a phys_range that cannot be represented.
+  constexpr std::uint64_t m = phys_range::max_len;
+  const std::array l{pr(0, m), pr(m, m)};
+  const dma_constraints none = dma_constraints::unlimited();
+  const auto merged = segments(l, none, merge_policy::merge_contiguous);
+  REQUIRE(merged.size() == 2);
+  CHECK(merged[0] == pr(0, m));
+  CHECK(merged[1] == pr(m, m));
+  auto plan = phyr::try_plan_split(l, none, {.merge = merge_policy::merge_contiguous});
+  REQUIRE(plan);
+  CHECK(plan->segments == 2);
+  CHECK(none.segment_limit() == m);
+  // An alignment above the longest range leaves nothing to cut: refused.
+  CHECK(dma_constraints{.max_segment_size = ~std::uint64_t{0},
+                        .segment_boundary_mask = ~std::uint64_t{0},
+                        .alignment = std::uint64_t{1} << 60}
+            .check()
+            .error() == errc::invalid_argument);
+}
+
 TEST_CASE("try_plan_split enforces max_total_bytes, excluded windows and the transfer unit") {
   SECTION("more bytes than max_total_bytes is too_long") {
     const dma_constraints c{.max_total_bytes = 0x2000};
