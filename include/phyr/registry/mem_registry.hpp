@@ -74,6 +74,7 @@
 #include <phyr/core/address.hpp>
 #include <phyr/core/address_space.hpp>
 #include <phyr/core/allocator.hpp>
+#include <phyr/core/detail/snapshot_store.hpp>
 #include <phyr/core/error.hpp>
 #include <phyr/core/range.hpp>
 
@@ -127,20 +128,19 @@ namespace detail {
 /// first virtual byte of the registration it belongs to. The starts are apart from the rest so
 /// the binary search touches 8 bytes per step.
 template <address_space Target>
-struct registry_snapshot {
+struct registry_snapshot : snapshot_header<registry_snapshot<Target>> {
+  using header = snapshot_header<registry_snapshot<Target>>;
+  using header::count;
+  using header::starts;
+  using header::upper_bound;
   using target_range = range<Target>;
-  registry_snapshot* next_retired;
-  std::size_t count;
-  std::size_t bytes;
+
+  registry_snapshot(std::size_t n, std::size_t block_bytes) noexcept : header(n, block_bytes) {
+    for (std::size_t i = 0; i < n; ++i) ::new (static_cast<void*>(targets() + i)) target_range{};
+  }
 
   [[nodiscard]] static constexpr std::size_t bytes_for(std::size_t n) noexcept {
     return sizeof(registry_snapshot) + n * (2 * sizeof(std::uint64_t) + sizeof(target_range));
-  }
-  [[nodiscard]] std::uint64_t* starts() noexcept {
-    return reinterpret_cast<std::uint64_t*>(this + 1);
-  }
-  [[nodiscard]] const std::uint64_t* starts() const noexcept {
-    return reinterpret_cast<const std::uint64_t*>(this + 1);
   }
   [[nodiscard]] target_range* targets() noexcept {
     return reinterpret_cast<target_range*>(starts() + count);
@@ -156,23 +156,6 @@ struct registry_snapshot {
   }
   [[nodiscard]] std::uint64_t va_last(std::size_t i) const noexcept {
     return starts()[i] + (targets()[i].len() - 1);
-  }
-
-  /// Number of segments whose start is <= a.
-  [[nodiscard]] std::size_t upper_bound(std::uint64_t a) const noexcept {
-    const std::uint64_t* s = starts();
-    std::size_t lo = 0;
-    std::size_t len = count;
-    while (len > 0) {
-      const std::size_t half = len / 2;
-      if (s[lo + half] <= a) {
-        lo += half + 1;
-        len -= half + 1;
-      } else {
-        len = half;
-      }
-    }
-    return lo;
   }
 
   [[nodiscard]] result<translation<Target>> translate(std::uint64_t va,
@@ -295,7 +278,7 @@ class mem_registry {
       // seq_cst here and in publish(): the store-buffer pattern, so a writer that sees no
       // reader after publishing knows every later reader loads the new snapshot.
       reg_->readers_.fetch_add(1, std::memory_order_seq_cst);
-      snap_ = reg_->current_.load(std::memory_order_seq_cst);
+      snap_ = reg_->store_.current(std::memory_order_seq_cst);
     }
     const mem_registry* reg_;
     const snapshot* snap_ = nullptr;
@@ -303,7 +286,7 @@ class mem_registry {
 
   mem_registry() noexcept = default;
   explicit mem_registry(registry_options o, Hooks h = {}, Alloc a = {}) noexcept
-      : opt_(o), hooks_(std::move(h)), alloc_(a) {}
+      : store_(a), opt_(o), hooks_(std::move(h)) {}
   mem_registry(const mem_registry&) = delete;
   mem_registry& operator=(const mem_registry&) = delete;
 
@@ -311,8 +294,6 @@ class mem_registry {
   ~mem_registry() {
     PHYR_ASSERT(readers_.load(std::memory_order_relaxed) == 0,
                 "mem_registry destroyed while a read_guard is alive");
-    free_retired();
-    free_snapshot(current_.load(std::memory_order_relaxed));
   }
 
   [[nodiscard]] read_guard reader() const noexcept { return read_guard{this}; }
@@ -365,7 +346,7 @@ class mem_registry {
     if (sum != va.len()) return errc::invalid_argument;
 
     std::lock_guard<std::mutex> lock(write_mutex_);
-    const snapshot* cur = current_.load(std::memory_order_relaxed);
+    const snapshot* cur = store_.current(std::memory_order_relaxed);
     const std::size_t old_n = cur == nullptr ? 0 : cur->count;
     const std::uint64_t a = va.addr().value();
     const std::uint64_t last = va.last().value();
@@ -376,7 +357,7 @@ class mem_registry {
       if (at < old_n && cur->starts()[at] <= last) return errc::overlaps;
     }
     if (pieces > (~std::size_t{0} / 64) - old_n) return errc::out_of_memory;
-    snapshot* next = allocate_snapshot(old_n + pieces);
+    snapshot* next = store_.try_allocate(old_n + pieces);
     if (next == nullptr) return errc::out_of_memory;
     copy_segments(cur, 0, at, next, 0);
     std::size_t k = at;
@@ -399,7 +380,7 @@ class mem_registry {
     if (auto r = hooks_.on_register(va, std::span<const target_range>{next->targets() + at,
                                                                       pieces});
         !r) {
-      free_snapshot(next);
+      store_.free(next);
       return r.error();
     }
     publish(next);
@@ -412,7 +393,7 @@ class mem_registry {
   result<void> try_unregister(const virt_range& va) noexcept {
     if (va.len() == 0) return errc::invalid_argument;
     std::lock_guard<std::mutex> lock(write_mutex_);
-    const snapshot* cur = current_.load(std::memory_order_relaxed);
+    const snapshot* cur = store_.current(std::memory_order_relaxed);
     if (cur == nullptr) return errc::not_found;
     const std::uint64_t a = va.addr().value();
     const std::uint64_t last = va.last().value();
@@ -433,13 +414,13 @@ class mem_registry {
     const std::size_t keep = cur->count - (hi - lo);
     snapshot* next = nullptr;
     if (keep != 0) {
-      next = allocate_snapshot(keep);
+      next = store_.try_allocate(keep);
       if (next == nullptr) return errc::out_of_memory;
       copy_segments(cur, 0, lo, next, 0);
       copy_segments(cur, hi, cur->count, next, lo);
     }
     // Retire without freeing: the hooks read the old snapshot's segments.
-    const snapshot* old = publish_keep(next);
+    const snapshot* old = store_.publish(next);
     for (std::size_t i = lo; i < hi;) {
       std::size_t j = i + 1;
       while (j < hi && old->owners()[j] == old->owners()[i]) ++j;
@@ -461,15 +442,13 @@ class mem_registry {
   /// Snapshots waiting for readers to leave.
   [[nodiscard]] std::size_t retired_snapshots() const noexcept {
     std::lock_guard<std::mutex> lock(write_mutex_);
-    std::size_t n = 0;
-    for (const snapshot* s = retired_; s != nullptr; s = s->next_retired) ++n;
-    return n;
+    return store_.retired_count();
   }
   /// Segments registered now.
   [[nodiscard]] std::size_t segments() const noexcept { return reader().segments(); }
   [[nodiscard]] const registry_options& options() const noexcept { return opt_; }
   [[nodiscard]] Hooks& hooks() noexcept { return hooks_; }
-  [[nodiscard]] Alloc get_allocator() const noexcept { return alloc_; }
+  [[nodiscard]] Alloc get_allocator() const noexcept { return store_.get_allocator(); }
 
   /// Calls f(virt_range segment, const target_range&, virt_addr owner) for every segment in
   /// address order, on one snapshot (tests and diagnostics).
@@ -483,14 +462,6 @@ class mem_registry {
   }
 
  private:
-  [[nodiscard]] snapshot* allocate_snapshot(std::size_t n) noexcept {
-    const std::size_t bytes = snapshot::bytes_for(n);
-    void* p = alloc_.allocate(bytes, alignof(snapshot));
-    if (p == nullptr) return nullptr;
-    snapshot* s = ::new (p) snapshot{nullptr, n, bytes};
-    for (std::size_t i = 0; i < n; ++i) ::new (static_cast<void*>(s->targets() + i)) target_range{};
-    return s;
-  }
   static void copy_segments(const snapshot* from, std::size_t b, std::size_t e, snapshot* to,
                             std::size_t at) noexcept {
     for (std::size_t i = b; i < e; ++i, ++at) {
@@ -499,41 +470,21 @@ class mem_registry {
       to->owners()[at] = from->owners()[i];
     }
   }
-  void free_snapshot(const snapshot* s) noexcept {
-    if (s == nullptr) return;
-    alloc_.deallocate(const_cast<snapshot*>(s), s->bytes, alignof(snapshot));
-  }
+  // Caller holds write_mutex_. With one registry-wide reader count, a retired snapshot can be
+  // freed only when no reader at all is in flight, and then every one can.
   std::size_t free_retired() noexcept {
-    std::size_t n = 0;
-    while (retired_ != nullptr) {
-      snapshot* s = retired_;
-      retired_ = s->next_retired;
-      free_snapshot(s);
-      ++n;
-    }
-    return n;
-  }
-  // Caller holds write_mutex_. Returns the snapshot replaced (now retired, not yet freed).
-  snapshot* publish_keep(snapshot* next) noexcept {
-    snapshot* old = current_.exchange(next, std::memory_order_seq_cst);
-    if (old != nullptr) {
-      old->next_retired = retired_;
-      retired_ = old;
-    }
-    return old;
+    return store_.free_retired_if([](const snapshot&) noexcept { return true; });
   }
   void publish(snapshot* next) noexcept {
-    (void)publish_keep(next);
+    (void)store_.publish(next);
     if (readers_.load(std::memory_order_seq_cst) == 0) free_retired();
   }
 
-  std::atomic<snapshot*> current_{nullptr};
+  detail::snapshot_store<snapshot, Alloc> store_;  // retired list guarded by write_mutex_
   mutable std::atomic<std::size_t> readers_{0};
   mutable std::mutex write_mutex_;
-  snapshot* retired_ = nullptr;  // guarded by write_mutex_
   registry_options opt_{};
   [[no_unique_address]] Hooks hooks_{};
-  [[no_unique_address]] Alloc alloc_{};
 };
 
 /// Virtual -> CPU physical (pinned memory).

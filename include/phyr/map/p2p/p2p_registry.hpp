@@ -46,6 +46,7 @@
 #include <phyr/config.hpp>
 #include <phyr/core/address.hpp>
 #include <phyr/core/allocator.hpp>
+#include <phyr/core/detail/snapshot_store.hpp>
 #include <phyr/core/error.hpp>
 #include <phyr/core/range.hpp>
 #include <span>
@@ -143,43 +144,23 @@ namespace detail {
 /// [p2p_snapshot][std::uint64_t starts[count]][p2p_window windows[count]].
 /// The starts are kept apart from the windows so the binary search touches 8 bytes per step
 /// (64 providers = one 512-byte array) and reads a window only once, at the end.
-struct p2p_snapshot {
-  p2p_snapshot* next_retired;
-  std::size_t count;
-  std::size_t bytes;
+struct p2p_snapshot : snapshot_header<p2p_snapshot> {
   mutable std::atomic<std::size_t> readers{0};  ///< live read guards pinning this snapshot
+
+  p2p_snapshot(std::size_t n, std::size_t block_bytes) noexcept
+      : snapshot_header(n, block_bytes) {
+    // Windows are trivially copyable; give the array live objects before assigning to them.
+    for (std::size_t i = 0; i < n; ++i) ::new (static_cast<void*>(windows() + i)) p2p_window{};
+  }
 
   [[nodiscard]] static constexpr std::size_t bytes_for(std::size_t n) noexcept {
     return sizeof(p2p_snapshot) + n * (sizeof(std::uint64_t) + sizeof(p2p_window));
-  }
-  [[nodiscard]] std::uint64_t* starts() noexcept {
-    return reinterpret_cast<std::uint64_t*>(this + 1);
-  }
-  [[nodiscard]] const std::uint64_t* starts() const noexcept {
-    return reinterpret_cast<const std::uint64_t*>(this + 1);
   }
   [[nodiscard]] p2p_window* windows() noexcept {
     return reinterpret_cast<p2p_window*>(starts() + count);
   }
   [[nodiscard]] const p2p_window* windows() const noexcept {
     return reinterpret_cast<const p2p_window*>(starts() + count);
-  }
-
-  /// Number of windows whose start is <= a (the upper bound).
-  [[nodiscard]] std::size_t upper_bound(std::uint64_t a) const noexcept {
-    const std::uint64_t* s = starts();
-    std::size_t lo = 0;
-    std::size_t len = count;
-    while (len > 0) {
-      const std::size_t half = len / 2;
-      if (s[lo + half] <= a) {
-        lo += half + 1;
-        len -= half + 1;
-      } else {
-        len = half;
-      }
-    }
-    return lo;
   }
 
   [[nodiscard]] result<p2p_owner> lookup(const phys_range& r) const noexcept {
@@ -246,7 +227,7 @@ class p2p_registry {
       // entering after it unpublished a snapshot knows every reader that loaded it has pinned
       // it already, and every later reader loads a newer one.
       reg->entering_.fetch_add(1, std::memory_order_seq_cst);
-      snap_ = reg->current_.load(std::memory_order_seq_cst);
+      snap_ = reg->store_.current(std::memory_order_seq_cst);
       if (snap_ != nullptr) snap_->readers.fetch_add(1, std::memory_order_seq_cst);
       reg->entering_.fetch_sub(1, std::memory_order_seq_cst);
     }
@@ -254,22 +235,19 @@ class p2p_registry {
   };
 
   p2p_registry() noexcept = default;
-  explicit p2p_registry(Alloc a) noexcept : alloc_(a) {}
+  explicit p2p_registry(Alloc a) noexcept : store_(a) {}
   p2p_registry(const p2p_registry&) = delete;
   p2p_registry& operator=(const p2p_registry&) = delete;
 
   /// No reader or writer may be active.
   ~p2p_registry() {
-    const snapshot* cur = current_.load(std::memory_order_relaxed);
+    const snapshot* cur = store_.current(std::memory_order_relaxed);
     PHYR_ASSERT(cur == nullptr || cur->readers.load() == 0,
                 "p2p_registry destroyed while a read_guard is alive");
-    while (retired_ != nullptr) {
-      snapshot* s = retired_;
-      PHYR_ASSERT(s->readers.load() == 0, "p2p_registry destroyed while a read_guard is alive");
-      retired_ = s->next_retired;
-      free_snapshot(s);
-    }
-    free_snapshot(cur);
+    (void)store_.free_retired_if([](const snapshot& s) noexcept {
+      PHYR_ASSERT(s.readers.load() == 0, "p2p_registry destroyed while a read_guard is alive");
+      return true;
+    });
   }
 
   /// Pins the current snapshot for a batch of lookups.
@@ -295,11 +273,11 @@ class p2p_registry {
     }
     if (ws.empty()) return {};
     std::lock_guard<std::mutex> lock(write_mutex_);
-    const snapshot* cur = current_.load(std::memory_order_relaxed);
+    const snapshot* cur = store_.current(std::memory_order_relaxed);
     const std::size_t old_n = cur == nullptr ? 0 : cur->count;
     if (ws.size() > (~std::size_t{0} / 64) - old_n) return errc::out_of_memory;
     const std::size_t n = old_n + ws.size();
-    snapshot* next = allocate_snapshot(n);
+    snapshot* next = store_.try_allocate(n);
     if (next == nullptr) return errc::out_of_memory;
     p2p_window* out = next->windows();
     for (std::size_t i = 0; i < old_n; ++i) out[i] = cur->windows()[i];
@@ -316,7 +294,7 @@ class p2p_registry {
     for (std::size_t i = 0; i < n; ++i) {
       next->starts()[i] = out[i].addr().value();
       if (i > 0 && out[i - 1].range().overlaps(out[i].range())) {
-        free_snapshot(next);
+        store_.free(next);
         return errc::overlaps;
       }
     }
@@ -329,14 +307,14 @@ class p2p_registry {
   /// until they drop it, as with RCU.
   result<void> try_unregister(p2p_provider_id provider) noexcept {
     std::lock_guard<std::mutex> lock(write_mutex_);
-    const snapshot* cur = current_.load(std::memory_order_relaxed);
+    const snapshot* cur = store_.current(std::memory_order_relaxed);
     if (cur == nullptr) return errc::not_found;
     std::size_t keep = 0;
     for (std::size_t i = 0; i < cur->count; ++i) keep += cur->windows()[i].provider() != provider;
     if (keep == cur->count) return errc::not_found;
     snapshot* next = nullptr;
     if (keep != 0) {
-      next = allocate_snapshot(keep);
+      next = store_.try_allocate(keep);
       if (next == nullptr) return errc::out_of_memory;
       std::size_t j = 0;
       for (std::size_t i = 0; i < cur->count; ++i) {
@@ -363,69 +341,36 @@ class p2p_registry {
   /// or try_reclaim returns, at most the number of read guards alive at that moment.
   [[nodiscard]] std::size_t retired_snapshots() const noexcept {
     std::lock_guard<std::mutex> lock(write_mutex_);
-    std::size_t n = 0;
-    for (const snapshot* s = retired_; s != nullptr; s = s->next_retired) ++n;
-    return n;
+    return store_.retired_count();
   }
 
   /// Windows registered now (a racing writer may change it right after).
   [[nodiscard]] std::size_t size() const noexcept { return reader().size(); }
-  [[nodiscard]] Alloc get_allocator() const noexcept { return alloc_; }
+  [[nodiscard]] Alloc get_allocator() const noexcept { return store_.get_allocator(); }
 
  private:
-  [[nodiscard]] snapshot* allocate_snapshot(std::size_t n) noexcept {
-    const std::size_t bytes = snapshot::bytes_for(n);
-    void* p = alloc_.allocate(bytes, alignof(snapshot));
-    if (p == nullptr) return nullptr;
-    snapshot* s = ::new (p) snapshot{nullptr, n, bytes};
-    // Windows are trivially copyable; give the array live objects before assigning to them.
-    for (std::size_t i = 0; i < n; ++i) ::new (static_cast<void*>(s->windows() + i)) p2p_window{};
-    return s;
-  }
-
-  void free_snapshot(const snapshot* s) noexcept {
-    if (s == nullptr) return;
-    alloc_.deallocate(const_cast<snapshot*>(s), s->bytes, alignof(snapshot));
-  }
-
   // Caller holds write_mutex_. Frees every retired snapshot no guard pins.
   std::size_t reclaim() noexcept {
-    if (retired_ == nullptr) return 0;
-    // A reader between loading current_ and pinning its snapshot may hold a retired one not
+    if (!store_.has_retired()) return 0;
+    // A reader between loading the current snapshot and pinning it may hold a retired one not
     // yet counted; the window is a few instructions, so wait it out rather than keep the
     // snapshot (yield: the reader may be preempted inside it).
     while (entering_.load(std::memory_order_seq_cst) != 0) std::this_thread::yield();
-    std::size_t n = 0;
-    snapshot** link = &retired_;
-    while (*link != nullptr) {
-      snapshot* s = *link;
-      // acquire: pairs with the guard's release, so its reads happen before the free.
-      if (s->readers.load(std::memory_order_acquire) == 0) {
-        *link = s->next_retired;
-        free_snapshot(s);
-        ++n;
-      } else {
-        link = &s->next_retired;
-      }
-    }
-    return n;
+    // acquire: pairs with the guard's release, so its reads happen before the free.
+    return store_.free_retired_if([](const snapshot& s) noexcept {
+      return s.readers.load(std::memory_order_acquire) == 0;
+    });
   }
 
   // Caller holds write_mutex_.
   void publish(snapshot* next) noexcept {
-    snapshot* old = current_.exchange(next, std::memory_order_seq_cst);
-    if (old != nullptr) {
-      old->next_retired = retired_;
-      retired_ = old;
-    }
+    (void)store_.publish(next);
     (void)reclaim();
   }
 
-  std::atomic<snapshot*> current_{nullptr};
-  mutable std::atomic<std::size_t> entering_{0};  // readers between load and pin
+  detail::snapshot_store<snapshot, Alloc> store_;  // retired list guarded by write_mutex_
+  mutable std::atomic<std::size_t> entering_{0};   // readers between load and pin
   mutable std::mutex write_mutex_;
-  snapshot* retired_ = nullptr;  // guarded by write_mutex_
-  [[no_unique_address]] Alloc alloc_{};
 };
 
 }  // namespace phyr::inline v0
