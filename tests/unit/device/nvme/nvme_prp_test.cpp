@@ -12,56 +12,13 @@
 #include <utility>
 #include <vector>
 
+#include "nvme_test_pool.hpp"
+
 namespace {
 using phyr::errc;
 namespace nvme = phyr::nvme;
-struct nvme0 {};
 struct other_bus {};
-using dma = phyr::dma_addr<nvme0>;
-using drange = phyr::dma_range<nvme0>;
-using dlist = std::vector<drange>;
-
-constexpr std::uint64_t canary = 0xcafe'f00d'dead'beefull;
-
-drange dr(std::uint64_t a, std::uint64_t len) { return drange{dma{a}, len}; }
-
-// Descriptor memory: page-aligned pages at a pretend DMA address, prefilled with a canary.
-struct pool {
-  std::vector<std::uint64_t> words;
-  std::uint64_t base;
-  pool(std::size_t n, std::uint64_t dma_base) : words(n, canary), base(dma_base) {}
-  std::span<std::uint64_t> span() { return words; }
-  dma at() const { return dma{base}; }
-  // The controller's read of one word; not_mapped outside the pool.
-  phyr::result<std::uint64_t> read(std::uint64_t a) const {
-    if (a < base || (a - base) / 8 >= words.size() || (a & 7) != 0) return errc::not_mapped;
-    return words[(a - base) / 8];
-  }
-  std::size_t untouched_from(std::size_t i) const {
-    std::size_t bad = 0;
-    for (; i < words.size(); ++i) bad += words[i] != canary ? 1 : 0;
-    return bad;
-  }
-};
-
-struct piece {
-  std::uint64_t a, n;
-  friend bool operator==(const piece&, const piece&) = default;
-};
-
-void push_coalesced(std::vector<piece>& v, std::uint64_t a, std::uint64_t n) {
-  if (!v.empty() && v.back().a + v.back().n == a) {
-    v.back().n += n;
-  } else {
-    v.push_back({a, n});
-  }
-}
-
-std::vector<piece> bytes_of(const dlist& l) {
-  std::vector<piece> v;
-  for (const drange& r : l) push_coalesced(v, r.addr().value(), r.len());
-  return v;
-}
+using namespace nvme_test;
 
 // What the controller reads back from the command and the pool.
 phyr::result<std::vector<piece>> walk(const nvme::prp_result<nvme0>& r, std::uint64_t page,
