@@ -17,6 +17,8 @@
 #include <type_traits>
 #include <utility>
 
+#include "../map/toy_mapper.hpp"
+
 using namespace phyr;
 
 namespace {
@@ -25,42 +27,11 @@ struct bus_a {};
 
 // A hand-written mapper of virtual lists: the shape of a back end that pins and translates in
 // the kernel (VFIO). Maps nothing; only the types matter here.
-struct toy_virt_mapping {
-  range_list<dma_range<bus_a>> l;
-  [[nodiscard]] auto begin() const noexcept { return l.begin(); }
-  [[nodiscard]] auto end() const noexcept { return l.end(); }
-  [[nodiscard]] std::size_t size() const noexcept { return l.size(); }
-  [[nodiscard]] std::uint64_t total_bytes() const noexcept { return l.total_bytes(); }
-};
-struct toy_virt_mapper {
-  using mapper_concept = dma_mapper_tag;
-  using source_space = cpu_virt;
-  using bus_type = bus_a;
-  using space_type = dma_space<bus_a>;
-  using mapping = toy_virt_mapping;
-  template <segment_allocator A>
-  result<mapping> try_map(const range_list<virt_range, A>&, dma_direction) noexcept {
-    return errc::not_supported;
-  }
-  result<mapping> try_map(range_list_view<virt_range>, dma_direction) noexcept {
-    return errc::not_supported;
-  }
-  result<void> try_unmap(mapping&&) noexcept { return errc::foreign_mapping; }
-};
+using toy_virt_mapping = test_mappers::toy_mapping<bus_a>;
+using toy_virt_mapper = test_mappers::toy_mapper<cpu_virt, bus_a>;
 // Says it takes virtual lists but only offers try_map for physical ones.
-struct lies_about_source {
-  using mapper_concept = dma_mapper_tag;
+struct lies_about_source : test_mappers::toy_mapper<cpu_phys, bus_a> {
   using source_space = cpu_virt;
-  using bus_type = bus_a;
-  using space_type = dma_space<bus_a>;
-  using mapping = toy_virt_mapping;
-  result<mapping> try_map(const range_list<phys_range>&, dma_direction) noexcept {
-    return errc::not_supported;
-  }
-  result<mapping> try_map(range_list_view<phys_range>, dma_direction) noexcept {
-    return errc::not_supported;
-  }
-  result<void> try_unmap(mapping&&) noexcept { return errc::foreign_mapping; }
 };
 // Everything a phys mapper needs but `source_space`.
 struct unnamed_source {

@@ -10,6 +10,8 @@
 #include <phyr/map/sg_bridge_mapper.hpp>
 #include <utility>
 
+#include "toy_mapper.hpp"
+
 using namespace phyr;
 
 namespace {
@@ -25,27 +27,7 @@ struct direct_map_sg {
 using bridge_a = sg_bridge_mapper<bus_a, direct_map_sg>;
 
 // A hand-written mapper that follows the concept: the minimum a third party must provide.
-struct toy_mapping {
-  range_list<dma_range<bus_a>> l;
-  [[nodiscard]] auto begin() const noexcept { return l.begin(); }
-  [[nodiscard]] auto end() const noexcept { return l.end(); }
-  [[nodiscard]] std::size_t size() const noexcept { return l.size(); }
-  [[nodiscard]] std::uint64_t total_bytes() const noexcept { return l.total_bytes(); }
-};
-struct toy_mapper {
-  using mapper_concept = dma_mapper_tag;
-  using source_space = cpu_phys;
-  using bus_type = bus_a;
-  using space_type = dma_space<bus_a>;
-  using mapping = toy_mapping;
-  result<mapping> try_map(const range_list<phys_range>&, dma_direction) noexcept {
-    return errc::not_supported;
-  }
-  result<mapping> try_map(range_list_view<phys_range>, dma_direction) noexcept {
-    return errc::not_supported;
-  }
-  result<void> try_unmap(mapping&&) noexcept { return errc::foreign_mapping; }
-};
+using toy_mapper = test_mappers::toy_mapper<cpu_phys, bus_a>;
 
 // The same, minus one requirement each.
 struct no_tag : toy_mapper {
@@ -61,23 +43,9 @@ struct throwing_map : toy_mapper {
 struct void_unmap : toy_mapper {
   void try_unmap(mapping&&) noexcept {}
 };
-struct wrong_bus_mapping {
-  range_list<dma_range<bus_b>> l;
-  [[nodiscard]] auto begin() const noexcept { return l.begin(); }
-  [[nodiscard]] auto end() const noexcept { return l.end(); }
-  [[nodiscard]] std::size_t size() const noexcept { return l.size(); }
-  [[nodiscard]] std::uint64_t total_bytes() const noexcept { return l.total_bytes(); }
-};
-struct maps_to_other_bus : toy_mapper {
-  using mapping = wrong_bus_mapping;
-  result<mapping> try_map(const range_list<phys_range>&, dma_direction) noexcept {
-    return errc::io_error;
-  }
-  result<mapping> try_map(range_list_view<phys_range>, dma_direction) noexcept {
-    return errc::io_error;
-  }
-  result<void> try_unmap(mapping&&) noexcept { return {}; }
-};
+// Its mapping holds bus B addresses.
+using maps_to_other_bus =
+    test_mappers::toy_mapper<cpu_phys, bus_a, test_mappers::toy_mapping<bus_b>>;
 
 template <class M, class Mp>
 concept can_unmap = requires(M& m, Mp& mp) {

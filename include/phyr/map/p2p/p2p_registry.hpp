@@ -147,8 +147,7 @@ namespace detail {
 struct p2p_snapshot : snapshot_header<p2p_snapshot> {
   mutable std::atomic<std::size_t> readers{0};  ///< live read guards pinning this snapshot
 
-  p2p_snapshot(std::size_t n, std::size_t block_bytes) noexcept
-      : snapshot_header(n, block_bytes) {
+  p2p_snapshot(std::size_t n, std::size_t block_bytes) noexcept : snapshot_header(n, block_bytes) {
     // Windows are trivially copyable; give the array live objects before assigning to them.
     for (std::size_t i = 0; i < n; ++i) ::new (static_cast<void*>(windows() + i)) p2p_window{};
   }
@@ -357,9 +356,8 @@ class p2p_registry {
     // snapshot (yield: the reader may be preempted inside it).
     while (entering_.load(std::memory_order_seq_cst) != 0) std::this_thread::yield();
     // acquire: pairs with the guard's release, so its reads happen before the free.
-    return store_.free_retired_if([](const snapshot& s) noexcept {
-      return s.readers.load(std::memory_order_acquire) == 0;
-    });
+    return store_.free_retired_if(
+        [](const snapshot& s) noexcept { return s.readers.load(std::memory_order_acquire) == 0; });
   }
 
   // Caller holds write_mutex_.
