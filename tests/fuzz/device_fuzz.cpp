@@ -29,17 +29,14 @@
 #include <span>
 #include <vector>
 
+#include "fuzz_common.hpp"
+
 namespace {
 
 using phyr::errc;
 using phyr::phys_addr;
 using phyr::phys_range;
 using u64 = std::uint64_t;
-
-#define FUZZ_CHECK(c)           \
-  do {                          \
-    if (!(c)) __builtin_trap(); \
-  } while (0)
 
 constexpr u64 max_pieces = 1 << 16;  // skip inputs whose brute force would take too long
 

@@ -4,17 +4,13 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <phyr/device/nvme.hpp>
 #include <span>
 #include <vector>
 
-namespace nvme_fuzz {
+#include "fuzz_common.hpp"
 
-#define FUZZ_CHECK(c)           \
-  do {                          \
-    if (!(c)) __builtin_trap(); \
-  } while (0)
+namespace nvme_fuzz {
 
 struct bus {};
 using dma = phyr::dma_addr<bus>;
@@ -23,18 +19,7 @@ using drange = phyr::dma_range<bus>;
 constexpr std::uint64_t canary = 0x5a5a'a5a5'c3c3'3c3cull;
 constexpr std::size_t guard = 8;  // words of canary on both sides of every chunk
 
-struct reader {
-  const std::uint8_t* p;
-  std::size_t n;
-  template <class T>
-  bool get(T& v) {
-    if (n < sizeof(T)) return false;
-    std::memcpy(&v, p, sizeof(T));
-    p += sizeof(T);
-    n -= sizeof(T);
-    return true;
-  }
-};
+using fuzz::reader;
 
 // Chunks of descriptor memory, each inside a canary-guarded host buffer.
 struct memory {

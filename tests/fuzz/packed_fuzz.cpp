@@ -21,6 +21,9 @@
 #include <phyr/packed/packed_list.hpp>
 #include <vector>
 
+#include "../unit/packed/packed_model.hpp"
+#include "fuzz_common.hpp"
+
 namespace {
 
 using phyr::phys_addr;
@@ -29,27 +32,12 @@ using phyr::range_flags;
 using list = phyr::packed_list<phyr::cpu_phys>;
 constexpr std::uint64_t max_len = phys_range::max_len;
 
-#define FUZZ_CHECK(c)               \
-  do {                              \
-    if (!(c)) __builtin_trap();     \
-  } while (0)
+using fuzz::reader;
+using packed_model::model_append;
 
-struct reader {
-  const std::uint8_t* p;
-  std::size_t n;
-  template <class T>
-  bool get(T& v) {
-    if (n < sizeof(T)) return false;
-    std::memcpy(&v, p, sizeof(T));
-    p += sizeof(T);
-    n -= sizeof(T);
-    return true;
-  }
-};
-
+// The iterators and for_each agree.
 std::vector<phys_range> ranges_of(const list& l) {
-  std::vector<phys_range> v;
-  for (phys_range r : l) v.push_back(r);
+  std::vector<phys_range> v = packed_model::ranges_of(l);
   std::vector<phys_range> w;
   l.for_each([&](const phys_range& r) { w.push_back(r); });
   FUZZ_CHECK(v == w);
@@ -111,17 +99,6 @@ void decode_arbitrary(reader in) {
   check_list(*l, seen);
 }
 
-void model_append(std::vector<phys_range>& m, phys_range r) {
-  if (!m.empty() && m.back().adjacent(r) && m.back().flags() == r.flags()) {
-    const std::uint64_t room = max_len - m.back().len();
-    const std::uint64_t take = r.len() < room ? r.len() : room;
-    m.back() = phys_range{m.back().addr(), m.back().len() + take, r.flags()};
-    if (take == r.len()) return;
-    r = phys_range{r.addr() + take, r.len() - take, r.flags()};
-  }
-  m.push_back(r);
-}
-
 void round_trip_ranges(reader in) {
   list l;
   std::vector<phys_range> model;
@@ -154,13 +131,7 @@ void round_trip_ranges(reader in) {
   FUZZ_CHECK(l.total_bytes() == total);
   check_list(l, model);
   // The smallest encoding: each range's own minimum (proved on small windows by the tests).
-  std::uint64_t want = 0;
-  for (std::size_t i = 0; i < model.size(); ++i)
-    want += phyr::packed_format::plan_entry(model[i].addr().value(), model[i].len(),
-                                     static_cast<std::uint8_t>(model[i].flags()), i == 0,
-                                     i + 1 == model.size())
-                .bytes();
-  FUZZ_CHECK(l.entry_bytes() == want);
+  FUZZ_CHECK(l.entry_bytes() == packed_model::expected_entry_bytes(model));
 }
 
 void pages(reader in) {

@@ -16,6 +16,8 @@
 #include <phyr/container/range_list.hpp>
 #include <vector>
 
+#include "fuzz_common.hpp"
+
 namespace {
 
 using phyr::phys_addr;
@@ -23,11 +25,6 @@ using phyr::phys_range;
 using phyr::range_flags;
 using list = phyr::range_list<phys_range>;
 constexpr std::uint64_t page = 4096;
-
-#define FUZZ_CHECK(c)           \
-  do {                          \
-    if (!(c)) __builtin_trap(); \
-  } while (0)
 
 struct entry {
   std::uint64_t addr, len;

@@ -19,27 +19,14 @@
 #include <vector>
 
 #include "../unit/registry/registry_model.hpp"
+#include "fuzz_common.hpp"
 
 namespace {
-
-#define FUZZ_CHECK(c)           \
-  do {                          \
-    if (!(c)) __builtin_trap(); \
-  } while (0)
 
 constexpr std::uint64_t base = 0x7f00'0000'0000;
 constexpr std::uint64_t window = 1024;
 
-struct reader {
-  const std::uint8_t* p;
-  std::size_t n;
-  bool next(std::uint8_t& b) {
-    if (n == 0) return false;
-    b = *p++;
-    --n;
-    return true;
-  }
-};
+using fuzz::reader;
 
 }  // namespace
 
@@ -49,20 +36,20 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   phyr::phys_registry reg;
   std::uint64_t next_target = 0x1000'0000;
   std::uint8_t op = 0, a = 0, b = 0, l = 0;
-  while (in.next(op) && in.next(a) && in.next(b) && in.next(l)) {
+  while (in.get(op) && in.get(a) && in.get(b) && in.get(l)) {
     const std::uint64_t off = (std::uint64_t{a} << 8 | b) % window;
     const std::uint64_t va = base + off;
     const std::uint64_t len = 1 + l % (window - off);
     if (op % 3 == 0) {
       std::uint8_t k = 0;
-      (void)in.next(k);
+      (void)in.get(k);
       const unsigned pieces = 1 + k % 4;
       std::vector<registry_model::model::piece> mp;
       std::vector<phyr::phys_range> rp;
       std::uint64_t left = len;
       for (unsigned i = 0; i < pieces && left != 0; ++i) {
         std::uint8_t g = 0;
-        (void)in.next(g);
+        (void)in.get(g);
         const std::uint64_t n = i + 1 == pieces ? left : 1 + (g % left);
         next_target += g & 0x0f;  // 0 keeps it contiguous
         const auto f = (g & 0x80) ? phyr::range_flags::driver0 : phyr::range_flags::none;

@@ -20,14 +20,11 @@
 #include <string_view>
 #include <vector>
 
+#include "fuzz_common.hpp"
+
 namespace {
 
 using u64 = std::uint64_t;
-
-#define FUZZ_CHECK(c)           \
-  do {                          \
-    if (!(c)) __builtin_trap(); \
-  } while (0)
 
 // Hex digits at the front of `s` (at most `max`), their value, and how many.
 std::size_t take_hex(std::string_view& s, std::size_t max, u64& v) {

@@ -24,14 +24,11 @@
 #include <string>
 #include <vector>
 
+#include "fuzz_common.hpp"
+
 namespace {
 
 using u64 = std::uint64_t;
-
-#define FUZZ_CHECK(c)           \
-  do {                          \
-    if (!(c)) __builtin_trap(); \
-  } while (0)
 
 struct gen_bar {
   u64 start = 0, size = 0, flags = 0;

@@ -5,6 +5,8 @@
 #include <phyr/packed/packed_list.hpp>
 #include <vector>
 
+#include "packed_model.hpp"
+
 namespace {
 
 using phyr::errc;
@@ -12,19 +14,13 @@ using phyr::phys_addr;
 using phyr::phys_range;
 using phyr::range_flags;
 using list = phyr::packed_list<phyr::cpu_phys>;
+using packed_model::ranges_of;
 
 constexpr std::uint64_t page = 4096;
 constexpr std::uint64_t pg(std::uint64_t pfn) { return pfn * page; }
 
 phys_range R(std::uint64_t a, std::uint64_t len, range_flags f = range_flags::none) {
   return phys_range{phys_addr{a}, len, f};
-}
-
-template <class L>
-std::vector<phys_range> ranges_of(const L& l) {
-  std::vector<phys_range> v;
-  for (phys_range r : l) v.push_back(r);
-  return v;
 }
 
 std::vector<std::uint32_t> words_of(const list& l) {

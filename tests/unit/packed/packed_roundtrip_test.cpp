@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "packed_model.hpp"
+
 namespace {
 
 using phyr::errc;
@@ -24,44 +26,15 @@ using flist = phyr::packed_list<phyr::cpu_phys, phyr::fault_injecting_allocator>
 
 constexpr std::uint64_t page = 4096;
 constexpr std::uint64_t max_len = phys_range::max_len;
-
-template <class L>
-std::vector<phys_range> ranges_of(const L& l) {
-  std::vector<phys_range> v;
-  for (phys_range r : l) v.push_back(r);
-  return v;
-}
+using packed_model::expected_entry_bytes;
+using packed_model::model_append;
+using packed_model::ranges_of;
 
 template <class L>
 std::vector<std::uint32_t> words_of(const L& l) {
   std::vector<std::uint32_t> w(l.word_count());
   REQUIRE(l.try_copy_words(w).value() == w.size());
   return w;
-}
-
-// The model: a vector that coalesces adjacent ranges with equal flags, filling the tail up to
-// max_len and starting a new range with the rest (range_list's rule with default limits).
-void model_append(std::vector<phys_range>& m, phys_range r) {
-  if (!m.empty() && m.back().adjacent(r) && m.back().flags() == r.flags()) {
-    const std::uint64_t room = max_len - m.back().len();
-    const std::uint64_t take = r.len() < room ? r.len() : room;
-    m.back() = phys_range{m.back().addr(), m.back().len() + take, r.flags()};
-    if (take == r.len()) return;
-    r = phys_range{r.addr() + take, r.len() - take, r.flags()};
-  }
-  m.push_back(r);
-}
-
-// The size the encoding must have: each range's own smallest entry (minimality of that is
-// checked by brute force in packed_encoding_test).
-std::uint64_t expected_entry_bytes(const std::vector<phys_range>& m) {
-  std::uint64_t b = 0;
-  for (std::size_t i = 0; i < m.size(); ++i)
-    b += phyr::packed_format::plan_entry(m[i].addr().value(), m[i].len(),
-                                  static_cast<std::uint8_t>(m[i].flags()), i == 0,
-                                  i + 1 == m.size())
-             .bytes();
-  return b;
 }
 
 // Random ranges that hit every mode: aligned blocks of every order, order-aligned runs (up to
