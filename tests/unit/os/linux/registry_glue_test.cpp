@@ -3,12 +3,11 @@
 
 #include <catch2/catch.hpp>
 #include <cstdint>
-#include <optional>
 #include <phyr/os/linux/registry_glue.hpp>
 #include <phyr/os/linux/vfio.hpp>
 #include <utility>
 
-#include "vfio_fake.hpp"
+#include "vfio_rig.hpp"
 
 using namespace phyr;
 using u64 = std::uint64_t;
@@ -17,20 +16,7 @@ namespace {
 struct nvme0 {};
 constexpr u64 page = 4096;
 constexpr u64 va0 = 0x7f12'3450'0000;  // synthetic: the fake kernel pins nothing
-
-struct rig {
-  vfio_fake::kernel k;
-  std::optional<vfio::container> c;
-  std::optional<vfio::group> g;
-  void open() {
-    auto cr = vfio::container::try_open(k.ops());
-    REQUIRE(cr);
-    c.emplace(std::move(*cr));
-    auto gr = c->try_attach_group(12);
-    REQUIRE(gr);
-    g.emplace(std::move(*gr));
-  }
-};
+using vfio_fake::rig;
 }  // namespace
 
 TEST_CASE("map_and_register maps into the container, registers the IOVA; unregister unmaps",

@@ -11,13 +11,13 @@
 #include <phyr/core/allocator.hpp>
 #include <phyr/map/iommu/iova_reservation.hpp>
 #include <phyr/os/linux/vfio.hpp>
-#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
 #include <vector>
 
 #include "vfio_fake.hpp"
+#include "vfio_rig.hpp"
 
 using namespace phyr;
 using vfio_fake::kernel;
@@ -47,19 +47,7 @@ std::vector<dma_range<nvme0>> dma_of(const vfio_mapping<nvme0>& m) {
 }
 
 // The usual bring-up, REQUIRE'd step by step.
-struct rig {
-  kernel k;
-  std::optional<vfio::container> c;
-  std::optional<vfio::group> g;
-  void open() {
-    auto cr = vfio::container::try_open(k.ops());
-    REQUIRE(cr);
-    c.emplace(std::move(*cr));
-    auto gr = c->try_attach_group(12);
-    REQUIRE(gr);
-    g.emplace(std::move(*gr));
-  }
-};
+using vfio_fake::rig;
 
 bool in_msi_window(u64 first, u64 last) {
   return first <= vfio_fake::msi_last && vfio_fake::msi_first <= last;
