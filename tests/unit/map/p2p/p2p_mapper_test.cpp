@@ -179,6 +179,41 @@ dma bus(std::uint64_t phys, std::uint64_t len, range_flags f = range_flags::none
 }
 
 using fake_p2p = phyr::p2p_mapper<nvme_bus, fake_iommu>;
+// Over the identity mapper: RAM keeps its address.
+using id_p2p = phyr::p2p_mapper<nvme_bus, phyr::identity_mapper<nvme_bus>>;
+// The same allocating through fault_injecting_allocator, for the no-leak and strong-guarantee
+// cases.
+using faulty_p2p = phyr::p2p_mapper<nvme_bus, fake_iommu, phyr::p2p_registry<>,
+                                    phyr::pci_topology<>, phyr::fault_injecting_allocator>;
+faulty_p2p make_faulty_p2p(fake_iommu& inner, world& w, phyr::fault_state& fs) {
+  return phyr::must(faulty_p2p::create(inner, w.reg, w.topo, nvme, p2p_policy::mixed,
+                                       phyr::fault_injecting_allocator{&fs}));
+}
+
+// Maps `l`, failing its 1st, 2nd, ... allocation until the map succeeds (checked by `ok`, then
+// unmapped); every failure must be out_of_memory with nothing mapped and nothing allocated.
+// Returns the number of failed attempts; more than `max_attempts` is a test failure.
+template <class Check>
+std::uint64_t map_failing_each_allocation(faulty_p2p& m, const fake_iommu& inner,
+                                          phyr::fault_state& fs,
+                                          const phyr::range_list<phys_range>& l,
+                                          std::uint64_t max_attempts, Check ok) {
+  std::uint64_t failures = 0;
+  for (std::uint64_t k = 1;; ++k) {
+    fs.fail_at = fs.calls + k;
+    auto mp = m.try_map(l, dma_direction::to_device);
+    if (mp) {
+      ok(*mp);
+      REQUIRE(m.try_unmap(std::move(*mp)));
+      return failures;
+    }
+    ++failures;
+    CHECK(mp.error() == errc::out_of_memory);
+    CHECK(inner.live == 0);
+    CHECK(fs.live == 0);
+    REQUIRE(k < max_attempts);
+  }
+}
 
 template <class M>
 concept maps_a_temporary = requires(M& m) {
@@ -281,12 +316,7 @@ TEST_CASE(
   world w;
   fake_iommu inner;
   phyr::fault_state fs;
-  auto m = phyr::must(
-      phyr::p2p_mapper<nvme_bus, fake_iommu, phyr::p2p_registry<>, phyr::pci_topology<>,
-                       phyr::fault_injecting_allocator>::create(inner, w.reg, w.topo, nvme,
-                                                                p2p_policy::mixed,
-                                                                phyr::fault_injecting_allocator{
-                                                                    &fs}));
+  auto m = make_faulty_p2p(inner, w, fs);
   struct bad {
     phys_range r;
     errc e;
@@ -365,12 +395,7 @@ TEST_CASE("p2p_mapper passes Inner's failure on and leaves nothing behind", "[p2
   world w;
   fake_iommu inner;
   phyr::fault_state fs;
-  auto m = phyr::must(
-      phyr::p2p_mapper<nvme_bus, fake_iommu, phyr::p2p_registry<>, phyr::pci_topology<>,
-                       phyr::fault_injecting_allocator>::create(inner, w.reg, w.topo, nvme,
-                                                                p2p_policy::mixed,
-                                                                phyr::fault_injecting_allocator{
-                                                                    &fs}));
+  auto m = make_faulty_p2p(inner, w, fs);
   const auto mixed = list_of({pr(0x10'0000, 4 * KiB), pr(gpu_base, 4 * KiB)});
   const auto ram = list_of({pr(0x10'0000, 4 * KiB)});
   for (const auto* l : {&mixed, &ram}) {
@@ -386,31 +411,15 @@ TEST_CASE("p2p_mapper: allocation failure at any point maps nothing and leaks no
   world w;
   fake_iommu inner;
   phyr::fault_state fs;
-  using mapper = phyr::p2p_mapper<nvme_bus, fake_iommu, phyr::p2p_registry<>, phyr::pci_topology<>,
-                                  phyr::fault_injecting_allocator>;
-  auto m = phyr::must(mapper::create(inner, w.reg, w.topo, nvme, p2p_policy::mixed,
-                                     phyr::fault_injecting_allocator{&fs}));
+  auto m = make_faulty_p2p(inner, w, fs);
   // Long enough that the output and scratch lists need heap segments.
   phyr::range_list<phys_range> l;
   for (std::uint64_t i = 0; i < 600; ++i) {
     REQUIRE(l.try_append(pr(0x100'0000 + i * 8 * KiB, 4 * KiB)));
     REQUIRE(l.try_append(pr(gpu_base + i * 8 * KiB, 4 * KiB)));
   }
-  std::uint64_t failures = 0;
-  for (std::uint64_t k = 1;; ++k) {
-    fs.fail_at = fs.calls + k;
-    auto mp = m.try_map(l, dma_direction::to_device);
-    if (mp) {
-      CHECK(mp->size() == 1200);
-      REQUIRE(m.try_unmap(std::move(*mp)));
-      break;
-    }
-    ++failures;
-    CHECK(mp.error() == errc::out_of_memory);
-    CHECK(inner.live == 0);
-    CHECK(fs.live == 0);
-    REQUIRE(k < 100);
-  }
+  const std::uint64_t failures = map_failing_each_allocation(
+      m, inner, fs, l, 100, [](const faulty_p2p::mapping& mp) { CHECK(mp.size() == 1200); });
   CHECK(failures >= 4);  // scratch block, scratch segments, output segments
   CHECK(fs.live == 0);
   CHECK(inner.live == 0);
@@ -432,31 +441,17 @@ TEST_CASE("p2p_mapper: a list touching more providers than the inline memo holds
   }
   fake_iommu inner;
   phyr::fault_state fs;
-  using mapper = phyr::p2p_mapper<nvme_bus, fake_iommu, phyr::p2p_registry<>, phyr::pci_topology<>,
-                                  phyr::fault_injecting_allocator>;
-  auto m = phyr::must(mapper::create(inner, w.reg, w.topo, nvme, p2p_policy::mixed,
-                                     phyr::fault_injecting_allocator{&fs}));
-  std::uint64_t failures = 0;
-  for (std::uint64_t k = 1;; ++k) {
-    fs.fail_at = fs.calls + k;
-    auto mp = m.try_map(l, dma_direction::to_device);
-    if (mp) {
-      const auto e = entries(*mp);
-      REQUIRE(e.size() == 80);
-      for (std::size_t i = 0; i < 40; ++i) {
-        CHECK(e[2 * i] == dma{daddr{base + i * MiB + 0x1000}, 4 * KiB, range_flags::bus_addr});
-        // RAM: consecutive bytes of the one IOVA block (failed attempts used earlier blocks).
-        CHECK(e[2 * i + 1] == dma{e[1].addr() + i * 4 * KiB, 4 * KiB});
-      }
-      REQUIRE(m.try_unmap(std::move(*mp)));
-      break;
-    }
-    ++failures;
-    CHECK(mp.error() == errc::out_of_memory);
-    CHECK(inner.live == 0);
-    CHECK(fs.live == 0);
-    REQUIRE(k < 50);
-  }
+  auto m = make_faulty_p2p(inner, w, fs);
+  const std::uint64_t failures =
+      map_failing_each_allocation(m, inner, fs, l, 50, [&](const faulty_p2p::mapping& mp) {
+        const auto e = entries(mp);
+        REQUIRE(e.size() == 80);
+        for (std::size_t i = 0; i < 40; ++i) {
+          CHECK(e[2 * i] == dma{daddr{base + i * MiB + 0x1000}, 4 * KiB, range_flags::bus_addr});
+          // RAM: consecutive bytes of the one IOVA block (failed attempts used earlier blocks).
+          CHECK(e[2 * i + 1] == dma{e[1].addr() + i * 4 * KiB, 4 * KiB});
+        }
+      });
   CHECK(failures >= 2);  // at least the memo's spill block and the output list
   CHECK(fs.live == 0);
 }
@@ -501,8 +496,7 @@ TEST_CASE("p2p_mapper over identity_mapper: RAM keeps its address, peers get bus
           "[p2p_mapper]") {
   world w;
   phyr::identity_mapper<nvme_bus> id;
-  using mapper = phyr::p2p_mapper<nvme_bus, phyr::identity_mapper<nvme_bus>>;
-  auto m = phyr::must(mapper::create(id, w.reg, w.topo, nvme));
+  auto m = phyr::must(id_p2p::create(id, w.reg, w.topo, nvme));
   const auto l = list_of({pr(0x10'0000, 8 * KiB), pr(gpu_base + 0x2000, 4 * KiB),
                           pr(0x20'0000, 4 * KiB), pr(0x20'1000, 4 * KiB, range_flags::pinned)});
   {
@@ -565,8 +559,7 @@ TEST_CASE("p2p_mapper on the sysfs workstation fixture", "[p2p_mapper][pci_sysfs
   phyr::pci_sysfs_error err;
   REQUIRE(phyr::load_pci_sysfs(root.c_str(), topo, reg, {}, &err));
   phyr::identity_mapper<nvme_bus> id;
-  using mapper = phyr::p2p_mapper<nvme_bus, phyr::identity_mapper<nvme_bus>>;
-  auto m = phyr::must(mapper::create(id, reg, topo, pci_bdf{0, 4, 0, 0}));
+  auto m = phyr::must(id_p2p::create(id, reg, topo, pci_bdf{0, 4, 0, 0}));
   // GPU VRAM (same switch) + RAM: bus address (offset 0 on x86) and identity.
   const auto ok = list_of({pr(0x38'0000'0000, 2 * MiB), pr(0x10'0000, 4 * KiB)});
   auto mp = phyr::must(m.try_map(ok, dma_direction::from_device));
@@ -586,8 +579,7 @@ TEST_CASE("p2p_mapper: concurrent maps while a provider window comes and goes",
           "[p2p_mapper][concurrent]") {
   world w;
   phyr::identity_mapper<nvme_bus> id;
-  using mapper = phyr::p2p_mapper<nvme_bus, phyr::identity_mapper<nvme_bus>>;
-  auto m = phyr::must(mapper::create(id, w.reg, w.topo, nvme));
+  auto m = phyr::must(id_p2p::create(id, w.reg, w.topo, nvme));
   const auto nic_win =
       phyr::must(phyr::p2p_window::create(phys_addr{nic_base}, MiB, nic.provider_id(), bus_off));
   std::atomic<bool> stop{false};
