@@ -17,6 +17,17 @@
 
 namespace nvme_vfio {
 
+// Polling timeouts: the monotonic clock, and milliseconds since a reading of it.
+inline timespec now() {
+  timespec t{};
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t;
+}
+inline long elapsed_ms(const timespec& s) {
+  const timespec t = now();
+  return (t.tv_sec - s.tv_sec) * 1000 + (t.tv_nsec - s.tv_nsec) / 1000000;
+}
+
 /// One page of memory both the CPU and the controller reach: queue rings, Identify data,
 /// descriptor lists.
 struct dma_page {
@@ -104,16 +115,6 @@ class queue {
   }
 
  private:
-  static timespec now() {
-    timespec t{};
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t;
-  }
-  static long elapsed_ms(const timespec& s) {
-    const timespec t = now();
-    return (t.tv_sec - s.tv_sec) * 1000 + (t.tv_nsec - s.tv_nsec) / 1000000;
-  }
-
   std::uint16_t id_ = 0, depth_ = 0;
   dma_page sq_, cq_;
   volatile std::uint32_t* sq_db_ = nullptr;
@@ -244,7 +245,7 @@ class controller {
     set32(0x14, (reg32(0x14) & ~(3u << 14)) | (1u << 14));
     const timespec start = now();
     while (((reg32(0x1c) >> 2) & 3) != 2) {
-      if (elapsed(start) > timeout_ms_) return -ETIMEDOUT;
+      if (elapsed_ms(start) > timeout_ms_) return -ETIMEDOUT;
     }
     return 0;
   }
@@ -268,20 +269,11 @@ class controller {
     const unsigned off = 0x1000 + (2 * qid + (cq ? 1 : 0)) * (4u << dstrd_);
     return reinterpret_cast<volatile std::uint32_t*>(bar_ + off);
   }
-  static timespec now() {
-    timespec t{};
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t;
-  }
-  static long elapsed(const timespec& s) {
-    const timespec t = now();
-    return (t.tv_sec - s.tv_sec) * 1000 + (t.tv_nsec - s.tv_nsec) / 1000000;
-  }
   bool wait_ready(bool ready) {
     const timespec start = now();
     while (((reg32(0x1c) & 1) != 0) != ready) {
       if (reg32(0x1c) & 2) return false;  // CSTS.CFS
-      if (elapsed(start) > timeout_ms_) return false;
+      if (elapsed_ms(start) > timeout_ms_) return false;
     }
     return true;
   }
