@@ -53,6 +53,10 @@
 /// which is freed by the first writer (or `try_reclaim`) that sees no reader in flight. Readers
 /// never wait and see the old or the new snapshot, never a mix. A `reader()` guard costs two
 /// atomic read-modify-writes; a translation under it is one binary search (O(log n)).
+/// The snapshots' allocation, publication and retired list are p2p_registry's too
+/// (core/detail/snapshot_store.hpp); what differs is when a retired one is freed: p2p_registry
+/// pins each snapshot in its own count, this registry keeps one count, so with read guards that
+/// always overlap, retired snapshots pile up until the readers pause.
 /// Caveat: a reader that loaded the old snapshot may still hand out a translation of a buffer
 /// being unregistered; the caller must not unregister a buffer with I/O in flight (as SPDK).
 ///
