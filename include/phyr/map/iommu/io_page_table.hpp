@@ -341,7 +341,7 @@ class io_page_table {
     table* r = root_.load(std::memory_order_acquire);
     if (r == nullptr || len == 0 || iova >= iova_limit) return 0;
     const std::uint64_t hi = len > iova_limit - iova ? iova_limit : iova + len;
-    std::int64_t cleared[3] = {};
+    std::int64_t cleared[levels] = {};  // by level; the root (level 3) holds no leaves
     const std::uint64_t bytes = unmap_in<Owned>(r, levels - 1, 0, iova, hi, cleared);
     for (unsigned l = 0; l < 3; ++l)
       if (cleared[l] != 0) count_leaves(l, -cleared[l]);
@@ -582,7 +582,7 @@ class io_page_table {
   /// cleared[l]: leaves of level l this call cleared.
   template <bool Owned>
   std::uint64_t unmap_in(table* t, unsigned lvl, std::uint64_t base, std::uint64_t lo,
-                         std::uint64_t hi, std::int64_t (&cleared)[3]) noexcept {
+                         std::uint64_t hi, std::int64_t (&cleared)[levels]) noexcept {
     const std::uint64_t size = entry_size(lvl);
     std::uint64_t bytes = 0;
     const std::uint64_t i0 = (lo - base) >> shift_of(lvl);
@@ -620,7 +620,7 @@ class io_page_table {
         if ((e & pte_present) == 0 || (e & pte_leaf) != 0) continue;  // someone else's now
       }
       bytes += unmap_in<Owned>(as_table(e), lvl - 1, eb, lo > eb ? lo : eb,
-                        hi - eb < size ? hi : eb + size, cleared);
+                               hi - eb < size ? hi : eb + size, cleared);
     }
     return bytes;
   }

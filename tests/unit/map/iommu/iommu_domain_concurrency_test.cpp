@@ -68,7 +68,12 @@ TEST_CASE(
     };
     ready.fetch_add(1);
     while (ready.load() < 3) std::this_thread::yield();  // start together
-    for (int round = 0; round < 600; ++round) {
+    // The rounds asked for, then more until a collision was seen (threads of a loaded machine
+    // may not overlap at first), within a deadline.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    for (int round = 0;
+         round < 600 || (losses.load() == 0 && std::chrono::steady_clock::now() < deadline);
+         ++round) {
       if (mine.size() == 4 || (!mine.empty() && rng() % 3 == 0)) {
         drop(rng() % mine.size());
         continue;
@@ -137,11 +142,13 @@ TEST_CASE(
     std::mt19937_64 rng(500 + tid);
     ready.fetch_add(1);
     while (ready.load() < 3) std::this_thread::yield();
-    for (int round = 0; round < 20000; ++round) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    for (int round = 0;
+         round < 20000 || (losses.load() == 0 && std::chrono::steady_clock::now() < deadline);
+         ++round) {
       const std::uint64_t first = rng() % pages;
       const std::uint64_t n = first + 2 <= pages && rng() % 2 ? 2 : 1;
-      auto r = pt.try_map(base + first * k4, phys_addr{phys_of(tid, first)}, n * k4,
-                          io_perm::read);
+      auto r = pt.try_map(base + first * k4, phys_addr{phys_of(tid, first)}, n * k4, io_perm::read);
       if (!r) {
         if (r.error() != errc::overlaps) ++bad;
         ++losses;
@@ -175,8 +182,8 @@ TEST_CASE(
   for (int round = 0; round < 40; ++round) {
     // Two threads map disjoint pages under tables neither has yet (a new 1 GiB slot each
     // round): both race to publish the same PDPT/PD/PT entries; the losers free theirs.
-    const std::uint64_t iova = (std::uint64_t{1} << 32) + static_cast<std::uint64_t>(round) *
-                                                               (std::uint64_t{1} << 30);
+    const std::uint64_t iova =
+        (std::uint64_t{1} << 32) + static_cast<std::uint64_t>(round) * (std::uint64_t{1} << 30);
     std::atomic<int> bad{0};
     std::thread a([&] {
       if (!pt.try_map(iova, phys_addr{0x1000'0000}, 8 * k4, io_perm::read)) ++bad;
