@@ -9,6 +9,9 @@
 ///   fmt::print("{}\n", packed);    // packed_list<phys>{...}
 ///   fmt::print("{}\n", dir);       // to_device
 ///   fmt::print("{}\n", r.error()); // out_of_memory
+///   fmt::print("{}\n", limits);    // dma_constraints{max_segment 0x10000, boundary 0xffffffff, ...}
+///   fmt::print("{}\n", *plan);     // split_plan{3 entries, 5 segments, 0x5000 bytes}
+///   fmt::print("{}\n", *resv);     // iova_reservation<dma<nvme0>>{[0xfef00000, +0x100000), 2 pages linked}
 ///
 /// Specs are not accepted (an empty `{}` only): the output is for logs and test failures,
 /// and one fixed shape keeps it greppable. A DMA address or range names its bus: the tag's
@@ -34,6 +37,9 @@
 #include <phyr/core/address.hpp>
 #include <phyr/core/error.hpp>
 #include <phyr/core/range.hpp>
+#include <phyr/device/constraints.hpp>
+#include <phyr/device/split.hpp>
+#include <phyr/map/iommu/iova_reservation.hpp>
 #include <phyr/map/mapper.hpp>
 #include <phyr/packed/packed_list.hpp>
 
@@ -241,3 +247,72 @@ struct fmt::formatter<M> : phyr::detail::no_spec_formatter {
     return phyr::detail::format_list(ctx.out(), "mapping", m);
   }
 };
+
+/// Device limits: every field, with "none" for the ones at their no-limit value, so a log
+/// line shows exactly what a device asked for.
+template <>
+struct fmt::formatter<phyr::dma_constraints> : phyr::detail::no_spec_formatter {
+  template <class FormatContext>
+  auto format(const phyr::dma_constraints& c, FormatContext& ctx) const -> decltype(ctx.out()) {
+    constexpr std::uint64_t none = ~std::uint64_t{0};
+    auto field = [](auto out, const char* name, std::uint64_t v, std::uint64_t unlimited) {
+      return v == unlimited ? fmt::format_to(out, "{} none", name)
+                            : fmt::format_to(out, "{} {:#x}", name, v);
+    };
+    auto out = fmt::format_to(ctx.out(), "dma_constraints{{");
+    out = field(out, "max_segment", c.max_segment_size, none);
+    out = field(fmt::format_to(out, ", "), "boundary", c.segment_boundary_mask, none);
+    out = fmt::format_to(out, ", alignment {:#x}", c.alignment);
+    out = field(fmt::format_to(out, ", "), "virt_boundary", c.virt_boundary_mask, 0);
+    out = field(fmt::format_to(out, ", "), "dma_mask", c.dma_mask, none);
+    out = field(fmt::format_to(out, ", "), "max_segments", c.max_segments, none);
+    out = field(fmt::format_to(out, ", "), "max_total", c.max_total_bytes, none);
+    out = fmt::format_to(out, ", transfer_unit {:#x}", c.min_transfer_unit);
+    if (!c.excluded.empty()) {
+      out = fmt::format_to(out, ", excluded");
+      for (const phyr::address_window& w : c.excluded)
+        out = fmt::format_to(out, " [{:#x}, +{:#x})", w.addr, w.len);
+    }
+    return fmt::format_to(out, "}}");
+  }
+};
+
+template <>
+struct fmt::formatter<phyr::checked_constraints> : fmt::formatter<phyr::dma_constraints> {
+  template <class FormatContext>
+  auto format(const phyr::checked_constraints& c, FormatContext& ctx) const
+      -> decltype(ctx.out()) {
+    return fmt::formatter<phyr::dma_constraints>::format(c.get(), ctx);
+  }
+};
+
+/// What try_plan_split found; the gap part only when there are gaps.
+template <>
+struct fmt::formatter<phyr::split_plan> : phyr::detail::no_spec_formatter {
+  template <class FormatContext>
+  auto format(const phyr::split_plan& p, FormatContext& ctx) const -> decltype(ctx.out()) {
+    auto out = fmt::format_to(ctx.out(), "split_plan{{{} entries, {} segments, {:#x} bytes",
+                              p.entries, p.segments, p.bytes);
+    if (p.gaps != 0)
+      out = fmt::format_to(out, ", {} gaps from entry {} (bounce needed)", p.gaps, p.first_gap);
+    return fmt::format_to(out, "}}");
+  }
+};
+
+/// A reservation: its DMA range (the bus is named) and how much is linked; an empty one
+/// (default-built, moved from or reset) says so.
+template <class Bus, class Backend, class Alloc>
+struct fmt::formatter<phyr::iova_reservation<Bus, Backend, Alloc>>
+    : phyr::detail::no_spec_formatter {
+  template <class FormatContext>
+  auto format(const phyr::iova_reservation<Bus, Backend, Alloc>& r, FormatContext& ctx) const
+      -> decltype(ctx.out()) {
+    auto out = fmt::format_to(ctx.out(), "iova_reservation<");
+    out = phyr::detail::format_space<phyr::dma_space<Bus>>(out);
+    if (!r.reserved()) return fmt::format_to(out, ">{{released}}");
+    out = fmt::format_to(out, ">{{[{:#x}, +{:#x}), {} pages linked{}}}", r.addr().value(),
+                         r.len(), r.linked_pages(), r.needs_sync() ? ", sync pending" : "");
+    return out;
+  }
+};
+

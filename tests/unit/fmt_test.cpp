@@ -2,7 +2,7 @@
 #include <catch2/catch.hpp>
 
 #include <phyr/fmt.hpp>
-#include <phyr/map/identity_mapper.hpp>
+#include <phyr/map.hpp>
 #include <string>
 
 namespace {
@@ -79,4 +79,52 @@ TEST_CASE("fmt: mappings name their bus and say when they are unmapped", "[fmt]"
                                   "dma<nvme0>[0x1000, +0x3000)}");
   decltype(m)::mapping empty;
   CHECK(fmt::format("{}", empty) == "mapping<dma<nvme0>>{unmapped}");
+}
+
+TEST_CASE("fmt: device limits print every field, 'none' where there is no limit", "[fmt]") {
+  CHECK(fmt::format("{}", phyr::dma_constraints{}) ==
+        "dma_constraints{max_segment 0x10000, boundary 0xffffffff, alignment 0x1, "
+        "virt_boundary none, dma_mask none, max_segments none, max_total none, "
+        "transfer_unit 0x1}");
+  const phyr::dma_constraints c{.max_segment_size = 0x1000,
+                                .dma_mask = 0xffffffff,
+                                .max_segments = 2,
+                                .excluded = {{0xfee00000, 0x100000}}};
+  auto ok = phyr::checked_constraints::create(c);
+  REQUIRE(ok);
+  CHECK(fmt::format("{}", *ok) ==
+        "dma_constraints{max_segment 0x1000, boundary 0xffffffff, alignment 0x1, "
+        "virt_boundary none, dma_mask 0xffffffff, max_segments 0x2, max_total none, "
+        "transfer_unit 0x1, excluded [0xfee00000, +0x100000)}");
+}
+
+TEST_CASE("fmt: a split plan prints its counts, and its gaps when there are any", "[fmt]") {
+  phyr::split_plan p{.entries = 3, .segments = 5, .bytes = 0x5000};
+  CHECK(fmt::format("{}", p) == "split_plan{3 entries, 5 segments, 0x5000 bytes}");
+  p.gaps = 1;
+  p.first_gap = 2;
+  CHECK(fmt::format("{}", p) ==
+        "split_plan{3 entries, 5 segments, 0x5000 bytes, 1 gaps from entry 2 (bounce needed)}");
+}
+
+TEST_CASE("fmt: an IOVA reservation names its bus, its range and what is linked", "[fmt]") {
+  phyr::iommu_domain dom;
+  using resv = phyr::iova_reservation<named_bus, phyr::iommu_domain>;
+  auto q = resv::try_create(dom, 0x4000);
+  REQUIRE(q);
+  const std::string base = fmt::format("{:#x}", q->addr().value());
+  CHECK(fmt::format("{}", *q) == "iova_reservation<dma<nvme0>>{[" + base + ", +0x4000), 0 pages linked}");
+  REQUIRE(q->try_link(0, phys_range{phys_addr{0x10000}, 0x2000}, phyr::dma_direction::to_device));
+  CHECK(fmt::format("{}", *q) ==
+        "iova_reservation<dma<nvme0>>{[" + base + ", +0x4000), 2 pages linked, sync pending}");
+  q->reset();
+  CHECK(fmt::format("{}", *q) == "iova_reservation<dma<nvme0>>{released}");
+}
+
+TEST_CASE("fmt: every mapper's mapping type is formatted as a mapping", "[fmt]") {
+  using inner = phyr::identity_mapper<named_bus>;
+  STATIC_REQUIRE(phyr::detail::formattable_mapping<inner::mapping>);
+  STATIC_REQUIRE(phyr::detail::formattable_mapping<phyr::offset_mapper<named_bus>::mapping>);
+  STATIC_REQUIRE(phyr::detail::formattable_mapping<phyr::iommu_mapper<named_bus>::mapping>);
+  STATIC_REQUIRE(phyr::detail::formattable_mapping<phyr::bounce_mapper<inner>::mapping>);
 }
