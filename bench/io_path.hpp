@@ -94,24 +94,34 @@ struct prp_page {
 }
 
 /// The phyr side. `Verify`: also sum the PRP entries written (a check, not part of an I/O).
-template <bool Verify>
+/// `Upto` < 4 stops after that many steps (1: build, 2: map and unmap, 3: split and read the
+/// segments, 4: PRPs), for the per-step instruction counts of ir_driver.cpp; such a partial
+/// I/O reports only whether its steps succeeded (`ok`).
+template <bool Verify, int Upto = 4>
 [[nodiscard]] io_tally phyr_io(const input& in, const phyr::identity_mapper<bench_bus>& m,
                                prp_page& page) noexcept {
   io_tally t;
   cpu_list l;
-  if (!l.try_append_pages(in.pfns, 0, in.bytes)) return t;
-  auto mp = m.try_map(l, phyr::dma_direction::to_device);
-  if (!mp) return t;
-  if (auto segs = phyr::try_split(*mp, device_limits)) {
-    for (const phyr::dma_range<bench_bus> s : *segs) {
-      ++t.segments;
-      t.bytes += s.len();
-      t.addr_sum += s.addr().value();
+  if constexpr (Upto >= 1) {
+    if (!l.try_append_pages(in.pfns, 0, in.bytes)) return t;
+  }
+  if constexpr (Upto >= 2) {
+    auto mp = m.try_map(l, phyr::dma_direction::to_device);
+    if (!mp) return t;
+    if constexpr (Upto >= 3) {
+      auto segs = phyr::try_split(*mp, device_limits);
+      if (!segs) return t;
+      for (const phyr::dma_range<bench_bus> s : *segs) {
+        ++t.segments;
+        t.bytes += s.len();
+        t.addr_sum += s.addr().value();
+      }
     }
-    const auto prp = phyr::nvme::try_build_prp<bench_bus>(
-        *mp, phyr::nvme::prp_config{}, std::span<std::uint64_t>(page.words),
-        phyr::dma_addr<bench_bus>{prp_page::dma});
-    if (prp) {
+    if constexpr (Upto >= 4) {
+      const auto prp = phyr::nvme::try_build_prp<bench_bus>(
+          *mp, phyr::nvme::prp_config{}, std::span<std::uint64_t>(page.words),
+          phyr::dma_addr<bench_bus>{prp_page::dma});
+      if (!prp) return t;
       t.prp1 = prp->prp1.value();
       t.prp_entries = prp->entries;
       if constexpr (Verify) {
@@ -121,65 +131,77 @@ template <bool Verify>
           for (std::uint64_t i = 0; i < prp->words_used; ++i) t.prp_sum += page.words[i];
         }
       }
-      t.ok = true;
     }
+    if (!m.try_unmap(std::move(*mp))) return t;
   }
-  (void)m.try_unmap(std::move(*mp));
+  t.ok = true;
   return t;
 }
 
 /// A 64 MiB bounce pool below 4 GiB, where x86-64 puts the default swiotlb; no input is there.
 inline constexpr baseline::swiotlb_pool bounce_pool{0x8000000, 0xc000000};
 
-/// The scatterlist side; `Verify` as for phyr_io.
-template <bool Verify>
+/// The scatterlist side; `Verify` as for phyr_io. `Upto` < 4 stops after that many steps (0:
+/// table allocated and freed, 1: map, 2: read the segments, 3: PRPs), the unmap walk being the
+/// fourth.
+template <bool Verify, int Upto = 4>
 [[nodiscard]] io_tally scatterlist_io(const input& in, bench_allocator& a) noexcept {
   io_tally t;
   sg::sg_table table;
   if (!sg::sg_alloc_table_from_pages_segment(
           table, in.pages, 0, in.bytes, static_cast<unsigned>(device_limits.max_segment_size), a))
     return t;
-  const int n = sg::dma_direct_map_sg(table.sgl, static_cast<int>(table.nents), ~std::uint64_t{0});
-  sg::for_each_sg(table.sgl, static_cast<unsigned>(n), [&](sg::scatterlist& s, unsigned) {
-    ++t.segments;
-    t.bytes += sg::sg_dma_len(&s);
-    t.addr_sum += sg::sg_dma_address(&s);
-  });
-  // nvme_pci_setup_prps; list pages from the dma_pool model, their pointers kept as the
-  // driver keeps them in the iod (a 1 MiB I/O needs one list page, a 2 MiB one two).
-  constexpr std::size_t max_list_pages = 8;
-  std::uint64_t* pages[max_list_pages];
-  std::size_t list_bytes = 0;
-  const baseline::prp_out prp = baseline::nvme_pci_setup_prps(
-      table.sgl, in.bytes, [&](std::size_t i, std::size_t bytes) noexcept {
-        if (i >= max_list_pages) return baseline::prp_list_page{};
-        auto* p = static_cast<std::uint64_t*>(a.allocate(bytes, bytes));
-        pages[i] = p;
-        list_bytes = bytes;
-        // The DMA address of pool memory: its own address in this model (identity-mapped).
-        return baseline::prp_list_page{p, reinterpret_cast<std::uintptr_t>(p)};
-      });
-  t.prp1 = prp.prp1;
-  t.prp_entries = prp.prp1 == 0 ? 0 : phyr::nvme::prp_entry_count(prp.prp1, in.bytes, 4096);
-  if constexpr (Verify) {
-    t.prp_sum = prp.prp1;
-    if (prp.list_pages == 0) {
-      t.prp_sum += prp.prp2;
-    } else {
-      // Data entries in order, following the chain pointer in each full page's last slot.
-      std::uint64_t left = t.prp_entries - 1;
-      for (std::size_t pg = 0; pg < prp.list_pages && left != 0; ++pg) {
-        const std::uint64_t slots = baseline::nvme_ctrl_page / 8;
-        const std::uint64_t data = left <= slots ? left : slots - 1;
-        for (std::uint64_t i = 0; i < data; ++i) t.prp_sum += pages[pg][i];
-        left -= data;
+  int n = static_cast<int>(table.nents);
+  if constexpr (Upto >= 1) {
+    n = sg::dma_direct_map_sg(table.sgl, static_cast<int>(table.nents), ~std::uint64_t{0});
+  }
+  if constexpr (Upto >= 2) {
+    sg::for_each_sg(table.sgl, static_cast<unsigned>(n), [&](sg::scatterlist& s, unsigned) {
+      ++t.segments;
+      t.bytes += sg::sg_dma_len(&s);
+      t.addr_sum += sg::sg_dma_address(&s);
+    });
+  }
+  bool prp_ok = true;
+  if constexpr (Upto >= 3) {
+    // nvme_pci_setup_prps; list pages from the dma_pool model, their pointers kept as the
+    // driver keeps them in the iod (a 1 MiB I/O needs one list page, a 2 MiB one two).
+    constexpr std::size_t max_list_pages = 8;
+    std::uint64_t* pages[max_list_pages];
+    std::size_t list_bytes = 0;
+    const baseline::prp_out prp = baseline::nvme_pci_setup_prps(
+        table.sgl, in.bytes, [&](std::size_t i, std::size_t bytes) noexcept {
+          if (i >= max_list_pages) return baseline::prp_list_page{};
+          auto* p = static_cast<std::uint64_t*>(a.allocate(bytes, bytes));
+          pages[i] = p;
+          list_bytes = bytes;
+          // The DMA address of pool memory: its own address in this model (identity-mapped).
+          return baseline::prp_list_page{p, reinterpret_cast<std::uintptr_t>(p)};
+        });
+    t.prp1 = prp.prp1;
+    t.prp_entries = prp.prp1 == 0 ? 0 : phyr::nvme::prp_entry_count(prp.prp1, in.bytes, 4096);
+    if constexpr (Verify) {
+      t.prp_sum = prp.prp1;
+      if (prp.list_pages == 0) {
+        t.prp_sum += prp.prp2;
+      } else {
+        // Data entries in order, following the chain pointer in each full page's last slot.
+        std::uint64_t left = t.prp_entries - 1;
+        for (std::size_t pg = 0; pg < prp.list_pages && left != 0; ++pg) {
+          const std::uint64_t slots = baseline::nvme_ctrl_page / 8;
+          const std::uint64_t data = left <= slots ? left : slots - 1;
+          for (std::uint64_t i = 0; i < data; ++i) t.prp_sum += pages[pg][i];
+          left -= data;
+        }
       }
     }
+    // nvme_free_prps: every list page back to its pool.
+    for (unsigned i = 0; i < prp.list_pages; ++i) a.deallocate(pages[i], list_bytes, list_bytes);
+    prp_ok = prp.prp1 != 0;
   }
-  // nvme_free_prps: every list page back to its pool.
-  for (unsigned i = 0; i < prp.list_pages; ++i) a.deallocate(pages[i], list_bytes, list_bytes);
-  t.ok = n > 0 && prp.prp1 != 0 &&
-         baseline::dma_direct_unmap_sg_walk(table.sgl, n, bounce_pool) == 0;
+  bool unmapped = true;
+  if constexpr (Upto >= 4) unmapped = baseline::dma_direct_unmap_sg_walk(table.sgl, n, bounce_pool) == 0;
+  t.ok = n > 0 && prp_ok && unmapped;
   sg::sg_free_table(table, a);
   return t;
 }

@@ -25,7 +25,7 @@ import tempfile
 
 # Repetitions per case: enough that a run costs millions of instructions, so the driver's few
 # instructions per repetition vanish.
-REPS = {"build": 4, "build_limited": 4, "io": 20000, "noop": 20000}
+REPS = {"build": 4, "build_limited": 4, "io": 20000, "io_steps": 20000, "noop": 20000}
 
 
 def run_case(binary, case, annotate):

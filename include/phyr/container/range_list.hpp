@@ -17,6 +17,9 @@
 ///   its 32 bytes per entry), and a long one is almost all full 4 KiB segments. On a
 ///   `pool_allocator` every segment is one pool block (up to a page), since a pool hands out
 ///   whole blocks anyway.
+/// - Page arrays that are one physical run, or no more pages than inline entries, go straight
+///   into the inline entries of an empty list (no checkpoint, no general scan): the per-I/O
+///   case of building, mapping and dropping one list per I/O.
 /// - Appending coalesces with the tail: adjacent, same flags, merged length within
 ///   `max_segment()`, and not crossing a multiple of `segment_boundary()`. Ranges longer than
 ///   the limits are split greedily (fill the tail, then full-size pieces), which never gives
@@ -309,7 +312,8 @@ class range_list {
   }
   ~range_list() {
     PHYR_ASSERT(!borrows_.borrowed(), "range_list destroyed while a mapping borrows it");
-    release_all();
+    // A list that never left its inline entries (a short I/O) owns nothing to give back.
+    if (head_.h.next != nullptr || spare_ != nullptr) release_all();
   }
 
   /// A deep copy with the same allocator and limits; out_of_memory leaves nothing behind.
@@ -377,6 +381,16 @@ class range_list {
         total_len + first_offset <= span_bytes - page_size)
       return errc::invalid_argument;
     if (total_len > ~n_.total) return errc::overflow;
+    // Into an empty list, pages that are physically one run, or no more pages than inline
+    // entries (the per-I/O cases), go straight into the inline entries with no checkpoint.
+    // Anything else (more runs than fit, a run past the limits) falls through to the general
+    // path with nothing changed; the first test keeps fragmented input from being scanned twice.
+    if (n_.size == 0 && (n <= inline_capacity || pfns[n - 1] - pfns[0] == n - 1) &&
+        append_pages_inline(pfns.data(), n, first_offset, span_bytes - first_offset - total_len,
+                            flags)) {
+      n_.total = total_len;
+      return {};
+    }
 
     const checkpoint cp = save();
     const std::uint64_t* p = pfns.data();
@@ -822,6 +836,39 @@ class range_list {
     const checkpoint cp = save();
     if (!append_split(r.addr().value(), r.len(), r.flags())) return fail(cp, errc::out_of_memory);
     return {};
+  }
+
+  // try_append_pages into an empty list when every run fits one entry within the limits and
+  // the runs fit the inline entries: writes them and the counters but the byte total (the
+  // caller's), and returns true. Otherwise returns false with the list untouched (entries
+  // written beyond the count are not part of the list), and the general path takes over, which
+  // also reports bad frames. Makes the same entries as the general path: one per run.
+  [[nodiscard]] bool append_pages_inline(const std::uint64_t* p, std::size_t n,
+                                         std::uint64_t first_offset, std::uint64_t tail_cut,
+                                         range_flags flags) noexcept {
+    const std::uint64_t bmask =
+        boundary_shift_ == 0 ? ~std::uint64_t{0} : (std::uint64_t{1} << boundary_shift_) - 1;
+    Range* e = head_.e;
+    std::uint32_t c = 0;
+    std::uint64_t lo = ~std::uint64_t{0}, hi = 0;
+    std::size_t i = 0;
+    while (i < n) {
+      if (c == inline_capacity) return false;
+      const std::size_t j = detail::pfn_run_end(p, i + 1, n);
+      if (((p[i] | p[j - 1]) >> pfn_bits) != 0) return false;
+      const std::uint64_t a = pfn_to_addr(p[i]) + (i == 0 ? first_offset : 0);
+      const std::uint64_t len = pfn_to_addr(p[j - 1]) + page_size - (j == n ? tail_cut : 0) - a;
+      if (len > max_segment_ || (a & bmask) + (len - 1) > bmask) return false;
+      e[c++] = Range::make_unchecked(a, len, flags);
+      lo = a < lo ? a : lo;
+      hi = a + (len - 1) > hi ? a + (len - 1) : hi;
+      i = j;
+    }
+    head_.h.count = c;
+    n_.size = c;
+    n_.lowest = lo;
+    n_.highest = hi;
+    return true;
   }
 
   // Runs p[i..n) of try_append_pages after the first (each starts at a discontinuity, so

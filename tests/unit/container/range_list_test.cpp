@@ -743,3 +743,114 @@ TEST_CASE("range_list: the borrow-check setting is part of the type's mangled na
   STATIC_REQUIRE(std::is_same_v<phyr::range_list_view<phys_range>,
                                 phyr::v0::PHYR_BORROW_ABI_NAMESPACE::range_list_view<phys_range>>);
 }
+
+TEST_CASE("range_list: short page arrays into an empty list match the model and allocate nothing",
+          "[range_list][property][alloc]") {
+  // The per-I/O shapes: one physically contiguous run, or no more pages than inline entries,
+  // go straight into the inline entries; every other shape (more runs, a run past the limits,
+  // the same span in another order) must give what the general path gives.
+  std::mt19937_64 rng{14};
+  for (int iter = 0; iter < 3000; ++iter) {
+    const std::size_t n = 1 + rng() % 40;
+    std::vector<std::uint64_t> pfns(n);
+    const std::uint64_t base = rng() % (1ull << 30);
+    const unsigned shape = rng() % 4;
+    for (std::size_t i = 0; i < n; ++i) {
+      switch (shape) {
+        case 0: pfns[i] = base + i; break;                                   // one run
+        case 1: pfns[i] = rng() % (1ull << 30); break;                       // scattered
+        case 2: pfns[i] = base + (i ^ 1); break;                             // same span, swapped
+        default: pfns[i] = base + i + (i >= n / 2 ? 1 + rng() % 3 : 0); break;  // two runs
+      }
+    }
+    const std::uint64_t off = rng() % 4096;
+    const std::uint64_t cut = rng() % 4096;
+    std::uint64_t total = n * 4096 - off - cut;
+    if (n == 1) total = 1 + rng() % (4096 - off);
+    phyr::fault_state fs;
+    flist l{phyr::fault_injecting_allocator{&fs}};
+    model m;
+    if (rng() % 2 == 0) {
+      m.max_seg = std::uint64_t{4096} << (rng() % 6);
+      REQUIRE(l.try_set_max_segment(m.max_seg));
+    }
+    if (rng() % 3 == 0) {
+      m.boundary = std::uint64_t{4096} << (rng() % 6);
+      REQUIRE(l.try_set_segment_boundary(m.boundary));
+    }
+    REQUIRE(l.try_append_pages(pfns, off, total, range_flags::pinned));
+    std::uint64_t left = total;
+    std::uint64_t lo = ~0ull, hi = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::uint64_t a = (pfns[i] << 12) + (i == 0 ? off : 0);
+      const std::uint64_t len = std::min<std::uint64_t>(left, 4096 - (i == 0 ? off : 0));
+      m.append(phys_range{phys_addr{a}, len, range_flags::pinned});
+      lo = std::min(lo, a);
+      hi = std::max(hi, a + len - 1);
+      left -= len;
+    }
+    REQUIRE(to_vec(l) == m.v);
+    CHECK(l.size() == m.v.size());
+    CHECK(l.total_bytes() == total);
+    CHECK(l.lowest() == phys_addr{lo});
+    CHECK(l.highest() == phys_addr{hi});
+    if (m.v.size() <= list::inline_capacity) {
+      CHECK(fs.calls == 0);
+      CHECK(l.heap_bytes() == 0);
+    }
+  }
+}
+
+TEST_CASE("range_list: a short page array that does not fit inline fails cleanly at every "
+          "allocation",
+          "[range_list][alloc]") {
+  // Same span as one run, but three runs: the inline path gives up and the general path
+  // allocates a segment; each failure leaves the empty list empty and leaks nothing.
+  const std::vector<std::uint64_t> pfns{10, 12, 11, 13};
+  for (std::uint64_t k = 1;; ++k) {
+    phyr::fault_state fs;
+    bool done = false;
+    {
+      flist l{phyr::fault_injecting_allocator{&fs}};
+      fs.fail_at = k;
+      const auto r = l.try_append_pages(pfns, 0x20, 4 * 4096 - 0x40);
+      if (r) {
+        done = true;
+        CHECK(to_vec(l) == std::vector<phys_range>{phys_range{phys_addr{0xa020}, 0xfe0},
+                                                   phys_range{phys_addr{0xc000}, 0x1000},
+                                                   phys_range{phys_addr{0xb000}, 0x1000},
+                                                   phys_range{phys_addr{0xd000}, 0xfe0}});
+      } else {
+        CHECK(r.error() == errc::out_of_memory);
+        CHECK(l.empty());
+        CHECK(l.begin() == l.end());
+        CHECK(l.total_bytes() == 0);
+        CHECK(l.heap_bytes() == 0);
+        REQUIRE(l.try_append(phys_range{phys_addr{0x1000}, 0x1000}));  // still usable
+        CHECK(to_vec(l) == std::vector<phys_range>{phys_range{phys_addr{0x1000}, 0x1000}});
+      }
+    }
+    CHECK(fs.live == 0);
+    CHECK(fs.live_bytes == 0);
+    if (done) break;
+  }
+}
+
+TEST_CASE("range_list: bad frames into an empty list are rejected unchanged, the top page is fine",
+          "[range_list]") {
+  list l;
+  const std::vector<std::uint64_t> big_one{1ull << 52};
+  CHECK(l.try_append_pages(big_one, 0, 4096).error() == errc::invalid_argument);
+  const std::vector<std::uint64_t> big_run{(1ull << 52) - 1, 1ull << 52};
+  CHECK(l.try_append_pages(big_run, 0, 2 * 4096).error() == errc::invalid_argument);
+  const std::vector<std::uint64_t> wrap{~0ull, 0};
+  CHECK(l.try_append_pages(wrap, 0, 2 * 4096).error() == errc::invalid_argument);
+  CHECK(l.empty());
+  CHECK(l.total_bytes() == 0);
+  // The last page below 2^64: its entry ends exactly at 2^64.
+  const std::vector<std::uint64_t> top{(1ull << 52) - 2, (1ull << 52) - 1};
+  REQUIRE(l.try_append_pages(top, 0x10, 2 * 4096 - 0x10));
+  CHECK(to_vec(l) == std::vector<phys_range>{phys_range{phys_addr{~0ull - 0x1fff + 0x10},
+                                                        2 * 4096 - 0x10}});
+  CHECK(l.highest() == phys_addr{~0ull});
+}
