@@ -381,11 +381,15 @@ class range_list {
         total_len + first_offset <= span_bytes - page_size)
       return errc::invalid_argument;
     if (total_len > ~n_.total) return errc::overflow;
-    // Into an empty list, pages that are physically one run, or no more pages than inline
-    // entries (the per-I/O cases), go straight into the inline entries with no checkpoint.
-    // Anything else (more runs than fit, a run past the limits) falls through to the general
-    // path with nothing changed; the first test keeps fragmented input from being scanned twice.
-    if (n_.size == 0 && (n <= inline_capacity || pfns[n - 1] - pfns[0] == n - 1) &&
+    // Into an empty list, pages that are physically one run within the limits, or no more
+    // pages than inline entries (the per-I/O cases), go straight into the inline entries with
+    // no checkpoint. Anything else falls through to the general path with nothing changed; the
+    // tests before the scan keep fragmented input, and a run the limits cut, from being
+    // scanned twice.
+    if (n_.size == 0 &&
+        (n <= inline_capacity ||
+         (pfns[n - 1] - pfns[0] == n - 1 &&
+          fits_one_entry(pfn_to_addr(pfns[0]) + first_offset, total_len))) &&
         append_pages_inline(pfns.data(), n, first_offset, span_bytes - first_offset - total_len,
                             flags)) {
       n_.total = total_len;
@@ -838,6 +842,13 @@ class range_list {
     return {};
   }
 
+  // Whether [a, a + len) may be one entry under the limits (len >= 1, no wrap past 2^64).
+  [[nodiscard]] bool fits_one_entry(std::uint64_t a, std::uint64_t len) const noexcept {
+    const std::uint64_t bmask =
+        boundary_shift_ == 0 ? ~std::uint64_t{0} : (std::uint64_t{1} << boundary_shift_) - 1;
+    return len <= max_segment_ && (a & bmask) + (len - 1) <= bmask;
+  }
+
   // try_append_pages into an empty list when every run fits one entry within the limits and
   // the runs fit the inline entries: writes them and the counters but the byte total (the
   // caller's), and returns true. Otherwise returns false with the list untouched (entries
@@ -846,8 +857,6 @@ class range_list {
   [[nodiscard]] bool append_pages_inline(const std::uint64_t* p, std::size_t n,
                                          std::uint64_t first_offset, std::uint64_t tail_cut,
                                          range_flags flags) noexcept {
-    const std::uint64_t bmask =
-        boundary_shift_ == 0 ? ~std::uint64_t{0} : (std::uint64_t{1} << boundary_shift_) - 1;
     Range* e = head_.e;
     std::uint32_t c = 0;
     std::uint64_t lo = ~std::uint64_t{0}, hi = 0;
@@ -858,7 +867,7 @@ class range_list {
       if (((p[i] | p[j - 1]) >> pfn_bits) != 0) return false;
       const std::uint64_t a = pfn_to_addr(p[i]) + (i == 0 ? first_offset : 0);
       const std::uint64_t len = pfn_to_addr(p[j - 1]) + page_size - (j == n ? tail_cut : 0) - a;
-      if (len > max_segment_ || (a & bmask) + (len - 1) > bmask) return false;
+      if (!fits_one_entry(a, len)) return false;
       e[c++] = Range::make_unchecked(a, len, flags);
       lo = a < lo ? a : lo;
       hi = a + (len - 1) > hi ? a + (len - 1) : hi;
