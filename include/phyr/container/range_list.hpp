@@ -401,8 +401,7 @@ class range_list {
     const std::uint64_t tail_cut = span_bytes - first_offset - total_len;
 
     // First run: may coalesce with the current tail, so it takes the general path.
-    std::size_t i = 1;
-    while (i < n && p[i] == p[i - 1] + 1) ++i;
+    std::size_t i = detail::pfn_run_end(p, 1, n);  // long runs eight frames per step
     // A run's pfns are consecutive, so checking its ends checks all of it (pfn < 2^52,
     // so the byte address fits 64 bits).
     if ((p[0] | p[i - 1]) >> pfn_bits) return errc::invalid_argument;
