@@ -6,11 +6,10 @@
 #include <random>
 #include <vector>
 
+#include "support/phys_ranges.hpp"
+
 namespace {
-using phyr::errc;
-using phyr::phys_addr;
-using phyr::phys_range;
-using phyr::range_flags;
+using namespace phyr_test;
 using list = phyr::range_list<phys_range>;
 using flist = phyr::range_list<phys_range, phyr::fault_injecting_allocator>;
 struct bus_a {};
@@ -21,7 +20,7 @@ concept can_append = requires(L l, R r) { l.try_append(r); };
 template <class L, class M>
 concept can_splice = requires(L l, M m) { l.try_splice_back(std::move(m)); };
 template <class R>
-concept list_of = requires { typename phyr::range_list<R>; };
+concept can_hold = requires { typename phyr::range_list<R>; };
 
 template <class L>
 std::vector<phys_range> to_vec(const L& l) {
@@ -620,8 +619,8 @@ TEST_CASE("range_list: the list type fixes the address space", "[range_list][com
   STATIC_REQUIRE(can_splice<dlist_a, dlist_a>);
   STATIC_REQUIRE_FALSE(std::is_copy_constructible_v<list>);
   STATIC_REQUIRE(std::is_nothrow_move_constructible_v<list>);
-  STATIC_REQUIRE_FALSE(list_of<int>);
-  STATIC_REQUIRE(list_of<phys_range>);
+  STATIC_REQUIRE_FALSE(can_hold<int>);
+  STATIC_REQUIRE(can_hold<phys_range>);
 }
 
 TEST_CASE("range_list: with no limits set, merging past max_len fills the tail first",

@@ -15,17 +15,12 @@
 #include <utility>
 #include <vector>
 
+#include "support/phys_ranges.hpp"
+
 namespace {
-using phyr::errc;
-using phyr::phys_addr;
-using phyr::phys_range;
-using phyr::range_flags;
+using namespace phyr_test;
 using list = phyr::range_list<phys_range>;
 struct rnic {};
-
-phys_range pr(std::uint64_t a, std::uint64_t len, range_flags f = range_flags::none) {
-  return phys_range{phys_addr{a}, len, f};
-}
 
 template <class V>
 std::vector<std::uint64_t> addrs(const V& v) {

@@ -14,11 +14,10 @@
 #include <utility>
 #include <vector>
 
+#include "support/phys_ranges.hpp"
+
 namespace {
-using phyr::errc;
-using phyr::phys_addr;
-using phyr::phys_range;
-using phyr::range_flags;
+using namespace phyr_test;
 using list = phyr::range_list<phys_range>;
 struct rnic {};
 
@@ -27,10 +26,6 @@ constexpr std::uint64_t kib64 = 1ull << 16;
 constexpr std::uint64_t mib2 = 1ull << 21;
 constexpr std::uint64_t gib1 = 1ull << 30;
 constexpr std::uint64_t nic_sizes = kib4 | kib64 | mib2 | gib1;
-
-phys_range pr(std::uint64_t a, std::uint64_t len, range_flags f = range_flags::none) {
-  return phys_range{phys_addr{a}, len, f};
-}
 
 // ---- the brute-force reference -----------------------------------------------------------------
 

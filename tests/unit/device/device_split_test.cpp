@@ -15,20 +15,15 @@
 #include <utility>
 #include <vector>
 
+#include "support/phys_ranges.hpp"
+
 namespace {
+using namespace phyr_test;
 using phyr::dma_constraints;
-using phyr::errc;
 using phyr::gap_policy;
 using phyr::merge_policy;
-using phyr::phys_addr;
-using phyr::phys_range;
-using phyr::range_flags;
 using list = phyr::range_list<phys_range>;
 struct nvme0 {};
-
-phys_range pr(std::uint64_t a, std::uint64_t len, range_flags f = range_flags::none) {
-  return phys_range{phys_addr{a}, len, f};
-}
 
 phyr::checked_constraints ok(const dma_constraints& c) {
   return phyr::must(phyr::checked_constraints::create(c));

@@ -15,14 +15,12 @@
 #include <utility>
 #include <vector>
 
-namespace {
-using phyr::dma_direction;
-using phyr::errc;
-using phyr::phys_addr;
-using phyr::phys_range;
-struct dev32 {};
+#include "support/phys_ranges.hpp"
 
-phys_range pr(std::uint64_t a, std::uint64_t len) { return phys_range{phys_addr{a}, len}; }
+namespace {
+using namespace phyr_test;
+using phyr::dma_direction;
+struct dev32 {};
 
 // Fake physical memory: windows of host bytes standing in for RAM at given physical
 // addresses. A model, not real memory: it only lets the tests see every copy byte by byte.

@@ -6,22 +6,15 @@
 #include <vector>
 
 #include "packed_model.hpp"
+#include "support/phys_ranges.hpp"
 
 namespace {
-
-using phyr::errc;
-using phyr::phys_addr;
-using phyr::phys_range;
-using phyr::range_flags;
+using namespace phyr_test;
 using list = phyr::packed_list<phyr::cpu_phys>;
 using packed_model::ranges_of;
 
 constexpr std::uint64_t page = 4096;
 constexpr std::uint64_t pg(std::uint64_t pfn) { return pfn * page; }
-
-phys_range R(std::uint64_t a, std::uint64_t len, range_flags f = range_flags::none) {
-  return phys_range{phys_addr{a}, len, f};
-}
 
 std::vector<std::uint32_t> words_of(const list& l) {
   std::vector<std::uint32_t> w(l.word_count());
@@ -58,10 +51,10 @@ TEST_CASE("packed_list: an empty list allocates nothing and decodes to nothing",
   CHECK(b->size() == 0);
   CHECK(b->begin() == b->end());
   // A one-range list still allocates nothing: the open tail lives in the object.
-  REQUIRE(l.try_append(R(pg(3), 100)));
+  REQUIRE(l.try_append(pr(pg(3), 100)));
   CHECK(l.segment_count() == 0);
   CHECK(l.bytes_used() == sizeof(list));
-  CHECK(ranges_of(l) == std::vector{R(pg(3), 100)});
+  CHECK(ranges_of(l) == std::vector{pr(pg(3), 100)});
 }
 
 TEST_CASE("packed_list: N discontiguous 4 KiB pages cost exactly 8 bytes each", "[packed_list][size]") {
@@ -76,7 +69,7 @@ TEST_CASE("packed_list: N discontiguous 4 KiB pages cost exactly 8 bytes each", 
     CHECK(l.entry_count() == n);
     CHECK(l.alignment() == (n > 1 ? page : std::uint64_t{1} << 63));  // page ends are odd pfns
     std::size_t i = 0;
-    for (phys_range r : l) CHECK(r == R(pg(pfns[i++]), page));
+    for (phys_range r : l) CHECK(r == pr(pg(pfns[i++]), page));
   }
 }
 
@@ -89,30 +82,30 @@ TEST_CASE("packed_list: a 2 MiB-aligned 2 MiB run and an aligned 1 GiB page are 
   CHECK(two.size() == 1);
   CHECK(two.entry_bytes() == 8);
   list gig;
-  REQUIRE(gig.try_append(R(std::uint64_t{3} << 30, std::uint64_t{1} << 30)));
+  REQUIRE(gig.try_append(pr(std::uint64_t{3} << 30, std::uint64_t{1} << 30)));
   CHECK(gig.entry_bytes() == 8);
   // Both still 8 bytes each when they are interior entries.
   list mid;
-  REQUIRE(mid.try_append(R(pg(1), page)));
-  REQUIRE(mid.try_append(R(std::uint64_t{3} << 30, std::uint64_t{1} << 30)));
-  REQUIRE(mid.try_append(R(std::uint64_t{7} << 21, std::uint64_t{1} << 21)));
-  REQUIRE(mid.try_append(R(pg(5), page)));
+  REQUIRE(mid.try_append(pr(pg(1), page)));
+  REQUIRE(mid.try_append(pr(std::uint64_t{3} << 30, std::uint64_t{1} << 30)));
+  REQUIRE(mid.try_append(pr(std::uint64_t{7} << 21, std::uint64_t{1} << 21)));
+  REQUIRE(mid.try_append(pr(pg(5), page)));
   CHECK(mid.entry_bytes() == 32);
 }
 
 TEST_CASE("packed_list: an interior run of 3 pages costs 12 bytes, 8 at the list's ends",
           "[packed_list][size]") {
   list l;
-  REQUIRE(l.try_append(R(pg(100), page)));
-  REQUIRE(l.try_append(R(pg(9), 3 * page)));
-  REQUIRE(l.try_append(R(pg(200), page)));
+  REQUIRE(l.try_append(pr(pg(100), page)));
+  REQUIRE(l.try_append(pr(pg(9), 3 * page)));
+  REQUIRE(l.try_append(pr(pg(200), page)));
   CHECK(l.entry_bytes() == 8 + 12 + 8);
   // Alone, the run is sliced out of a 4-page block by the header.
   list alone;
-  REQUIRE(alone.try_append(R(pg(9), 3 * page)));
+  REQUIRE(alone.try_append(pr(pg(9), 3 * page)));
   CHECK(alone.entry_bytes() == 8);
   CHECK(alone.header().first_offset == page);
-  CHECK(ranges_of(alone) == std::vector{R(pg(9), 3 * page)});
+  CHECK(ranges_of(alone) == std::vector{pr(pg(9), 3 * page)});
 }
 
 TEST_CASE("packed_list: 512-byte direct-I/O chunks cost 12 bytes each and keep 512 alignment",
@@ -120,7 +113,7 @@ TEST_CASE("packed_list: 512-byte direct-I/O chunks cost 12 bytes each and keep 5
   list l;
   std::vector<phys_range> want;
   for (std::uint64_t i = 0; i < 50; ++i) {
-    want.push_back(R(pg(10 + 3 * i) + 512 * (i % 8), 512));
+    want.push_back(pr(pg(10 + 3 * i) + 512 * (i % 8), 512));
     REQUIRE(l.try_append(want.back()));
   }
   CHECK(l.entry_bytes() == 12 * 50);
@@ -136,13 +129,13 @@ TEST_CASE("packed_list: 512-byte direct-I/O chunks cost 12 bytes each and keep 5
 
 TEST_CASE("packed_list: appends coalesce adjacent ranges with equal flags only", "[packed_list]") {
   list l;
-  REQUIRE(l.try_append(R(pg(1), page, range_flags::pinned)));
-  REQUIRE(l.try_append(R(pg(2), 2 * page, range_flags::pinned)));
-  REQUIRE(l.try_append(R(pg(4), page, range_flags::bus_addr)));
-  REQUIRE(l.try_append(R(pg(5) + 10, 10, range_flags::bus_addr)));  // not adjacent: a gap
-  CHECK(ranges_of(l) == std::vector{R(pg(1), 3 * page, range_flags::pinned),
-                                    R(pg(4), page, range_flags::bus_addr),
-                                    R(pg(5) + 10, 10, range_flags::bus_addr)});
+  REQUIRE(l.try_append(pr(pg(1), page, range_flags::pinned)));
+  REQUIRE(l.try_append(pr(pg(2), 2 * page, range_flags::pinned)));
+  REQUIRE(l.try_append(pr(pg(4), page, range_flags::bus_addr)));
+  REQUIRE(l.try_append(pr(pg(5) + 10, 10, range_flags::bus_addr)));  // not adjacent: a gap
+  CHECK(ranges_of(l) == std::vector{pr(pg(1), 3 * page, range_flags::pinned),
+                                    pr(pg(4), page, range_flags::bus_addr),
+                                    pr(pg(5) + 10, 10, range_flags::bus_addr)});
   CHECK(l.total_bytes() == 4 * page + 10);
 }
 
@@ -150,12 +143,12 @@ TEST_CASE("packed_list: merging past max_len fills the tail and starts a new ran
           "[packed_list]") {
   constexpr std::uint64_t max = phys_range::max_len;
   list l;
-  REQUIRE(l.try_append(R(0, max - 10)));
-  REQUIRE(l.try_append(R(max - 10, 100)));
-  CHECK(ranges_of(l) == std::vector{R(0, max), R(max, 90)});
+  REQUIRE(l.try_append(pr(0, max - 10)));
+  REQUIRE(l.try_append(pr(max - 10, 100)));
+  CHECK(ranges_of(l) == std::vector{pr(0, max), pr(max, 90)});
   phyr::range_list<phys_range> rl;
-  REQUIRE(rl.try_append(R(0, max - 10)));
-  REQUIRE(rl.try_append(R(max - 10, 100)));
+  REQUIRE(rl.try_append(pr(0, max - 10)));
+  REQUIRE(rl.try_append(pr(max - 10, 100)));
   CHECK(ranges_of(rl) == ranges_of(l));
   auto back = list::from_words(l.header(), words_of(l));  // adjacent, equal flags: valid here
   REQUIRE(back);
@@ -209,10 +202,10 @@ TEST_CASE("packed_list: bad input is an errc and leaves the list unchanged", "[p
   }
   // Total length past 2^64.
   list big;
-  for (int i = 0; i < 256; ++i) REQUIRE(big.try_append(R(0, phys_range::max_len)));
+  for (int i = 0; i < 256; ++i) REQUIRE(big.try_append(pr(0, phys_range::max_len)));
   const std::uint64_t left = ~big.total_bytes();
   CHECK(left == 255);
-  CHECK(big.try_append(R(0, left + 1)).error() == errc::overflow);
+  CHECK(big.try_append(pr(0, left + 1)).error() == errc::overflow);
   CHECK(big.try_append_pages(std::vector<std::uint64_t>(2000, 7), 0, 2000 * page).error() ==
         errc::overflow);
   CHECK(snap(l) == before);
@@ -223,14 +216,14 @@ TEST_CASE("packed_list: a promised alignment rejects misaligned boundaries, list
   list l;
   REQUIRE(l.try_set_min_alignment(4096));
   CHECK(l.min_alignment() == 4096);
-  REQUIRE(l.try_append(R(pg(1) + 0x80, page - 0x80)));  // the first start may be anywhere
-  REQUIRE(l.try_append(R(pg(7), 2 * page)));
+  REQUIRE(l.try_append(pr(pg(1) + 0x80, page - 0x80)));  // the first start may be anywhere
+  REQUIRE(l.try_append(pr(pg(7), 2 * page)));
   const snapshot before = snap(l);
-  CHECK(l.try_append(R(pg(20) + 512, 512)).error() == errc::misaligned);
+  CHECK(l.try_append(pr(pg(20) + 512, 512)).error() == errc::misaligned);
   CHECK(snap(l) == before);
   // The open tail may end anywhere; the boundary is checked when something follows it.
-  REQUIRE(l.try_append(R(pg(20), 512)));
-  CHECK(l.try_append(R(pg(30), page)).error() == errc::misaligned);
+  REQUIRE(l.try_append(pr(pg(20), 512)));
+  CHECK(l.try_append(pr(pg(30), page)).error() == errc::misaligned);
   // 2 MiB promise with 4 KiB-fragmented pages: rolled back after the fast path ran.
   list h;
   REQUIRE(h.try_set_min_alignment(std::uint64_t{1} << 21));
@@ -248,8 +241,8 @@ TEST_CASE("packed_list: a promised alignment rejects misaligned boundaries, list
   CHECK(h.try_set_min_alignment(3).error() == errc::invalid_argument);
   CHECK(h.try_set_min_alignment(0).error() == errc::invalid_argument);
   list g;
-  REQUIRE(g.try_append(R(pg(2), 2 * page)));  // boundaries at pfn 4 and 6
-  REQUIRE(g.try_append(R(pg(6), page)));
+  REQUIRE(g.try_append(pr(pg(2), 2 * page)));  // boundaries at pfn 4 and 6
+  REQUIRE(g.try_append(pr(pg(6), page)));
   CHECK(g.alignment() == 2 * page);
   CHECK(g.try_set_min_alignment(4 * page).error() == errc::misaligned);
   CHECK(g.try_set_min_alignment(2 * page));
@@ -259,20 +252,20 @@ TEST_CASE("packed_list: alignment() is the largest block size that fits every in
           "[packed_list][align]") {
   list l;
   CHECK(l.alignment() == std::uint64_t{1} << 63);
-  REQUIRE(l.try_append(R(pg(512) + 0x40, pg(512) - 0x40)));  // ends at 4 MiB
+  REQUIRE(l.try_append(pr(pg(512) + 0x40, pg(512) - 0x40)));  // ends at 4 MiB
   CHECK(l.alignment() == std::uint64_t{1} << 63);          // no interior boundary yet
-  REQUIRE(l.try_append(R(pg(2048), pg(512))));
+  REQUIRE(l.try_append(pr(pg(2048), pg(512))));
   CHECK(l.alignment() == std::uint64_t{1} << 22);  // 4 MiB and 8 MiB
-  REQUIRE(l.try_append(R(pg(512 * 9), pg(512))));
+  REQUIRE(l.try_append(pr(pg(512 * 9), pg(512))));
   CHECK(l.alignment() == std::uint64_t{1} << 21);
 }
 
 TEST_CASE("packed_list: blocks() yields every block address and the first block's offset",
           "[packed_list][blocks]") {
   list l;
-  REQUIRE(l.try_append(R(pg(512) + 0x1234, pg(1024) - 0x1234)));  // up to pfn 1536
-  REQUIRE(l.try_append(R(pg(4096), pg(512))));
-  REQUIRE(l.try_append(R(pg(8192), pg(100) + 7)));
+  REQUIRE(l.try_append(pr(pg(512) + 0x1234, pg(1024) - 0x1234)));  // up to pfn 1536
+  REQUIRE(l.try_append(pr(pg(4096), pg(512))));
+  REQUIRE(l.try_append(pr(pg(8192), pg(100) + 7)));
   for (std::uint64_t bs : {std::uint64_t{512}, page, 16 * page, std::uint64_t{1} << 21}) {
     auto b = l.try_blocks(bs);
     REQUIRE(b);
@@ -296,7 +289,7 @@ TEST_CASE("packed_list: blocks() yields every block address and the first block'
   CHECK(l.try_for_each_block(48, [](phys_addr) {}).error() == errc::invalid_argument);
   // A range ending at 2^64 ends the walk (counted, not compared against an end address).
   list top;
-  REQUIRE(top.try_append(R(~std::uint64_t{0} - 3 * page + 1, 3 * page)));
+  REQUIRE(top.try_append(pr(~std::uint64_t{0} - 3 * page + 1, 3 * page)));
   std::vector<std::uint64_t> tb;
   REQUIRE(top.try_for_each_block(page, [&](phys_addr a) { tb.push_back(a.value()); }));
   CHECK(tb.size() == 3);
@@ -310,10 +303,10 @@ TEST_CASE("packed_list: blocks() yields every block address and the first block'
 
 TEST_CASE("packed_list: header and words round-trip through from_words", "[packed_list][words]") {
   list l;
-  REQUIRE(l.try_append(R(pg(3) + 0x10, pg(5) - 0x10, range_flags::pinned)));
-  REQUIRE(l.try_append(R(pg(100) + 7, 512, range_flags::driver5)));
-  REQUIRE(l.try_append(R(std::uint64_t{1} << 40, std::uint64_t{1} << 30)));
-  REQUIRE(l.try_append(R(pg(77), pg(3) - 9, range_flags::driver2)));
+  REQUIRE(l.try_append(pr(pg(3) + 0x10, pg(5) - 0x10, range_flags::pinned)));
+  REQUIRE(l.try_append(pr(pg(100) + 7, 512, range_flags::driver5)));
+  REQUIRE(l.try_append(pr(std::uint64_t{1} << 40, std::uint64_t{1} << 30)));
+  REQUIRE(l.try_append(pr(pg(77), pg(3) - 9, range_flags::driver2)));
   const auto h = l.header();
   CHECK(h.total_len == l.total_bytes());
   CHECK(h.entry_count == 4);
@@ -332,9 +325,9 @@ TEST_CASE("packed_list: header and words round-trip through from_words", "[packe
 TEST_CASE("packed_list: from_words rejects malformed words and inconsistent headers",
           "[packed_list][words][errors]") {
   list l;
-  REQUIRE(l.try_append(R(pg(3), pg(2))));
-  REQUIRE(l.try_append(R(pg(9), pg(1))));
-  REQUIRE(l.try_append(R(pg(20), pg(4))));
+  REQUIRE(l.try_append(pr(pg(3), pg(2))));
+  REQUIRE(l.try_append(pr(pg(9), pg(1))));
+  REQUIRE(l.try_append(pr(pg(20), pg(4))));
   const auto h = l.header();
   const auto w = words_of(l);
   REQUIRE(list::from_words(h, w));
@@ -363,8 +356,8 @@ TEST_CASE("packed_list: from_words rejects malformed words and inconsistent head
   CHECK(list::from_words({}, {}));
   // Two adjacent entries with equal flags: an encoder would have merged them.
   list m;
-  REQUIRE(m.try_append(R(pg(4), page)));
-  REQUIRE(m.try_append(R(pg(6), page)));
+  REQUIRE(m.try_append(pr(pg(4), page)));
+  REQUIRE(m.try_append(pr(pg(6), page)));
   auto mw = words_of(m);
   phyr::detail::put_u64(mw.data() + 2, phyr::detail::make_head(phyr::packed_mode::block, 5, 0, 0));
   CHECK(bad(m.header(), mw) == errc::invalid_argument);
@@ -377,7 +370,7 @@ TEST_CASE("packed_list: from_words rejects malformed words and inconsistent head
   phyr::detail::write_escape(cw.data() + 4, 0x1100, 0x1000, 0xe0, false);  // contiguous
   auto ok = list::from_words(ch, cw);
   REQUIRE(ok);
-  CHECK(ranges_of(*ok) == std::vector{R(0x100, 0x2000, static_cast<range_flags>(0xe0))});
+  CHECK(ranges_of(*ok) == std::vector{pr(0x100, 0x2000, static_cast<range_flags>(0xe0))});
 }
 
 TEST_CASE("packed_list: ranges of max_len chain escapes and decode as one range",
@@ -386,7 +379,7 @@ TEST_CASE("packed_list: ranges of max_len chain escapes and decode as one range"
   std::vector<phys_range> want;
   // Enough chains (9 pieces, 144 bytes each) to cross several segment boundaries.
   for (std::uint64_t i = 0; i < 40; ++i) {
-    want.push_back(R(0x10 + i, phys_range::max_len, static_cast<range_flags>(0x80 | (i & 0x1f))));
+    want.push_back(pr(0x10 + i, phys_range::max_len, static_cast<range_flags>(0x80 | (i & 0x1f))));
     REQUIRE(l.try_append(want.back()));
   }
   CHECK(l.size() == 40);

@@ -14,13 +14,10 @@
 #include <vector>
 
 #include "packed_model.hpp"
+#include "support/phys_ranges.hpp"
 
 namespace {
-
-using phyr::errc;
-using phyr::phys_addr;
-using phyr::phys_range;
-using phyr::range_flags;
+using namespace phyr_test;
 using list = phyr::packed_list<phyr::cpu_phys>;
 using flist = phyr::packed_list<phyr::cpu_phys, phyr::fault_injecting_allocator>;
 

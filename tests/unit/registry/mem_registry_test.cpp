@@ -8,20 +8,14 @@
 #include <vector>
 
 #include "registry_model.hpp"
+#include "support/phys_ranges.hpp"
 
 namespace {
-
-using phyr::errc;
-using phyr::phys_addr;
-using phyr::phys_range;
-using phyr::range_flags;
+using namespace phyr_test;
 using phyr::virt_addr;
 using phyr::virt_range;
 
 virt_range vr(std::uint64_t a, std::uint64_t n) { return virt_range{virt_addr{a}, n}; }
-phys_range pr(std::uint64_t a, std::uint64_t n, range_flags f = range_flags::none) {
-  return phys_range{phys_addr{a}, n, f};
-}
 
 // Every segment as (va, len, target, flags, owner): what "unchanged" compares.
 struct seg {

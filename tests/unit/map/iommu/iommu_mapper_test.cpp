@@ -8,13 +8,11 @@
 #include <thread>
 #include <vector>
 
-namespace {
+#include "support/phys_ranges.hpp"
 
+namespace {
+using namespace phyr_test;
 using phyr::dma_direction;
-using phyr::errc;
-using phyr::phys_addr;
-using phyr::phys_range;
-using phyr::range_flags;
 
 struct bus_a {};
 struct bus_b {};
@@ -23,16 +21,6 @@ constexpr std::uint64_t k4 = 4096;
 constexpr std::uint64_t m2 = std::uint64_t{1} << 21;
 
 using cpu_list = phyr::range_list<phys_range>;
-
-cpu_list make_list(std::initializer_list<phys_range> rs) {
-  cpu_list l;
-  for (const auto& r : rs) phyr::must(l.try_append(r));
-  return l;
-}
-
-phys_range pr(std::uint64_t a, std::uint64_t len, range_flags f = range_flags::none) {
-  return phys_range{phys_addr{a}, len, f};
-}
 
 /// Walks the input and the mapping as two byte streams in step and checks that every page of
 /// every input range (and its last byte) translates to the right CPU address.
@@ -148,7 +136,7 @@ TEST_CASE(
   CHECK(fs.calls == 0);
   CHECK(dom.stats().page_table.tables == 0);
   CHECK(dom.config().iova_bits == 48);
-  const auto l = make_list({pr(0x1234'5000, 3 * k4)});
+  const auto l = list_of({pr(0x1234'5000, 3 * k4)});
   auto mp = phyr::must(m.try_map(l, dma_direction::to_device));
   CHECK(dom.stats().page_table.tables == 4);
   CHECK(dom.stats().maps == 1);
@@ -197,7 +185,7 @@ TEST_CASE("iommu_mapper: each unaligned interior boundary costs exactly one more
           "[iommu]") {
   phyr::iommu_domain dom;
   phyr::iommu_mapper<bus_a> m{dom};
-  const auto l = make_list({
+  const auto l = list_of({
       pr(0x10000, 0x2000),   // ends aligned
       pr(0x50100, 0x1f00),   // starts unaligned: new entry; ends aligned
       pr(0x90000, 0x1000),   // aligned on both sides: same entry
@@ -226,7 +214,7 @@ TEST_CASE("iommu_mapper: physically adjacent ranges share an IOVA page and keep 
           "[iommu]") {
   phyr::iommu_domain dom;
   phyr::iommu_mapper<bus_a> m{dom};
-  const auto l = make_list({
+  const auto l = list_of({
       pr(0x10000, 0x800, range_flags::pinned),
       pr(0x10800, 0x1800),  // same page, different flags: the list kept them apart
       pr(0x40000, 0x1000, range_flags::driver0),
@@ -283,7 +271,7 @@ TEST_CASE("iommu_mapper: 2 MiB runs map as one entry built from 2 MiB leaves", "
 TEST_CASE("iommu_mapper: a buffer starting mid-hugepage still gets 2 MiB leaves", "[iommu]") {
   phyr::iommu_domain dom;
   phyr::iommu_mapper<bus_a> m{dom};
-  const auto l = make_list({
+  const auto l = list_of({
       pr(100 * m2 + m2 - 3 * k4, 3 * k4),                // the last 3 pages of a hugepage
       pr(300 * m2, m2),                                  // then aligned 2 MiB runs
       pr(200 * m2, 2 * m2), pr(10 * m2 + 0x100, 0x200),  // a ragged chunk: its own group
@@ -305,7 +293,7 @@ TEST_CASE("iommu_mapper: a buffer starting mid-hugepage still gets 2 MiB leaves"
 TEST_CASE("iommu_mapper: views and slices map like lists", "[iommu]") {
   phyr::iommu_domain dom;
   phyr::iommu_mapper<bus_a> m{dom};
-  const auto l = make_list({pr(0x10000, 0x3000), pr(0x80000, 0x2000), pr(0x20000, 0x1000)});
+  const auto l = list_of({pr(0x10000, 0x3000), pr(0x80000, 0x2000), pr(0x20000, 0x1000)});
   auto v = phyr::must(l.try_slice(0x1800, 0x3000));  // 0x11800.. + all of the second + 0x800
   auto mp = phyr::must(m.try_map(v, dma_direction::to_device));
   CHECK(mp.size() == 1);
@@ -320,12 +308,12 @@ TEST_CASE("iommu_mapper: bad input is rejected and changes nothing", "[iommu]") 
   phyr::iommu_mapper<bus_a> m{dom};
   const cpu_list empty;
   CHECK(m.try_map(empty, dma_direction::to_device).error() == errc::invalid_argument);
-  const auto l = make_list({pr(0x1000, 0x1000)});
+  const auto l = list_of({pr(0x1000, 0x1000)});
   CHECK(m.try_map(l, static_cast<dma_direction>(7)).error() == errc::invalid_argument);
   // A later group above the 52-bit physical reach: the first group is rolled back.
-  const auto high = make_list({pr(0x1000, 0x1800), pr(std::uint64_t{1} << 52, 0x1000)});
+  const auto high = list_of({pr(0x1000, 0x1800), pr(std::uint64_t{1} << 52, 0x1000)});
   CHECK(m.try_map(high, dma_direction::to_device).error() == errc::not_addressable);
-  const auto high2 = make_list({pr(0x1000, 0x1000), pr((std::uint64_t{1} << 52) - 0x1000, 0x2000)});
+  const auto high2 = list_of({pr(0x1000, 0x1000), pr((std::uint64_t{1} << 52) - 0x1000, 0x2000)});
   CHECK(m.try_map(high2, dma_direction::to_device).error() == errc::not_addressable);
   const auto st = dom.stats();
   CHECK(st.page_table.tables == 0);
@@ -341,7 +329,7 @@ TEST_CASE("iommu_mapper: unmap rejects a foreign or already-unmapped mapping and
   phyr::iommu_mapper<bus_a> m1{d1};
   phyr::iommu_mapper<bus_a> m1_again{d1};  // same domain, another mapper
   phyr::iommu_mapper<bus_a> other{d2};
-  const auto l = make_list({pr(0x7000'0000, 0x4000)});
+  const auto l = list_of({pr(0x7000'0000, 0x4000)});
   auto mp = phyr::must(m1.try_map(l, dma_direction::to_device));
   const auto dma = mp.begin()->addr();
   CHECK(other.try_unmap(std::move(mp)).error() == errc::foreign_mapping);
@@ -371,7 +359,7 @@ TEST_CASE("iommu_mapper: 1,000 mappings dropped without unmap give back every IO
     {
       phyr::iommu_mapper<bus_a> m{dom};
       for (std::uint64_t i = 0; i < 1000; ++i) {
-        auto mp = phyr::must(m.try_map(make_list({pr(0x1'0000'0000 + i * 0x3000, 0x2000)}),
+        auto mp = phyr::must(m.try_map(list_of({pr(0x1'0000'0000 + i * 0x3000, 0x2000)}),
                                        dma_direction::to_device));
         starts.push_back(mp.begin()->addr());
         if (i % 2 == 0) kept.push_back(std::move(mp));  // the rest die right here
@@ -397,8 +385,8 @@ TEST_CASE("iommu_mapper: 1,000 mappings dropped without unmap give back every IO
 TEST_CASE("iommu_mapper: move-assigning over a live mapping unmaps the old one", "[iommu][lifetime]") {
   phyr::iommu_domain dom;
   phyr::iommu_mapper<bus_a> m{dom};
-  const auto l1 = make_list({pr(0x7000'0000, 0x4000)});
-  const auto l2 = make_list({pr(0x9000'0000, 0x4000)});
+  const auto l1 = list_of({pr(0x7000'0000, 0x4000)});
+  const auto l2 = list_of({pr(0x9000'0000, 0x4000)});
   auto a = phyr::must(m.try_map(l1, dma_direction::to_device));
   auto b = phyr::must(m.try_map(l2, dma_direction::to_device));
   const auto old = a.begin()->addr();
@@ -467,7 +455,7 @@ TEST_CASE(
   phyr::basic_iommu_domain<phyr::fault_injecting_allocator> dom{
       phyr::fault_injecting_allocator{&fs}};
   phyr::iommu_mapper<bus_a, phyr::fault_injecting_allocator> m{dom};
-  const auto keep_in = make_list({pr(0x3000'0000, 5 * k4)});
+  const auto keep_in = list_of({pr(0x3000'0000, 5 * k4)});
   auto keep = phyr::must(m.try_map(keep_in, dma_direction::to_device));
 
   // Many groups (unaligned boundaries: one IOVA block and one entry each, 2+ list segments),
@@ -525,9 +513,9 @@ TEST_CASE("iommu_mapper: out_of_memory with the IOVA served from the cache rolls
   phyr::iommu_mapper<bus_a, phyr::fault_injecting_allocator> m{dom};
   // Three ragged chunks: three groups and entries (a list segment), 3 pages of IOVA (cached).
   const auto in =
-      make_list({pr(0x5000'0100, 0x100), pr(0x6000'0200, 0x100), pr(0x7000'0300, 0x100)});
-  const auto warm_in = make_list({pr(0x9000'0000, 4 * k4)});
-  auto keep = phyr::must(m.try_map(make_list({pr(0x3000'0000, k4)}), dma_direction::to_device));
+      list_of({pr(0x5000'0100, 0x100), pr(0x6000'0200, 0x100), pr(0x7000'0300, 0x100)});
+  const auto warm_in = list_of({pr(0x9000'0000, 4 * k4)});
+  auto keep = phyr::must(m.try_map(list_of({pr(0x3000'0000, k4)}), dma_direction::to_device));
   phyr::must(m.try_unmap(phyr::must(m.try_map(warm_in, dma_direction::to_device))));
   REQUIRE(dom.stats().iova.cached_blocks == 1);
   bool done = false;
@@ -561,11 +549,11 @@ TEST_CASE("iommu_mapper: IOVA exhaustion mid-map rolls back completely", "[iommu
   // 2^20 bytes of IOVA: pages 1..255.
   phyr::iommu_domain dom{phyr::iommu_domain_config{.iova_bits = 20}};
   phyr::iommu_mapper<bus_a> m{dom};
-  const auto a = make_list({pr(0x100'0000, 100 * k4)});
+  const auto a = list_of({pr(0x100'0000, 100 * k4)});
   auto ma = phyr::must(m.try_map(a, dma_direction::to_device));  // 128-aligned: pages 128..227
   CHECK(ma.begin()->addr().value() == 128 * k4);
   // Two groups, 30 + 60 pages: one 90-page block, 128-aligned: no hole left.
-  const auto b = make_list({pr(0x200'0000, 30 * k4 - 1), pr(0x300'0000, 60 * k4)});
+  const auto b = list_of({pr(0x200'0000, 30 * k4 - 1), pr(0x300'0000, 60 * k4)});
   const auto before = dom.stats();
   CHECK(m.try_map(b, dma_direction::to_device).error() == errc::exhausted);
   const auto after = dom.stats();
@@ -574,7 +562,7 @@ TEST_CASE("iommu_mapper: IOVA exhaustion mid-map rolls back completely", "[iommu
   CHECK(after.iova.free_pages == before.iova.free_pages);
   CHECK(m.translate(phyr::dma_addr<bus_a>{64 * k4}).error() == errc::not_mapped);
   // More than the whole space in one group.
-  const auto huge = make_list({pr(0, 256 * k4)});
+  const auto huge = list_of({pr(0, 256 * k4)});
   CHECK(m.try_map(huge, dma_direction::to_device).error() == errc::exhausted);
   phyr::must(m.try_unmap(std::move(ma)));
   auto mb = phyr::must(m.try_map(b, dma_direction::to_device));
@@ -662,7 +650,7 @@ TEST_CASE("iommu_domain: a domain shared by two devices maps inside the intersec
   phyr::iommu_mapper<bus_a> m{dom};
   std::vector<phyr::iommu_mapping<bus_a>> keep;
   for (int i = 0; i < 50; ++i) {
-    auto mp = phyr::must(m.try_map(make_list({pr(0x8'0000'0000 + i * 0x10'0000, 0x3'0000)}),
+    auto mp = phyr::must(m.try_map(list_of({pr(0x8'0000'0000 + i * 0x10'0000, 0x3'0000)}),
                                    dma_direction::to_device));
     const auto a = mp.iova_addr().value();
     CHECK(a >= 0x1000'0000);
@@ -679,7 +667,7 @@ TEST_CASE("iommu_mapper: one mapping serves two devices of one domain, each with
   phyr::iommu_mapper<bus_a> ma{dom};
   phyr::iommu_mapper<bus_b> mb{dom};
   phyr::iommu_mapper<bus_b> mb_elsewhere{other};
-  const auto l = make_list({pr(0x7000'0000, 0x4000), pr(0x9000'0000, 0x2000)});
+  const auto l = list_of({pr(0x7000'0000, 0x4000), pr(0x9000'0000, 0x2000)});
   const auto mp = phyr::must(ma.try_map(l, dma_direction::to_device));
   auto view = phyr::must(mb.try_share(mp));
   STATIC_REQUIRE(std::is_same_v<decltype(*view.begin()), phyr::dma_range<bus_b>>);
@@ -702,8 +690,8 @@ TEST_CASE("iommu_mapper: a domain with guard pages keeps a free page between map
   c.guard = phyr::iova_guard::page;
   phyr::iommu_domain dom{c};
   phyr::iommu_mapper<bus_a> m{dom};
-  auto a = phyr::must(m.try_map(make_list({pr(0x7000'0000, k4)}), dma_direction::to_device));
-  auto b = phyr::must(m.try_map(make_list({pr(0x7100'0000, k4)}), dma_direction::to_device));
+  auto a = phyr::must(m.try_map(list_of({pr(0x7000'0000, k4)}), dma_direction::to_device));
+  auto b = phyr::must(m.try_map(list_of({pr(0x7100'0000, k4)}), dma_direction::to_device));
   CHECK(a.iova_addr().value() == 0x2000);  // FreeBSD's placement: base page, guard, block
   CHECK(b.iova_addr().value() == 0x4000);
   CHECK(m.translate(phyr::dma_addr<bus_a>{0x3000}).error() == errc::not_mapped);  // the guard

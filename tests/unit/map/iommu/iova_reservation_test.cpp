@@ -10,19 +10,16 @@
 #include <thread>
 #include <vector>
 
-namespace {
+#include "support/phys_ranges.hpp"
 
+namespace {
+using namespace phyr_test;
 using phyr::dma_direction;
-using phyr::errc;
-using phyr::phys_addr;
-using phyr::phys_range;
 
 struct nvme0 {};
 struct nic0 {};
 constexpr std::uint64_t P = phyr::page_size;
 using resv = phyr::iova_reservation<nvme0, phyr::iommu_domain>;
-
-phys_range pr(std::uint64_t a, std::uint64_t len) { return phys_range{phys_addr{a}, len}; }
 
 /// Everything a failed call must leave as it was.
 struct snapshot {

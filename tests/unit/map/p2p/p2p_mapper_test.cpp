@@ -14,18 +14,16 @@
 #include <thread>
 #include <vector>
 
+#include "support/phys_ranges.hpp"
+
 using phyr::dma_direction;
-using phyr::errc;
 using phyr::host_bridge_p2p;
 using phyr::p2p_policy;
 using phyr::pci_bdf;
 using phyr::pci_device_kind;
-using phyr::phys_addr;
-using phyr::phys_range;
-using phyr::range_flags;
 
 namespace {
-
+using namespace phyr_test;
 struct nvme_bus {};
 using dma = phyr::dma_range<nvme_bus>;
 using daddr = phyr::dma_addr<nvme_bus>;
@@ -160,14 +158,6 @@ struct world {
   }
 };
 
-phys_range pr(std::uint64_t a, std::uint64_t len, range_flags f = range_flags::none) {
-  return phys_range{phys_addr{a}, len, f};
-}
-phyr::range_list<phys_range> list_of(std::initializer_list<phys_range> rs) {
-  phyr::range_list<phys_range> l;
-  for (const auto& r : rs) phyr::must(l.try_append(r));
-  return l;
-}
 template <class M>
 std::vector<dma> entries(const M& m) {
   std::vector<dma> v;

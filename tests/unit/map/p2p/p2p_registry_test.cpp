@@ -10,21 +10,19 @@
 #include <thread>
 #include <vector>
 
-using phyr::errc;
+#include "support/phys_ranges.hpp"
+
 using phyr::p2p_provider_id;
 using phyr::p2p_registry;
 using phyr::p2p_window;
-using phyr::phys_addr;
-using phyr::phys_range;
 
 namespace {
-
+using namespace phyr_test;
 constexpr std::uint64_t MiB = 1ull << 20;
 
 p2p_window win(std::uint64_t start, std::uint64_t size, std::uint64_t id, std::int64_t off = 0) {
   return phyr::must(p2p_window::create(phys_addr{start}, size, p2p_provider_id{id}, off));
 }
-phys_range pr(std::uint64_t a, std::uint64_t len) { return phys_range{phys_addr{a}, len}; }
 
 }  // namespace
 
