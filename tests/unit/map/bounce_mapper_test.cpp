@@ -22,6 +22,11 @@ using namespace phyr_test;
 using phyr::dma_direction;
 struct dev32 {};
 
+// The byte at position `k` of the pattern of `seed` (what fill and device_writes write).
+std::byte pattern(std::uint8_t seed, std::uint64_t k) {
+  return std::byte(static_cast<std::uint8_t>(seed + k * 7));
+}
+
 // Fake physical memory: windows of host bytes standing in for RAM at given physical
 // addresses. A model, not real memory: it only lets the tests see every copy byte by byte.
 class fake_memory {
@@ -36,13 +41,13 @@ class fake_memory {
   void fill(std::uint64_t a, std::uint64_t n, std::uint8_t seed) {
     std::byte* p = find(a, n);
     REQUIRE(p != nullptr);
-    for (std::uint64_t i = 0; i < n; ++i) p[i] = std::byte(static_cast<std::uint8_t>(seed + i * 7));
+    for (std::uint64_t i = 0; i < n; ++i) p[i] = pattern(seed, i);
   }
   [[nodiscard]] bool holds(std::uint64_t a, std::uint64_t n, std::uint8_t seed) {
     const std::byte* p = find(a, n);
     if (p == nullptr) return false;
     for (std::uint64_t i = 0; i < n; ++i)
-      if (p[i] != std::byte(static_cast<std::uint8_t>(seed + i * 7))) return false;
+      if (p[i] != pattern(seed, i)) return false;
     return true;
   }
 
@@ -73,21 +78,6 @@ using mapper_t = phyr::bounce_mapper<inner_t, fake_accessor, phyr::coherent_cach
 constexpr std::uint64_t ram_base = 0xffff0000;  // 64 KiB below 4 GiB, 64 KiB above
 constexpr std::uint64_t pool_base = 0x01000000;
 
-// The "device": DMA ranges of an identity-mapped bus are physical addresses, so a device write
-// lands in the fake memory at those addresses (RAM for pass-through pieces, the pool for
-// bounced ones, which the test reaches through the pool's own accessor).
-template <class Mp>
-void device_writes(const Mp& mp, fake_memory& mem, std::uint8_t seed) {
-  std::uint64_t io = 0;
-  for (const auto r : mp) {
-    std::byte* p = mem.find(r.addr().value(), r.len());
-    REQUIRE(p != nullptr);
-    for (std::uint64_t i = 0; i < r.len(); ++i)
-      p[i] = std::byte(static_cast<std::uint8_t>(seed + (io + i) * 7));
-    io += r.len();
-  }
-}
-
 fake_memory make_memory(std::uint64_t nslots) {
   fake_memory m;
   m.add(ram_base, 0x20000);
@@ -116,17 +106,50 @@ struct rig {
         inner(phyr::must(inner_t::create(32))),
         pool(make_pool(mem, nslots, fs)),
         bm(phyr::must(mapper_t::create(inner, pool, fake_accessor{&mem}, c))) {}
+
+  // The caller's buffer `r`, holding the pattern of `seed` (what the caller had before the I/O).
+  phyr::range_list<phys_range> buffer(phys_range r, std::uint8_t seed) {
+    mem.fill(r.addr().value(), r.len(), seed);
+    return list_of({r});
+  }
 };
+
+// Visits the bytes of one I/O in order, `visit(byte, position in the I/O)`: through the
+// caller's list, or through a mapping (on this identity-mapped bus its DMA addresses are
+// fake-memory addresses too).
+template <class Ranges, class F>
+void for_each_io_byte(fake_memory& mem, const Ranges& ranges, F visit) {
+  std::uint64_t io = 0;
+  for (const auto r : ranges) {
+    std::byte* p = mem.find(r.addr().value(), r.len());
+    REQUIRE(p != nullptr);
+    for (std::uint64_t i = 0; i < r.len(); ++i) visit(p[i], io + i);
+    io += r.len();
+  }
+}
+
+// The "device": DMA ranges of an identity-mapped bus are physical addresses, so a device write
+// lands in the fake memory at those addresses (RAM for pass-through pieces, the pool for
+// bounced ones, which the test reaches through the pool's own accessor).
+template <class Mp>
+void device_writes(const Mp& mp, fake_memory& mem, std::uint8_t seed) {
+  for_each_io_byte(mem, mp, [&](std::byte& b, std::uint64_t k) { b = pattern(seed, k); });
+}
+
+// Whether the caller's buffer holds, in list order, what device_writes(..., seed) wrote.
+template <class L>
+bool holds_device_write(fake_memory& mem, const L& list, std::uint8_t seed) {
+  bool same = true;
+  for_each_io_byte(mem, list,
+                   [&](std::byte b, std::uint64_t k) { same = same && b == pattern(seed, k); });
+  return same;
+}
 
 // The I/O's bytes in order as the caller's list names them, and as the device sees them.
 template <class L>
 std::vector<std::byte> cpu_bytes(fake_memory& mem, const L& list) {
   std::vector<std::byte> out;
-  for (const auto r : list) {
-    const std::byte* p = mem.find(r.addr().value(), r.len());
-    REQUIRE(p != nullptr);
-    out.insert(out.end(), p, p + r.len());
-  }
+  for_each_io_byte(mem, list, [&](std::byte b, std::uint64_t) { out.push_back(b); });
   return out;
 }
 
@@ -143,9 +166,8 @@ TEST_CASE("bounce_mapper is a dma_mapper whose mappings need sync; identity's ne
 TEST_CASE("a 32-bit device maps a buffer straddling 4 GiB: low pages pass through, high pages "
           "bounce, and after a from_device transfer and sync the caller's buffer holds the data") {
   rig t;
-  phyr::range_list<phys_range> buf;  // 4 pages below 4 GiB, 4 above, physically contiguous
-  phyr::must(buf.try_append(pr(0xffffc000, 0x8000)));
-  t.mem.fill(0xffffc000, 0x8000, 1);  // what the caller had before the I/O
+  // 4 pages below 4 GiB, 4 above, physically contiguous.
+  auto buf = t.buffer(pr(0xffffc000, 0x8000), 1);
 
   auto mp = t.bm.try_map(buf, dma_direction::from_device);
   REQUIRE(mp);
@@ -226,14 +248,7 @@ TEST_CASE("bounce round trips in every direction, with a failure injected at eve
       REQUIRE(t.bm.try_unmap(std::move(*mp)));
       CHECK(t.pool.free_slots() == t.slots);
       // Only the high pieces went through the pool; the low page was written in place.
-      std::uint64_t io = 0;
-      bool back = true;
-      for (const phys_range& r : buf) {
-        const std::byte* p = t.mem.find(r.addr().value(), r.len());
-        for (std::uint64_t i = 0; i < r.len(); ++i)
-          back = back && p[i] == std::byte(static_cast<std::uint8_t>(200 + (io + i) * 7));
-        io += r.len();
-      }
+      const bool back = holds_device_write(t.mem, buf, 200);
       if (dir == dma_direction::to_device) {
         CHECK_FALSE(back);  // unmap copies nothing back for to_device
         CHECK(t.mem.holds(0x100001000, 0x1800, 77));
@@ -285,9 +300,7 @@ TEST_CASE("a list the device reaches as it is passes through without touching th
 
 TEST_CASE("sync takes a byte sub-range of the mapping and rejects one past its end") {
   rig t;
-  phyr::range_list<phys_range> buf;
-  phyr::must(buf.try_append(pr(0x100000000, 0x3000)));
-  t.mem.fill(0x100000000, 0x3000, 5);
+  auto buf = t.buffer(pr(0x100000000, 0x3000), 5);
   auto mp = t.bm.try_map(buf, dma_direction::from_device);
   REQUIRE(mp);
   device_writes(*mp, t.mem, 50);
@@ -358,15 +371,7 @@ TEST_CASE("with a virtual boundary a violating I/O is packed whole into consecut
   CHECK(cpu_bytes(t.mem, buf) == cpu_bytes(t.mem, *mp));  // the caller's bytes, packed
   device_writes(*mp, t.mem, 99);
   REQUIRE(t.bm.try_unmap(std::move(*mp)));
-  std::uint64_t io = 0;
-  bool ok = true;
-  for (const phys_range& r : buf) {
-    const std::byte* p = t.mem.find(r.addr().value(), r.len());
-    for (std::uint64_t i = 0; i < r.len(); ++i)
-      ok = ok && p[i] == std::byte(static_cast<std::uint8_t>(99 + (io + i) * 7));
-    io += r.len();
-  }
-  CHECK(ok);
+  CHECK(holds_device_write(t.mem, buf, 99));
 
   // Page-aligned gaps are fine: nothing bounces.
   phyr::range_list<phys_range> fine;
@@ -379,9 +384,7 @@ TEST_CASE("with a virtual boundary a violating I/O is packed whole into consecut
 
 TEST_CASE("dropping a live bounce mapping releases it as try_unmap would, copy back included") {
   rig t;
-  phyr::range_list<phys_range> buf;
-  phyr::must(buf.try_append(pr(0x100000000, 0x1000)));
-  t.mem.fill(0x100000000, 0x1000, 1);
+  auto buf = t.buffer(pr(0x100000000, 0x1000), 1);
   {
     auto mp = t.bm.try_map(buf, dma_direction::from_device);
     REQUIRE(mp);

@@ -38,6 +38,75 @@ constexpr std::uint64_t phys_of(unsigned tid, std::uint64_t vpn) {
   return (std::uint64_t{tid + 1} << 40) | (vpn * k4);
 }
 
+/// What the threads racing on one io_page_table share: the model (who owns each IOVA page
+/// from `base`), counts of failed checks and of won and lost maps, and the start line.
+struct page_race {
+  static constexpr unsigned threads = 3;
+
+  page_race(std::uint64_t iova_base, std::size_t pages) : base(iova_base), owner(pages) {
+    for (auto& o : owner) o.store(-1);
+  }
+
+  /// Maps `n` pages from page `first` at `phys` for thread `tid`. A map that lost to an
+  /// overlapping one (overlaps) counts as a loss; a won map claims its pages in the model,
+  /// and a page someone else still holds there is a failed check.
+  bool try_claim(phyr::io_page_table<>& pt, unsigned tid, std::uint64_t first, std::uint64_t n,
+                 std::uint64_t phys) {
+    auto r = pt.try_map(base + first * k4, phys_addr{phys}, n * k4, io_perm::read);
+    if (!r) {
+      if (r.error() != errc::overlaps) ++bad;
+      ++losses;
+      return false;
+    }
+    ++wins;
+    for (std::uint64_t p = first; p < first + n; ++p) {
+      int none = -1;
+      if (!owner[p].compare_exchange_strong(none, static_cast<int>(tid))) ++bad;
+    }
+    return true;
+  }
+  /// Gives the pages back in the model, then unmaps them.
+  void release(phyr::io_page_table<>& pt, std::uint64_t first, std::uint64_t n) {
+    for (std::uint64_t p = first; p < first + n; ++p) owner[p].store(-1);
+    if (pt.unmap(base + first * k4, n * k4) != n * k4) ++bad;
+  }
+  /// Whether a thread in round `round` goes on: the rounds asked for, then more until a
+  /// collision was seen (threads of a loaded machine may not overlap at first), within 20 s.
+  bool more_rounds(int round, int rounds) const {
+    return round < rounds || (losses.load() == 0 && std::chrono::steady_clock::now() < deadline);
+  }
+  /// What every race must end with: no failed check, wins and losses both seen (the races
+  /// really happened), no leaf left and consistent tables.
+  void check_outcome(const phyr::io_page_table<>& pt) const {
+    CHECK(bad.load() == 0);
+    CHECK(wins.load() > 0);
+    CHECK(losses.load() > 0);
+    CHECK(pt.stats().leaves() == 0);
+    CHECK(pt.check_invariants());
+  }
+  /// Runs `worker(tid)` on every thread, started together, and waits for them.
+  template <class F>
+  void run(F worker) {
+    std::vector<std::thread> ts;
+    for (unsigned t = 0; t < threads; ++t)
+      ts.emplace_back([&, t] {
+        ready.fetch_add(1);
+        while (ready.load() < threads) std::this_thread::yield();
+        worker(t);
+      });
+    for (auto& t : ts) t.join();
+  }
+
+  const std::uint64_t base;
+  std::vector<std::atomic<int>> owner;
+  std::atomic<int> bad{0};
+  std::atomic<std::uint64_t> wins{0};
+  std::atomic<std::uint64_t> losses{0};
+  std::atomic<unsigned> ready{0};
+  const std::chrono::steady_clock::time_point deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(20);
+};
+
 }  // namespace
 
 TEST_CASE(
@@ -46,34 +115,19 @@ TEST_CASE(
     "[io_page_table][concurrency]") {
   phyr::io_page_table<> pt;
   // 4 MiB of IOVA (two leaf tables, one 2 MiB block slot each) fought over by 3 threads.
-  constexpr std::uint64_t base = std::uint64_t{5} << 30;
   constexpr std::uint64_t pages = 2 * m2 / k4;
-  std::vector<std::atomic<int>> owner(pages);
-  for (auto& o : owner) o.store(-1);
-  std::atomic<int> bad{0};
-  std::atomic<std::uint64_t> wins{0};
-  std::atomic<std::uint64_t> losses{0};
-  std::atomic<unsigned> ready{0};
-  auto worker = [&](unsigned tid) {
+  page_race race(std::uint64_t{5} << 30, pages);
+  race.run([&](unsigned tid) {
     std::mt19937_64 rng(77 + tid);
     struct held {
       std::uint64_t first, n, phys;
     };
     std::vector<held> mine;  // what this thread has mapped now (at most 4 runs)
     auto drop = [&](std::size_t i) {
-      const held h = mine[i];
-      for (std::uint64_t p = h.first; p < h.first + h.n; ++p) owner[p].store(-1);
-      if (pt.unmap(base + h.first * k4, h.n * k4) != h.n * k4) ++bad;
+      race.release(pt, mine[i].first, mine[i].n);
       mine.erase(mine.begin() + static_cast<long>(i));
     };
-    ready.fetch_add(1);
-    while (ready.load() < 3) std::this_thread::yield();  // start together
-    // The rounds asked for, then more until a collision was seen (threads of a loaded machine
-    // may not overlap at first), within a deadline.
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-    for (int round = 0;
-         round < 600 || (losses.load() == 0 && std::chrono::steady_clock::now() < deadline);
-         ++round) {
+    for (int round = 0; race.more_rounds(round, 600); ++round) {
       if (mine.size() == 4 || (!mine.empty() && rng() % 3 == 0)) {
         drop(rng() % mine.size());
         continue;
@@ -91,36 +145,18 @@ TEST_CASE(
         if (first + n > pages) n = pages - first;
       }
       const std::uint64_t phys = phys_of(tid, first) + (std::uint64_t{1} << 39);
-      auto r = pt.try_map(base + first * k4, phys_addr{phys}, n * k4, io_perm::read);
-      if (!r) {
-        if (r.error() != errc::overlaps) ++bad;
-        ++losses;
-        continue;
-      }
-      ++wins;
-      // Every page is ours now: nobody else may hold it in the model.
-      for (std::uint64_t p = first; p < first + n; ++p) {
-        int none = -1;
-        if (!owner[p].compare_exchange_strong(none, static_cast<int>(tid))) ++bad;
-      }
+      if (!race.try_claim(pt, tid, first, n, phys)) continue;
       mine.push_back({first, n, phys});
       // Ours stay ours while others fight around them.
       for (const held& h : mine) {
         const std::uint64_t p = h.first + rng() % h.n;
-        auto t = pt.translate(base + p * k4 + 0x123);
-        if (!t || t->value() != h.phys + (p - h.first) * k4 + 0x123) ++bad;
+        auto t = pt.translate(race.base + p * k4 + 0x123);
+        if (!t || t->value() != h.phys + (p - h.first) * k4 + 0x123) ++race.bad;
       }
     }
     while (!mine.empty()) drop(0);
-  };
-  std::vector<std::thread> threads;
-  for (unsigned t = 0; t < 3; ++t) threads.emplace_back(worker, t);
-  for (auto& t : threads) t.join();
-  CHECK(bad.load() == 0);
-  CHECK(wins.load() > 0);
-  CHECK(losses.load() > 0);  // the races really happened
-  CHECK(pt.stats().leaves() == 0);
-  CHECK(pt.check_invariants());
+  });
+  race.check_outcome(pt);
   pt.trim();
   CHECK(pt.empty());
 }
@@ -130,47 +166,17 @@ TEST_CASE(
     "one owner at any time",
     "[io_page_table][concurrency]") {
   phyr::io_page_table<> pt;
-  constexpr std::uint64_t base = std::uint64_t{3} << 30;
   constexpr std::uint64_t pages = 4;
-  std::atomic<int> owner[pages];
-  for (auto& o : owner) o.store(-1);
-  std::atomic<int> bad{0};
-  std::atomic<std::uint64_t> wins{0};
-  std::atomic<std::uint64_t> losses{0};
-  std::atomic<unsigned> ready{0};
-  auto worker = [&](unsigned tid) {
+  page_race race(std::uint64_t{3} << 30, pages);
+  race.run([&](unsigned tid) {
     std::mt19937_64 rng(500 + tid);
-    ready.fetch_add(1);
-    while (ready.load() < 3) std::this_thread::yield();
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-    for (int round = 0;
-         round < 20000 || (losses.load() == 0 && std::chrono::steady_clock::now() < deadline);
-         ++round) {
+    for (int round = 0; race.more_rounds(round, 20000); ++round) {
       const std::uint64_t first = rng() % pages;
       const std::uint64_t n = first + 2 <= pages && rng() % 2 ? 2 : 1;
-      auto r = pt.try_map(base + first * k4, phys_addr{phys_of(tid, first)}, n * k4, io_perm::read);
-      if (!r) {
-        if (r.error() != errc::overlaps) ++bad;
-        ++losses;
-        continue;
-      }
-      ++wins;
-      for (std::uint64_t p = first; p < first + n; ++p) {
-        int none = -1;
-        if (!owner[p].compare_exchange_strong(none, static_cast<int>(tid))) ++bad;
-      }
-      for (std::uint64_t p = first; p < first + n; ++p) owner[p].store(-1);
-      if (pt.unmap(base + first * k4, n * k4) != n * k4) ++bad;
+      if (race.try_claim(pt, tid, first, n, phys_of(tid, first))) race.release(pt, first, n);
     }
-  };
-  std::vector<std::thread> threads;
-  for (unsigned t = 0; t < 3; ++t) threads.emplace_back(worker, t);
-  for (auto& t : threads) t.join();
-  CHECK(bad.load() == 0);
-  CHECK(wins.load() > 0);
-  CHECK(losses.load() > 0);
-  CHECK(pt.stats().leaves() == 0);
-  CHECK(pt.check_invariants());
+  });
+  race.check_outcome(pt);
 }
 
 TEST_CASE(

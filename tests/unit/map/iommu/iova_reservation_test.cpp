@@ -20,6 +20,11 @@ struct nvme0 {};
 struct nic0 {};
 constexpr std::uint64_t P = phyr::page_size;
 using resv = phyr::iova_reservation<nvme0, phyr::iommu_domain>;
+// The fault-injection tests' domain and reservation: every allocation goes through one
+// fault_state.
+using fault_alloc = phyr::fault_injecting_allocator;
+using fdom = phyr::basic_iommu_domain<fault_alloc>;
+using fresv = phyr::iova_reservation<nvme0, fdom, fault_alloc>;
 
 /// Everything a failed call must leave as it was.
 struct snapshot {
@@ -37,7 +42,7 @@ snapshot snap(const phyr::iommu_domain& d, const resv& r) { return {d.stats(), r
 
 TEST_CASE("iova_reservation: the page-table domain is an iommu_backend", "[iova_reservation]") {
   STATIC_REQUIRE(phyr::iommu_backend<phyr::iommu_domain>);
-  STATIC_REQUIRE(phyr::iommu_backend<phyr::basic_iommu_domain<phyr::fault_injecting_allocator>>);
+  STATIC_REQUIRE(phyr::iommu_backend<fdom>);
   STATIC_REQUIRE_FALSE(phyr::iommu_backend<int>);
   STATIC_REQUIRE_FALSE(std::is_copy_constructible_v<resv>);
   STATIC_REQUIRE(std::is_nothrow_move_constructible_v<resv>);
@@ -166,10 +171,8 @@ TEST_CASE("iova_reservation: try_link_all links a list back to back as one link 
 TEST_CASE("iova_reservation: out_of_memory inside try_link_all leaves nothing of the list "
           "linked", "[iova_reservation][alloc]") {
   phyr::fault_state fs;
-  using fdom = phyr::basic_iommu_domain<phyr::fault_injecting_allocator>;
-  using fresv = phyr::iova_reservation<nvme0, fdom, phyr::fault_injecting_allocator>;
-  fdom dom{phyr::fault_injecting_allocator{&fs}};
-  auto r = phyr::must(fresv::try_create(dom, 8192 * P, 0, {}, phyr::fault_injecting_allocator{&fs}));
+  fdom dom{fault_alloc{&fs}};
+  auto r = phyr::must(fresv::try_create(dom, 8192 * P, 0, {}, fault_alloc{&fs}));
   phyr::range_list<phys_range> l;  // pages spread over several leaf tables
   for (std::uint64_t i = 0; i < 8; ++i) REQUIRE(l.try_append(pr(0x4000'0000 + i * 0x40'0000, 600 * P)));
   int failures = 0;
@@ -271,14 +274,12 @@ TEST_CASE("iova_reservation: a reservation dropped with links in place unlinks t
 TEST_CASE("iova_reservation: out_of_memory at every allocation of create and link changes "
           "nothing", "[iova_reservation][alloc]") {
   phyr::fault_state fs;
-  using fdom = phyr::basic_iommu_domain<phyr::fault_injecting_allocator>;
-  using fresv = phyr::iova_reservation<nvme0, fdom, phyr::fault_injecting_allocator>;
-  fdom dom{phyr::fault_injecting_allocator{&fs}};
+  fdom dom{fault_alloc{&fs}};
   {
     bool made = false;
     for (std::uint64_t k = 1; k < 20 && !made; ++k) {
       fs.fail_at = fs.calls + k;
-      auto r = fresv::try_create(dom, 4096 * P, 0, {}, phyr::fault_injecting_allocator{&fs});
+      auto r = fresv::try_create(dom, 4096 * P, 0, {}, fault_alloc{&fs});
       fs.fail_at = 0;
       if (r) {
         made = true;
@@ -291,7 +292,7 @@ TEST_CASE("iova_reservation: out_of_memory at every allocation of create and lin
     }
     REQUIRE(made);
   }
-  auto r = phyr::must(fresv::try_create(dom, 4096 * P, 0, {}, phyr::fault_injecting_allocator{&fs}));
+  auto r = phyr::must(fresv::try_create(dom, 4096 * P, 0, {}, fault_alloc{&fs}));
   int failures = 0;
   for (std::uint64_t i = 0; i < 4096; i += 700) {
     for (std::uint64_t k = 1;; ++k) {

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "support/phys_ranges.hpp"
+#include "support/threads.hpp"
 
 using phyr::dma_direction;
 using phyr::host_bridge_p2p;
@@ -572,41 +573,36 @@ TEST_CASE("p2p_mapper: concurrent maps while a provider window comes and goes",
   auto m = phyr::must(id_p2p::create(id, w.reg, w.topo, nvme));
   const auto nic_win =
       phyr::must(phyr::p2p_window::create(phys_addr{nic_base}, MiB, nic.provider_id(), bus_off));
-  std::atomic<bool> stop{false};
   std::atomic<int> bad{0};
   std::atomic<int> maps{0};
-  std::vector<std::thread> th;
-  for (int t = 0; t < 3; ++t) {
-    th.emplace_back([&] {
-      // Each thread its own list: identity's debug borrow count is per list.
-      const auto l =
-          list_of({pr(0x10'0000, 4 * KiB), pr(nic_base + 0x1000, 4 * KiB), pr(gpu_base, 4 * KiB)});
-      while (!stop.load(std::memory_order_relaxed)) {
-        auto mp = m.try_map(l, dma_direction::to_device);
-        if (!mp) {
-          ++bad;
-          continue;
-        }
-        const auto e = entries(*mp);
-        // The NIC range is RAM (identity) or the NIC's window (bus address), never else.
-        const bool as_ram = e.size() == 3 && e[1] == dma{daddr{nic_base + 0x1000}, 4 * KiB};
-        const bool as_peer = e.size() == 3 && e[1] == bus(nic_base + 0x1000, 4 * KiB);
-        if (!(as_ram || as_peer) || e[0] != dma{daddr{0x10'0000}, 4 * KiB} ||
-            e[2] != bus(gpu_base, 4 * KiB))
-          ++bad;
-        if (!m.try_unmap(std::move(*mp))) ++bad;
-        ++maps;
+  auto th = phyr_test::start_threads(3, [&](std::stop_token stop, int) {
+    // Each thread its own list: identity's debug borrow count is per list.
+    const auto l =
+        list_of({pr(0x10'0000, 4 * KiB), pr(nic_base + 0x1000, 4 * KiB), pr(gpu_base, 4 * KiB)});
+    while (!stop.stop_requested()) {
+      auto mp = m.try_map(l, dma_direction::to_device);
+      if (!mp) {
+        ++bad;
+        continue;
       }
-    });
-  }
+      const auto e = entries(*mp);
+      // The NIC range is RAM (identity) or the NIC's window (bus address), never else.
+      const bool as_ram = e.size() == 3 && e[1] == dma{daddr{nic_base + 0x1000}, 4 * KiB};
+      const bool as_peer = e.size() == 3 && e[1] == bus(nic_base + 0x1000, 4 * KiB);
+      if (!(as_ram || as_peer) || e[0] != dma{daddr{0x10'0000}, 4 * KiB} ||
+          e[2] != bus(gpu_base, 4 * KiB))
+        ++bad;
+      if (!m.try_unmap(std::move(*mp))) ++bad;
+      ++maps;
+    }
+  });
   // Churn until the readers have done real work (thread start-up can outlast 300 rounds).
   for (int i = 0; i < 300 || maps.load() < 300; ++i) {
     REQUIRE(w.reg.try_register(nic_win));
     REQUIRE(w.reg.try_unregister(nic.provider_id()));
     if ((i & 15) == 0) std::this_thread::yield();
   }
-  stop = true;
-  for (auto& x : th) x.join();
+  th.clear();  // stop and join
   CHECK(bad.load() == 0);
   CHECK(maps.load() > 0);
 }

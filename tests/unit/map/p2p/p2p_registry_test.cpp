@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "support/phys_ranges.hpp"
+#include "support/threads.hpp"
 
 using phyr::p2p_provider_id;
 using phyr::p2p_registry;
@@ -257,29 +258,25 @@ TEST_CASE("p2p_registry: concurrent lookups while another thread registers and u
   p2p_registry<> reg;
   // Fixed windows every reader must always see; churned windows appear and disappear.
   for (std::uint64_t i = 0; i < 16; ++i) REQUIRE(reg.try_register(win((i + 1) << 32, MiB, i)));
-  std::atomic<bool> stop{false};
   std::atomic<std::uint64_t> bad{0};
   std::atomic<std::uint64_t> lookups{0};
-  std::vector<std::thread> readers;
-  for (int t = 0; t < 3; ++t) {
-    readers.emplace_back([&, t] {
-      std::mt19937_64 rng(static_cast<std::uint64_t>(t));
-      while (!stop.load(std::memory_order_relaxed)) {
-        auto rd = reg.reader();
-        for (int k = 0; k < 64; ++k) {
-          const std::uint64_t i = rng() % 16;
-          auto fixed = rd.lookup(pr(((i + 1) << 32) + 0x1000, 4096));
-          if (!fixed || !fixed->is_provider() || fixed->window().provider().value != i) ++bad;
-          // Churned windows: RAM or their own provider, never an error or another owner.
-          const std::uint64_t j = rng() % 8;
-          auto churn = rd.lookup(pr(0x8000'0000 + j * MiB, 4096));
-          if (!churn || (churn->is_provider() && churn->window().provider().value != 100 + j))
-            ++bad;
-          lookups.fetch_add(2, std::memory_order_relaxed);
-        }
+  auto readers = phyr_test::start_threads(3, [&](std::stop_token stop, int t) {
+    std::mt19937_64 rng(static_cast<std::uint64_t>(t));
+    while (!stop.stop_requested()) {
+      auto rd = reg.reader();
+      for (int k = 0; k < 64; ++k) {
+        const std::uint64_t i = rng() % 16;
+        auto fixed = rd.lookup(pr(((i + 1) << 32) + 0x1000, 4096));
+        if (!fixed || !fixed->is_provider() || fixed->window().provider().value != i) ++bad;
+        // Churned windows: RAM or their own provider, never an error or another owner.
+        const std::uint64_t j = rng() % 8;
+        auto churn = rd.lookup(pr(0x8000'0000 + j * MiB, 4096));
+        if (!churn || (churn->is_provider() && churn->window().provider().value != 100 + j))
+          ++bad;
+        lookups.fetch_add(2, std::memory_order_relaxed);
       }
-    });
-  }
+    }
+  });
   bool registered[8] = {};
   std::mt19937_64 wrng(42);
   // Churn until the readers have done real work (thread start-up can outlast 400 rounds).
@@ -292,8 +289,7 @@ TEST_CASE("p2p_registry: concurrent lookups while another thread registers and u
     }
     registered[j] = !registered[j];
   }
-  stop = true;
-  for (auto& th : readers) th.join();
+  readers.clear();  // stop and join
   CHECK(bad.load() == 0);
   CHECK(lookups.load() > 0);
   (void)reg.try_reclaim();
@@ -333,26 +329,22 @@ TEST_CASE(
     "[p2p_registry][concurrent]") {
   p2p_registry<> reg;
   REQUIRE(reg.try_register(win(0x1000'0000, MiB, 1)));
-  std::atomic<bool> stop{false};
   std::atomic<int> bad{0};
   std::atomic<long> rounds{0};
-  std::vector<std::thread> readers;
-  for (int t = 0; t < 2; ++t) {
-    readers.emplace_back([&] {
-      // Each reader holds up to two guards at once (hand over hand).
-      std::optional<p2p_registry<>::read_guard> held{reg.reader()};
-      while (!stop.load(std::memory_order_relaxed)) {
-        std::optional<p2p_registry<>::read_guard> next{reg.reader()};
-        auto o = next->lookup(pr(0x1000'0000, 4096));
-        if (!o || !o->is_provider()) bad.fetch_add(1);
-        auto p = next->lookup(pr(0x2000'0000, 4096));
-        if (!p) bad.fetch_add(1);  // provider 2 or RAM, never straddling
-        held.reset();
-        held.emplace(std::move(*next));
-        rounds.fetch_add(1, std::memory_order_relaxed);
-      }
-    });
-  }
+  auto readers = phyr_test::start_threads(2, [&](std::stop_token stop, int) {
+    // Each reader holds up to two guards at once (hand over hand).
+    std::optional<p2p_registry<>::read_guard> held{reg.reader()};
+    while (!stop.stop_requested()) {
+      std::optional<p2p_registry<>::read_guard> next{reg.reader()};
+      auto o = next->lookup(pr(0x1000'0000, 4096));
+      if (!o || !o->is_provider()) bad.fetch_add(1);
+      auto p = next->lookup(pr(0x2000'0000, 4096));
+      if (!p) bad.fetch_add(1);  // provider 2 or RAM, never straddling
+      held.reset();
+      held.emplace(std::move(*next));
+      rounds.fetch_add(1, std::memory_order_relaxed);
+    }
+  });
   std::size_t most = 0;
   for (int i = 0; i < 4000 || rounds.load() < 2000; ++i) {
     REQUIRE(reg.try_register(win(0x2000'0000, MiB, 2)));
@@ -361,8 +353,7 @@ TEST_CASE(
     most = std::max(most, reg.retired_snapshots());
     if (i > 1'000'000) break;
   }
-  stop = true;
-  for (auto& r : readers) r.join();
+  readers.clear();  // stop and join
   CHECK(bad.load() == 0);
   // 2 readers x 2 guards. (A registry-wide reader count that never reaches 0 let thousands
   // pile up here.)

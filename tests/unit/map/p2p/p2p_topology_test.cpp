@@ -6,6 +6,8 @@
 #include <thread>
 #include <vector>
 
+#include "support/threads.hpp"
+
 using phyr::errc;
 using phyr::host_bridge_p2p;
 using phyr::p2p_map_type;
@@ -274,27 +276,22 @@ TEST_CASE("p2p pci_topology: allocation failure while adding leaves it unchanged
 TEST_CASE("p2p pci_topology: concurrent queries while the allowlist changes",
           "[p2p_topology][concurrent]") {
   fixture f;
-  std::atomic<bool> stop{false};
   std::atomic<int> bad{0};
   std::atomic<int> queries{0};
-  std::vector<std::thread> th;
-  for (int t = 0; t < 3; ++t) {
-    th.emplace_back([&] {
-      while (!stop.load(std::memory_order_relaxed)) {
-        if (f.t.path(gpu, nvme)->type != p2p_map_type::bus_address) ++bad;
-        const auto ty = f.t.path(gpu, nvme2)->type;
-        if (ty != p2p_map_type::not_supported && ty != p2p_map_type::through_host_bridge) ++bad;
-        if (f.t.path(nic0, nic1)->distance != 2) ++bad;
-        queries.fetch_add(1, std::memory_order_relaxed);
-      }
-    });
-  }
+  auto th = phyr_test::start_threads(3, [&](std::stop_token stop, int) {
+    while (!stop.stop_requested()) {
+      if (f.t.path(gpu, nvme)->type != p2p_map_type::bus_address) ++bad;
+      const auto ty = f.t.path(gpu, nvme2)->type;
+      if (ty != p2p_map_type::not_supported && ty != p2p_map_type::through_host_bridge) ++bad;
+      if (f.t.path(nic0, nic1)->distance != 2) ++bad;
+      queries.fetch_add(1, std::memory_order_relaxed);
+    }
+  });
   for (int i = 0; i < 2000 || queries.load() < 2000; ++i) {
     REQUIRE(f.t.try_set_host_bridge_policy(
         f.hb0, (i & 1) != 0 ? host_bridge_p2p::deny : host_bridge_p2p::any));
   }
-  stop = true;
-  for (auto& x : th) x.join();
+  th.clear();  // stop and join
   CHECK(bad.load() == 0);
   REQUIRE(f.t.try_set_host_bridge_policy(f.hb0, host_bridge_p2p::deny));
   CHECK(f.path(gpu, nvme2).type == p2p_map_type::not_supported);
