@@ -25,6 +25,29 @@ std::vector<page*> pages_of(const std::vector<std::uint64_t>& pfns) {
   return v;
 }
 
+// Calls `build(table, allocator)` failing its 1st, 2nd, ... allocation until it succeeds.
+// Every failure must be out_of_memory and leave the table empty with nothing allocated; the
+// success is checked by `ok(table, fault_state, k)`, then freed, again leaving nothing.
+template <class Build, class Ok>
+void build_failing_each_allocation(Build build, Ok ok) {
+  for (std::uint64_t k = 1;; ++k) {
+    fault_state fs{.fail_at = k};
+    fault_injecting_allocator a{&fs};
+    sg_table t;
+    auto r = build(t, a);
+    if (r) {
+      ok(t, fs, k);
+      sg_free_table(t, a);
+      CHECK(fs.live == 0);
+      return;
+    }
+    CHECK(r.error() == errc::out_of_memory);
+    CHECK(t.sgl == nullptr);
+    CHECK(t.orig_nents == 0);
+    CHECK(fs.live == 0);
+  }
+}
+
 struct entry {
   std::uint64_t phys;
   std::uint64_t len;
@@ -134,22 +157,11 @@ TEST_CASE("sg_alloc_table rejects zero entries and frees everything when an arra
   CHECK(fs.calls == 0);
 
   const unsigned n = 1000;  // 8 arrays
-  for (std::uint64_t k = 1;; ++k) {
-    fault_state f{.fail_at = k};
-    fault_injecting_allocator fa{&f};
-    sg_table ft;
-    auto fr = sg_alloc_table(ft, n, fa);
-    if (fr) {
-      CHECK(k == arrays_for(n) + 1);
-      sg_free_table(ft, fa);
-      CHECK(f.live == 0);
-      break;
-    }
-    CHECK(fr.error() == errc::out_of_memory);
-    CHECK(ft.sgl == nullptr);
-    CHECK(ft.orig_nents == 0);
-    CHECK(f.live == 0);
-  }
+  build_failing_each_allocation(
+      [&](sg_table& ft, fault_injecting_allocator fa) { return sg_alloc_table(ft, n, fa); },
+      [&](const sg_table&, const fault_state&, std::uint64_t k) {
+        CHECK(k == arrays_for(n) + 1);
+      });
 }
 
 TEST_CASE("from_pages merges consecutive frames and cuts at max_segment like the kernel") {
@@ -381,22 +393,13 @@ TEST_CASE("from_pages frees every array it took when an allocation fails mid-fil
     std::vector<std::uint64_t> pfns;
     for (std::size_t i = 0; i < n; ++i) pfns.push_back(2 * i + (rng() % 2));  // scattered
     const auto pages = pages_of(pfns);
-    for (std::uint64_t k = 1;; ++k) {
-      fault_state fs{.fail_at = k};
-      fault_injecting_allocator a{&fs};
-      sg_table t;
-      auto r = sg_alloc_table_from_pages_segment(t, pages, 0, n * pg, ~0u, a);
-      if (r) {
-        CHECK(static_cast<std::size_t>(fs.live) == arrays_for(t.orig_nents));
-        sg_free_table(t, a);
-        CHECK(fs.live == 0);
-        break;
-      }
-      CHECK(r.error() == errc::out_of_memory);
-      CHECK(t.sgl == nullptr);
-      CHECK(t.orig_nents == 0);
-      CHECK(fs.live == 0);
-    }
+    build_failing_each_allocation(
+        [&](sg_table& t, fault_injecting_allocator a) {
+          return sg_alloc_table_from_pages_segment(t, pages, 0, n * pg, ~0u, a);
+        },
+        [](const sg_table& t, const fault_state& fs, std::uint64_t) {
+          CHECK(static_cast<std::size_t>(fs.live) == arrays_for(t.orig_nents));
+        });
   }
 }
 
@@ -428,22 +431,14 @@ TEST_CASE("from_pages frees every array when any allocation fails") {
   std::vector<std::uint64_t> pfns;
   for (std::uint64_t i = 0; i < 400; ++i) pfns.push_back(i * 2);  // 400 entries, 4 arrays
   auto pages = pages_of(pfns);
-  for (std::uint64_t k = 1;; ++k) {
-    fault_state fs{.fail_at = k};
-    fault_injecting_allocator a{&fs};
-    sg_table t;
-    auto r = sg_alloc_table_from_pages_segment(t, pages, 0, 400 * pg, ~0u, a);
-    if (r) {
-      CHECK(t.orig_nents == 400);
-      sg_free_table(t, a);
-      CHECK(fs.live == 0);
-      CHECK(k == 5);
-      break;
-    }
-    CHECK(r.error() == errc::out_of_memory);
-    CHECK(t.sgl == nullptr);
-    CHECK(fs.live == 0);
-  }
+  build_failing_each_allocation(
+      [&](sg_table& t, fault_injecting_allocator a) {
+        return sg_alloc_table_from_pages_segment(t, pages, 0, 400 * pg, ~0u, a);
+      },
+      [](const sg_table& t, const fault_state&, std::uint64_t k) {
+        CHECK(t.orig_nents == 400);
+        CHECK(k == 5);
+      });
 }
 
 TEST_CASE("from_ranges makes one entry per range and cuts long ranges at max_segment") {

@@ -78,42 +78,6 @@ using mapper_t = phyr::bounce_mapper<inner_t, fake_accessor, phyr::coherent_cach
 constexpr std::uint64_t ram_base = 0xffff0000;  // 64 KiB below 4 GiB, 64 KiB above
 constexpr std::uint64_t pool_base = 0x01000000;
 
-fake_memory make_memory(std::uint64_t nslots) {
-  fake_memory m;
-  m.add(ram_base, 0x20000);
-  m.add(pool_base, nslots * phyr::page_size);
-  return m;
-}
-
-pool_t make_pool(fake_memory& mem, std::uint64_t nslots, phyr::fault_state& fs) {
-  phyr::range_list<phys_range> pool_mem;
-  phyr::must(pool_mem.try_append(pr(pool_base, nslots * phyr::page_size)));
-  return phyr::must(pool_t::create(pool_mem, fake_accessor{&mem}, phyr::page_size, fault_alloc{&fs}));
-}
-
-// The whole setting: RAM straddling 4 GiB, a pool low in memory, a 32-bit identity-mapped bus.
-struct rig {
-  std::uint64_t slots;
-  fake_memory mem;
-  phyr::fault_state fs;
-  inner_t inner;
-  pool_t pool;
-  mapper_t bm;
-
-  explicit rig(std::uint64_t nslots = 8, phyr::dma_constraints c = {.dma_mask = 0xffffffff})
-      : slots(nslots),
-        mem(make_memory(nslots)),
-        inner(phyr::must(inner_t::create(32))),
-        pool(make_pool(mem, nslots, fs)),
-        bm(phyr::must(mapper_t::create(inner, pool, fake_accessor{&mem}, c))) {}
-
-  // The caller's buffer `r`, holding the pattern of `seed` (what the caller had before the I/O).
-  phyr::range_list<phys_range> buffer(phys_range r, std::uint8_t seed) {
-    mem.fill(r.addr().value(), r.len(), seed);
-    return list_of({r});
-  }
-};
-
 // Visits the bytes of one I/O in order, `visit(byte, position in the I/O)`: through the
 // caller's list, or through a mapping (on this identity-mapped bus its DMA addresses are
 // fake-memory addresses too).
@@ -152,6 +116,54 @@ std::vector<std::byte> cpu_bytes(fake_memory& mem, const L& list) {
   for_each_io_byte(mem, list, [&](std::byte b, std::uint64_t) { out.push_back(b); });
   return out;
 }
+
+fake_memory make_memory(std::uint64_t nslots) {
+  fake_memory m;
+  m.add(ram_base, 0x20000);
+  m.add(pool_base, nslots * phyr::page_size);
+  return m;
+}
+
+pool_t make_pool(fake_memory& mem, std::uint64_t nslots, phyr::fault_state& fs) {
+  phyr::range_list<phys_range> pool_mem;
+  phyr::must(pool_mem.try_append(pr(pool_base, nslots * phyr::page_size)));
+  return phyr::must(pool_t::create(pool_mem, fake_accessor{&mem}, phyr::page_size, fault_alloc{&fs}));
+}
+
+// The same pool on the default allocator, for the tests that build their mapper by hand.
+phyr::bounce_pool<fake_accessor> plain_pool(fake_memory& mem, std::uint64_t nslots) {
+  return phyr::must(phyr::bounce_pool<fake_accessor>::create(
+      list_of({pr(pool_base, nslots * phyr::page_size)}), fake_accessor{&mem}));
+}
+
+// The whole setting: RAM straddling 4 GiB, a pool low in memory, a 32-bit identity-mapped bus.
+struct rig {
+  std::uint64_t slots;
+  fake_memory mem;
+  phyr::fault_state fs;
+  inner_t inner;
+  pool_t pool;
+  mapper_t bm;
+
+  explicit rig(std::uint64_t nslots = 8, phyr::dma_constraints c = {.dma_mask = 0xffffffff})
+      : slots(nslots),
+        mem(make_memory(nslots)),
+        inner(phyr::must(inner_t::create(32))),
+        pool(make_pool(mem, nslots, fs)),
+        bm(phyr::must(mapper_t::create(inner, pool, fake_accessor{&mem}, c))) {}
+
+  // The caller's buffer `r`, holding the pattern of `seed` (what the caller had before the I/O).
+  phyr::range_list<phys_range> buffer(phys_range r, std::uint8_t seed) {
+    mem.fill(r.addr().value(), r.len(), seed);
+    return list_of({r});
+  }
+  // A from_device mapping of `buf` after the device wrote the pattern of `seed` into it.
+  mapper_t::mapping device_wrote(const phyr::range_list<phys_range>& buf, std::uint8_t seed) {
+    auto mp = phyr::must(bm.try_map(buf, dma_direction::from_device));
+    device_writes(mp, mem, seed);
+    return mp;
+  }
+};
 
 }  // namespace
 
@@ -301,35 +313,33 @@ TEST_CASE("a list the device reaches as it is passes through without touching th
 TEST_CASE("sync takes a byte sub-range of the mapping and rejects one past its end") {
   rig t;
   auto buf = t.buffer(pr(0x100000000, 0x3000), 5);
-  auto mp = t.bm.try_map(buf, dma_direction::from_device);
-  REQUIRE(mp);
-  device_writes(*mp, t.mem, 50);
+  auto mp = t.device_wrote(buf, 50);
   const std::uint64_t before = t.pool.stats().bytes_copied;
-  REQUIRE(t.bm.try_sync_for_cpu(*mp, {.offset = 0x1800, .len = 0x1000}));
+  REQUIRE(t.bm.try_sync_for_cpu(mp, {.offset = 0x1800, .len = 0x1000}));
   CHECK(t.pool.stats().bytes_copied - before == 0x1000);
   // Bytes outside the sub-range are still the caller's old ones.
   std::byte* p = t.mem.find(0x100000000, 0x3000);
-  CHECK(p[0x17ff] == std::byte(static_cast<std::uint8_t>(5 + 0x17ff * 7)));
-  CHECK(p[0x1800] == std::byte(static_cast<std::uint8_t>(50 + 0x1800 * 7)));
-  CHECK(p[0x27ff] == std::byte(static_cast<std::uint8_t>(50 + 0x27ff * 7)));
-  CHECK(p[0x2800] == std::byte(static_cast<std::uint8_t>(5 + 0x2800 * 7)));
+  CHECK(p[0x17ff] == pattern(5, 0x17ff));
+  CHECK(p[0x1800] == pattern(50, 0x1800));
+  CHECK(p[0x27ff] == pattern(50, 0x27ff));
+  CHECK(p[0x2800] == pattern(5, 0x2800));
 
-  CHECK(t.bm.try_sync_for_cpu(*mp, {.offset = 0x3000, .len = 1}).error() == errc::out_of_range);
-  CHECK(t.bm.try_sync_for_cpu(*mp, {.offset = 0x2000, .len = 0x1001}).error() ==
+  CHECK(t.bm.try_sync_for_cpu(mp, {.offset = 0x3000, .len = 1}).error() == errc::out_of_range);
+  CHECK(t.bm.try_sync_for_cpu(mp, {.offset = 0x2000, .len = 0x1001}).error() ==
         errc::out_of_range);
-  CHECK(t.bm.try_sync_for_device(*mp, {.offset = 0x3001}).error() == errc::out_of_range);
-  CHECK(t.bm.try_sync_for_cpu(*mp, {.offset = 0x3000, .len = 0}).has_value());
+  CHECK(t.bm.try_sync_for_device(mp, {.offset = 0x3001}).error() == errc::out_of_range);
+  CHECK(t.bm.try_sync_for_cpu(mp, {.offset = 0x3000, .len = 0}).has_value());
 
   // Another mapper's mapping, and an unmapped one, are foreign.
   auto other = mapper_t::create(t.inner, t.pool, fake_accessor{&t.mem},
                                 {.dma_mask = 0xffffffff});
   REQUIRE(other);
-  CHECK(other->try_sync_for_cpu(*mp).error() == errc::foreign_mapping);
-  CHECK(other->try_unmap(std::move(*mp)).error() == errc::foreign_mapping);
-  CHECK(mp->mapped());
-  REQUIRE(t.bm.try_unmap(std::move(*mp)));
-  CHECK(t.bm.try_sync_for_cpu(*mp).error() == errc::foreign_mapping);
-  CHECK(t.bm.try_unmap(std::move(*mp)).error() == errc::foreign_mapping);
+  CHECK(other->try_sync_for_cpu(mp).error() == errc::foreign_mapping);
+  CHECK(other->try_unmap(std::move(mp)).error() == errc::foreign_mapping);
+  CHECK(mp.mapped());
+  REQUIRE(t.bm.try_unmap(std::move(mp)));
+  CHECK(t.bm.try_sync_for_cpu(mp).error() == errc::foreign_mapping);
+  CHECK(t.bm.try_unmap(std::move(mp)).error() == errc::foreign_mapping);
 }
 
 TEST_CASE("misaligned starts and excluded windows bounce; the reachable rest passes through") {
@@ -386,11 +396,9 @@ TEST_CASE("dropping a live bounce mapping releases it as try_unmap would, copy b
   rig t;
   auto buf = t.buffer(pr(0x100000000, 0x1000), 1);
   {
-    auto mp = t.bm.try_map(buf, dma_direction::from_device);
-    REQUIRE(mp);
-    device_writes(*mp, t.mem, 42);
-    auto moved = std::move(*mp);  // moves keep one owner
-    CHECK_FALSE(mp->mapped());
+    auto mp = t.device_wrote(buf, 42);
+    auto moved = std::move(mp);  // moves keep one owner
+    CHECK_FALSE(mp.mapped());
     CHECK(moved.mapped());
   }
   CHECK(t.pool.free_slots() == t.slots);
@@ -415,16 +423,11 @@ struct counting_cache {
 
 TEST_CASE("a non-coherent cache policy is called on every range the device sees") {
   STATIC_REQUIRE(phyr::cache_policy<counting_cache>);
-  fake_memory mem;
-  mem.add(ram_base, 0x20000);
-  mem.add(pool_base, 4 * phyr::page_size);
-  phyr::range_list<phys_range> pool_mem;
-  phyr::must(pool_mem.try_append(pr(pool_base, 4 * phyr::page_size)));
-  auto pool = phyr::bounce_pool<fake_accessor>::create(pool_mem, fake_accessor{&mem});
-  REQUIRE(pool);
+  fake_memory mem = make_memory(4);
+  auto pool = plain_pool(mem, 4);
   inner_t inner = phyr::must(inner_t::create(32));
   using bm_t = phyr::bounce_mapper<inner_t, fake_accessor, counting_cache>;
-  auto bm = bm_t::create(inner, *pool, fake_accessor{&mem}, {.dma_mask = 0xffffffff});
+  auto bm = bm_t::create(inner, pool, fake_accessor{&mem}, {.dma_mask = 0xffffffff});
   REQUIRE(bm);
   phyr::range_list<phys_range> buf;
   phyr::must(buf.try_append(pr(0xfffff000, 0x2000)));  // one page low, one high
@@ -476,17 +479,12 @@ TEST_CASE("bounce_pool::create and bounce_mapper::create reject what cannot work
 }
 
 TEST_CASE("bounce_mapper decorates an offset mapper too: bounced pieces get the bus offset") {
-  fake_memory mem;
-  mem.add(ram_base, 0x20000);
-  mem.add(pool_base, 4 * phyr::page_size);
-  phyr::range_list<phys_range> pool_mem;
-  phyr::must(pool_mem.try_append(pr(pool_base, 4 * phyr::page_size)));
-  auto pool = phyr::bounce_pool<fake_accessor>::create(pool_mem, fake_accessor{&mem});
-  REQUIRE(pool);
+  fake_memory mem = make_memory(4);
+  auto pool = plain_pool(mem, 4);
   phyr::offset_mapper<dev32> off;
   phyr::must(off.try_add_window(phys_addr{0}, phyr::dma_addr<dev32>{0x80000000}, 1ull << 33));
   using bm_t = phyr::bounce_mapper<phyr::offset_mapper<dev32>, fake_accessor>;
-  auto bm = bm_t::create(off, *pool, fake_accessor{&mem}, {.dma_mask = 0xffffffff});
+  auto bm = bm_t::create(off, pool, fake_accessor{&mem}, {.dma_mask = 0xffffffff});
   REQUIRE(bm);
   phyr::range_list<phys_range> buf;
   phyr::must(buf.try_append(pr(0x100000000, 0x1000)));

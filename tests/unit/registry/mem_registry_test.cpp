@@ -339,27 +339,32 @@ TEST_CASE("an allocation failure at any point of register, unregister or transla
   CHECK(reg.try_unregister(vr(0x10000, 0x1000)).error() == errc::out_of_memory);
   CHECK(dump(reg) == before);
 
+  // Translates `iov` into `out`, failing its 1st, 2nd, ... allocation until it succeeds
+  // (true) or 31 failures (false); each failure must be out_of_memory with `out` unchanged.
+  auto translate_failing_each = [&](const std::vector<virt_range>& iov, auto& out,
+                                    auto out_unchanged) {
+    for (std::uint64_t k = 1; k < 32; ++k) {
+      CAPTURE(k);
+      fs.fail_at = fs.calls + k;
+      auto r = reg.try_translate(std::span<const virt_range>{iov}, out);
+      if (r) return true;
+      CHECK(r.error() == errc::out_of_memory);
+      out_unchanged();
+    }
+    return false;
+  };
+
   // The iovec list: fail each of its allocations in turn; `out` keeps its old contents.
   std::vector<virt_range> iov;
   for (std::uint64_t i = 0; i < 8; ++i) iov.push_back(vr(0x10000 + i * 0x2000, 0x1000));
   phyr::range_list<phys_range, phyr::fault_injecting_allocator> out{
       phyr::fault_injecting_allocator{&fs}};
   REQUIRE(out.try_append(pr(0x1, 0x10)));
-  bool succeeded = false;
-  for (std::uint64_t k = 1; !succeeded && k < 32; ++k) {
-    CAPTURE(k);
-    fs.fail_at = fs.calls + k;
-    auto r = reg.try_translate(std::span<const virt_range>{iov}, out);
-    if (r) {
-      succeeded = true;
-      CHECK(out.size() == 2);  // 0x1 and the 8 contiguous pages
-    } else {
-      CHECK(r.error() == errc::out_of_memory);
-      CHECK(out.size() == 1);
-      CHECK(out.total_bytes() == 0x10);
-    }
-  }
-  CHECK(succeeded);
+  CHECK(translate_failing_each(iov, out, [&] {
+    CHECK(out.size() == 1);
+    CHECK(out.total_bytes() == 0x10);
+  }));
+  CHECK(out.size() == 2);  // 0x1 and the 8 contiguous pages
 
   // The in-place path (an empty list): a failure leaves it empty.
   phyr::range_list<phys_range, phyr::fault_injecting_allocator> empty{
@@ -367,20 +372,8 @@ TEST_CASE("an allocation failure at any point of register, unregister or transla
   std::vector<virt_range> scattered;
   for (std::uint64_t i = 0; i < 8; i += 2) scattered.push_back(vr(0x10000 + i * 0x2000, 0x1000));
   scattered.push_back(vr(0x10000, 0x1000));  // 5 entries: past the two inline ones
-  succeeded = false;
-  for (std::uint64_t k = 1; !succeeded && k < 32; ++k) {
-    CAPTURE(k);
-    fs.fail_at = fs.calls + k;
-    auto r = reg.try_translate(std::span<const virt_range>{scattered}, empty);
-    if (r) {
-      succeeded = true;
-      CHECK(empty.size() == 5);
-    } else {
-      CHECK(r.error() == errc::out_of_memory);
-      CHECK(empty.empty());
-    }
-  }
-  CHECK(succeeded);
+  CHECK(translate_failing_each(scattered, empty, [&] { CHECK(empty.empty()); }));
+  CHECK(empty.size() == 5);
   fs.fail_at = 0;
 }
 

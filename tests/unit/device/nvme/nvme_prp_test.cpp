@@ -31,6 +31,11 @@ phyr::result<std::vector<piece>> walk(const nvme::prp_result<nvme0>& r, std::uin
   return v;
 }
 
+// try_build_prp of `l` with 4 KiB controller pages, its list going to pool `p`.
+phyr::result<nvme::prp_result<nvme0>> build_prp(const dlist& l, pool& p) {
+  return nvme::try_build_prp(l, 4096, p.span(), p.at());
+}
+
 template <class L, class Addr = dma>
 concept prp_buildable = requires(const L& l, std::span<std::uint64_t> w) {
   nvme::try_build_prp(l, 4096, w, Addr{0});
@@ -67,7 +72,7 @@ TEST_CASE("prp: SPDK test_prp_list_append, buffers that need PRP1 only or PRP1 +
   };
   for (const spdk_case& c : cases) {
     CAPTURE(c.addr, c.len);
-    auto r = nvme::try_build_prp(dlist{dr(c.addr, c.len)}, 4096, p.span(), p.at());
+    auto r = build_prp(dlist{dr(c.addr, c.len)}, p);
     REQUIRE(r);
     CHECK(r->entries == c.prp_index);
     CHECK(r->prp1.value() == c.prp1);
@@ -89,7 +94,7 @@ TEST_CASE("prp: SPDK test_prp_list_append, buffers that need a PRP list") {
   };
   for (const spdk_case& c : cases) {
     pool p(503, 0xDEADBEE8);
-    auto r = nvme::try_build_prp(dlist{dr(c.addr, c.len)}, 4096, p.span(), p.at());
+    auto r = build_prp(dlist{dr(c.addr, c.len)}, p);
     REQUIRE(r);
     CHECK(r->entries == c.prp_index);
     CHECK(r->prp1.value() == c.addr);
@@ -104,8 +109,7 @@ TEST_CASE("prp: SPDK test_prp_list_append, buffers that need a PRP list") {
 TEST_CASE("prp: SPDK test_prp_list_append, two buffers") {
   pool p(503, 0xDEADBEE8);
   // Two 4K buffers, both 4K aligned: PRP1 + PRP2 as data.
-  auto a = nvme::try_build_prp(dlist{dr(0x100000, 0x1000), dr(0x900000, 0x1000)}, 4096, p.span(),
-                               p.at());
+  auto a = build_prp(dlist{dr(0x100000, 0x1000), dr(0x900000, 0x1000)}, p);
   REQUIRE(a);
   CHECK(a->entries == 2);
   CHECK(a->prp1.value() == 0x100000);
@@ -116,14 +120,12 @@ TEST_CASE("prp: SPDK test_prp_list_append, two buffers") {
   // boundary. This first buffer ends at 0x101800, so a controller would read all of page
   // 0x101000: phyr enforces that rule itself and refuses the pair as a page_gap.
   pool q0(503, 0xDEADBEE8);
-  auto b0 = nvme::try_build_prp(dlist{dr(0x100800, 0x1000), dr(0x900000, 0x1000)}, 4096, q0.span(),
-                                q0.at());
+  auto b0 = build_prp(dlist{dr(0x100800, 0x1000), dr(0x900000, 0x1000)}, q0);
   REQUIRE_FALSE(b0);
   CHECK(b0.error() == errc::page_gap);
   CHECK(q0.untouched_from(0) == 0);
   // With the first buffer ending on the boundary, SPDK's expected list comes out.
-  auto b = nvme::try_build_prp(dlist{dr(0x100800, 0x1800), dr(0x900000, 0x1000)}, 4096, p.span(),
-                               p.at());
+  auto b = build_prp(dlist{dr(0x100800, 0x1800), dr(0x900000, 0x1000)}, p);
   REQUIRE(b);
   CHECK(b->entries == 3);
   CHECK(b->prp1.value() == 0x100800);
@@ -133,8 +135,7 @@ TEST_CASE("prp: SPDK test_prp_list_append, two buffers") {
   CHECK(p.untouched_from(2) == 0);
   // Both non-4K aligned: invalid (SPDK: -EFAULT); phyr says why and writes nothing.
   pool q(503, 0xDEADBEE8);
-  auto c = nvme::try_build_prp(dlist{dr(0x100800, 0x1000), dr(0x900800, 0x1000)}, 4096, q.span(),
-                               q.at());
+  auto c = build_prp(dlist{dr(0x100800, 0x1000), dr(0x900800, 0x1000)}, q);
   REQUIRE_FALSE(c);
   CHECK(c.error() == errc::page_gap);
   CHECK(q.untouched_from(0) == 0);
@@ -144,25 +145,22 @@ TEST_CASE("prp: SPDK test_prp_list_append, the largest buffers 503 list entries 
   constexpr std::uint64_t max_entries = 503;  // NVME_MAX_PRP_LIST_ENTRIES
   // A tracker page at 0x7000: the list starts 72 bytes in and ends at the page end, no chain.
   pool p(max_entries, 0x7000 + 72);
-  auto a =
-      nvme::try_build_prp(dlist{dr(0x100000, (max_entries + 1) * 0x1000)}, 4096, p.span(), p.at());
+  auto a = build_prp(dlist{dr(0x100000, (max_entries + 1) * 0x1000)}, p);
   REQUIRE(a);
   CHECK(a->entries == max_entries + 1);
   CHECK(a->list_pages == 1);
   CHECK(a->words_used == max_entries);
   for (std::uint64_t i = 0; i < max_entries; ++i) CHECK(p.words[i] == 0x101000 + i * 0x1000);
 
-  auto b = nvme::try_build_prp(dlist{dr(0x100800, max_entries * 0x1000)}, 4096, p.span(), p.at());
+  auto b = build_prp(dlist{dr(0x100800, max_entries * 0x1000)}, p);
   REQUIRE(b);
   CHECK(b->entries == max_entries + 1);
 
   pool q(max_entries, 0x7000 + 72);
-  auto c =
-      nvme::try_build_prp(dlist{dr(0x100000, (max_entries + 2) * 0x1000)}, 4096, q.span(), q.at());
+  auto c = build_prp(dlist{dr(0x100000, (max_entries + 2) * 0x1000)}, q);
   REQUIRE_FALSE(c);
   CHECK(c.error() == errc::exhausted);
-  auto d =
-      nvme::try_build_prp(dlist{dr(0x100800, (max_entries + 1) * 0x1000)}, 4096, q.span(), q.at());
+  auto d = build_prp(dlist{dr(0x100800, (max_entries + 1) * 0x1000)}, q);
   REQUIRE_FALSE(d);
   CHECK(d.error() == errc::exhausted);
   CHECK(q.untouched_from(0) == 0);
@@ -199,7 +197,7 @@ TEST_CASE("prp: a full list page chains through its last slot, the moved entry l
 TEST_CASE("prp: exactly a page of list entries needs no chain") {
   const std::uint64_t len = 513 * 4096;  // PRP1 + 512 list entries
   pool p(512, 0x8000);
-  auto r = nvme::try_build_prp(dlist{dr(0x200000, len)}, 4096, p.span(), p.at());
+  auto r = build_prp(dlist{dr(0x200000, len)}, p);
   REQUIRE(r);
   CHECK(r->list_pages == 1);
   CHECK(p.words[511] == 0x200000 + 512 * 4096);
@@ -208,14 +206,11 @@ TEST_CASE("prp: exactly a page of list entries needs no chain") {
 TEST_CASE("prp: an inner boundary off a page boundary is a page_gap, distinct from misaligned") {
   pool p(64, 0x8000);
   // End of the first range not page aligned.
-  CHECK(nvme::try_build_prp(dlist{dr(0x10000, 0x800), dr(0x20000, 0x1000)}, 4096, p.span(), p.at())
-            .error() == errc::page_gap);
+  CHECK(build_prp(dlist{dr(0x10000, 0x800), dr(0x20000, 0x1000)}, p).error() == errc::page_gap);
   // Start of a later range not page aligned.
-  CHECK(nvme::try_build_prp(dlist{dr(0x10000, 0x1000), dr(0x20200, 0x1000)}, 4096, p.span(), p.at())
-            .error() == errc::page_gap);
+  CHECK(build_prp(dlist{dr(0x10000, 0x1000), dr(0x20200, 0x1000)}, p).error() == errc::page_gap);
   // Contiguous ranges may meet anywhere: they are one run.
-  auto ok =
-      nvme::try_build_prp(dlist{dr(0x10000, 0x800), dr(0x10800, 0x1000)}, 4096, p.span(), p.at());
+  auto ok = build_prp(dlist{dr(0x10000, 0x800), dr(0x10800, 0x1000)}, p);
   REQUIRE(ok);
   CHECK(ok->entries == 2);
   CHECK(ok->prp2.value() == 0x11000);
@@ -239,7 +234,7 @@ TEST_CASE("prp: MDTS limits the transfer with too_long, checked before any write
 
 TEST_CASE("prp: bad arguments are invalid_argument") {
   pool p(64, 0x8000);
-  CHECK(nvme::try_build_prp(dlist{}, 4096, p.span(), p.at()).error() == errc::invalid_argument);
+  CHECK(build_prp(dlist{}, p).error() == errc::invalid_argument);
   for (std::uint64_t bad : {0ull, 2048ull, 4095ull, 12288ull, 1ull << 28})
     CHECK(nvme::try_build_prp(dlist{dr(0x1000, 0x1000)}, bad, p.span(), p.at()).error() ==
           errc::invalid_argument);
@@ -266,12 +261,11 @@ TEST_CASE("prp: a list page that starts mid-page holds what fits before the page
   // 16 words at offset 0xf80 of a page: the first list page has 16 slots. 17 entries exhaust it
   // even though the chunk is long enough: only a whole, aligned page may chain.
   pool p(600, 0x10000 + 0xf80);
-  auto ok = nvme::try_build_prp(dlist{dr(0x100000, 17 * 4096)}, 4096, p.span(), p.at());
+  auto ok = build_prp(dlist{dr(0x100000, 17 * 4096)}, p);
   REQUIRE(ok);
   CHECK(ok->words_used == 16);
   pool q(600, 0x10000 + 0xf80);
-  CHECK(nvme::try_build_prp(dlist{dr(0x100000, 18 * 4096)}, 4096, q.span(), q.at()).error() ==
-        errc::exhausted);
+  CHECK(build_prp(dlist{dr(0x100000, 18 * 4096)}, q).error() == errc::exhausted);
   CHECK(q.untouched_from(0) == 0);
 }
 

@@ -53,6 +53,15 @@ void require_translates(const Mapper& m, const List& in, const Mapping& mp) {
   REQUIRE(bytes == mp.total_bytes());
 }
 
+/// Unmaps `mp` and checks the domain is back to nothing: no leaf, and no table after a trim.
+template <class Mapper, class Mapping>
+void unmap_to_empty(Mapper& m, phyr::iommu_domain& dom, Mapping&& mp) {
+  phyr::must(m.try_unmap(std::move(mp)));
+  CHECK(dom.stats().page_table.leaves() == 0);
+  dom.trim();
+  CHECK(dom.stats().page_table.tables == 0);
+}
+
 /// A page list of n distinct, shuffled (so never coalescing) frames below 2^36.
 cpu_list page_list(std::mt19937_64& rng, std::size_t n, std::uint64_t first_offset,
                    std::uint64_t tail_cut) {
@@ -203,10 +212,7 @@ TEST_CASE("iommu_mapper: each unaligned interior boundary costs exactly one more
   CHECK(std::next(mp.begin())->addr().value() % k4 == 0x100);
   require_translates(m, l, mp);
   CHECK(m.lookup(mp.begin()->addr())->perm == phyr::io_perm::write);
-  phyr::must(m.try_unmap(std::move(mp)));
-  CHECK(dom.stats().page_table.leaves() == 0);
-  dom.trim();
-  CHECK(dom.stats().page_table.tables == 0);
+  unmap_to_empty(m, dom, std::move(mp));
   CHECK(dom.stats().iova.live_blocks == 0);
 }
 
@@ -237,10 +243,7 @@ TEST_CASE("iommu_mapper: physically adjacent ranges share an IOVA page and keep 
   CHECK(dom.stats().page_table.leaves_4k == 3);  // the shared page mapped once
   require_translates(m, l, mp);
   CHECK(m.lookup(e0.addr())->perm == phyr::io_perm::read);
-  phyr::must(m.try_unmap(std::move(mp)));
-  CHECK(dom.stats().page_table.leaves() == 0);
-  dom.trim();
-  CHECK(dom.stats().page_table.tables == 0);
+  unmap_to_empty(m, dom, std::move(mp));
 }
 
 TEST_CASE("iommu_mapper: 2 MiB runs map as one entry built from 2 MiB leaves", "[iommu]") {
@@ -262,10 +265,7 @@ TEST_CASE("iommu_mapper: 2 MiB runs map as one entry built from 2 MiB leaves", "
   CHECK(st.tables == 3);  // root, PDPT, PD
   require_translates(m, l, mp);
   CHECK(m.lookup(mp.begin()->addr())->leaf_size == m2);
-  phyr::must(m.try_unmap(std::move(mp)));
-  CHECK(dom.stats().page_table.leaves() == 0);
-  dom.trim();
-  CHECK(dom.stats().page_table.tables == 0);
+  unmap_to_empty(m, dom, std::move(mp));
 }
 
 TEST_CASE("iommu_mapper: a buffer starting mid-hugepage still gets 2 MiB leaves", "[iommu]") {
@@ -284,10 +284,7 @@ TEST_CASE("iommu_mapper: a buffer starting mid-hugepage still gets 2 MiB leaves"
   CHECK(st.leaves_4k == 3 + 1);
   require_translates(m, l, mp);
   CHECK(dom.with_page_table([](const auto& pt) { return pt.check_invariants(); }));
-  phyr::must(m.try_unmap(std::move(mp)));
-  CHECK(dom.stats().page_table.leaves() == 0);
-  dom.trim();
-  CHECK(dom.stats().page_table.tables == 0);
+  unmap_to_empty(m, dom, std::move(mp));
 }
 
 TEST_CASE("iommu_mapper: views and slices map like lists", "[iommu]") {
@@ -568,10 +565,7 @@ TEST_CASE("iommu_mapper: IOVA exhaustion mid-map rolls back completely", "[iommu
   auto mb = phyr::must(m.try_map(b, dma_direction::to_device));
   CHECK(mb.size() == 2);
   require_translates(m, b, mb);
-  phyr::must(m.try_unmap(std::move(mb)));
-  CHECK(dom.stats().page_table.leaves() == 0);
-  dom.trim();
-  CHECK(dom.stats().page_table.tables == 0);
+  unmap_to_empty(m, dom, std::move(mb));
 }
 
 TEST_CASE("iommu_mapper: concurrent map and unmap from several threads", "[iommu][concurrent]") {

@@ -105,6 +105,18 @@ bool pfns_readable() {
   return readable;
 }
 
+// The pin tests' preconditions: each says why the calling test is skipped when it fails.
+bool pfns_readable_or_skip() {
+  if (pfns_readable()) return true;
+  WARN("skipped: this process is not shown PFNs (try_pin reports permission_denied)");
+  return false;
+}
+std::optional<u64> vm_locked_kib_or_skip() {
+  auto kib = vm_locked_kib();
+  if (!kib) WARN("skipped: VmLck not readable");
+  return kib;
+}
+
 // The AnonHugePages of the mapping containing `addr`, in KiB, from /proc/self/smaps.
 std::optional<u64> anon_huge_kib(const void* addr) {
   std::ifstream f("/proc/self/smaps");
@@ -155,6 +167,19 @@ int in_child(F f) {
 }
 constexpr int child_skip = 99;  // the child could not set up (e.g. capset refused)
 int code_of(errc e) { return 1 + static_cast<int>(e); }
+constexpr int child_left_locks = 98;  // a failed pin changed VmLck
+
+// A child's exit code for try_pin of a fresh 1 MiB mapping from byte `skip` on: 0 when it pins,
+// the errc's code_of when it fails, child_left_locks when a failure changed VmLck.
+int pin_fresh_mib(std::size_t skip) {
+  mapping m(1 << 20);
+  if (!m.ok()) return child_skip;
+  auto before = vm_locked_kib();
+  auto r = phyr::pinned_buffer<>::try_pin(m.p() + skip, (1 << 20) - skip);
+  if (r) return 0;
+  if (vm_locked_kib() != before) return child_left_locks;
+  return code_of(r.error());
+}
 
 bool drop_effective_capability(unsigned cap) {
   __user_cap_header_struct h{_LINUX_CAPABILITY_VERSION_3, 0};
@@ -533,15 +558,9 @@ TEST_CASE(
     "pinned_buffer: RAII unlocks the whole range on destruction and move-assignment, and a "
     "moved-from buffer unlocks nothing",
     "[pagemap][pin]") {
-  if (!pfns_readable()) {
-    WARN("skipped: this process is not shown PFNs (try_pin reports permission_denied)");
-    return;
-  }
-  const auto base = vm_locked_kib();
-  if (!base) {
-    WARN("skipped: VmLck not readable");
-    return;
-  }
+  if (!pfns_readable_or_skip()) return;
+  const auto base = vm_locked_kib_or_skip();
+  if (!base) return;
   mapping a(64 * page), b(32 * page);
   REQUIRE(a.ok());
   REQUIRE(b.ok());
@@ -567,10 +586,7 @@ TEST_CASE(
     "pinned_buffer::try_pin: transparent huge pages coalesce to one entry per huge page or "
     "fewer",
     "[pagemap][pin][hugepage]") {
-  if (!pfns_readable()) {
-    WARN("skipped: this process is not shown PFNs");
-    return;
-  }
+  if (!pfns_readable_or_skip()) return;
   constexpr std::size_t huge = 2 << 20;
   mapping m(3 * huge);
   REQUIRE(m.ok());
@@ -599,10 +615,7 @@ TEST_CASE(
     "pinned_buffer::try_pin: hugetlbfs pages (MAP_HUGETLB) coalesce to one entry per huge "
     "page or fewer",
     "[pagemap][pin][hugepage]") {
-  if (!pfns_readable()) {
-    WARN("skipped: this process is not shown PFNs");
-    return;
-  }
+  if (!pfns_readable_or_skip()) return;
   constexpr std::size_t huge = 2 << 20;
   mapping m(2 * huge, MAP_HUGETLB);
   if (!m.ok()) {
@@ -618,10 +631,7 @@ TEST_CASE(
     "pinned_buffer::try_pin: every allocation failure is out_of_memory, leaks nothing and "
     "leaves nothing locked",
     "[pagemap][pin][alloc]") {
-  if (!pfns_readable()) {
-    WARN("skipped: this process is not shown PFNs");
-    return;
-  }
+  if (!pfns_readable_or_skip()) return;
   const auto base = vm_locked_kib();
   // 8 MiB of small pages: fragmented enough to need heap segments on most machines.
   mapping m(8 << 20);
@@ -652,10 +662,7 @@ TEST_CASE(
 }
 
 TEST_CASE("pinned_buffer::try_pin: options add flags and limits to the list", "[pagemap][pin]") {
-  if (!pfns_readable()) {
-    WARN("skipped: this process is not shown PFNs");
-    return;
-  }
+  if (!pfns_readable_or_skip()) return;
   mapping m(64 * page);
   REQUIRE(m.ok());
   phyr::pin_options o;
@@ -684,13 +691,7 @@ TEST_CASE(
         if (!drop_effective_capability(CAP_IPC_LOCK) || ::setrlimit(RLIMIT_MEMLOCK, &rl) != 0)
           return child_skip;
       }
-      mapping m(1 << 20);
-      if (!m.ok()) return child_skip;
-      auto before = vm_locked_kib();
-      auto r = phyr::pinned_buffer<>::try_pin(m.p() + 100, (1 << 20) - 100);
-      if (r) return 0;
-      if (vm_locked_kib() != before) return 98;
-      return code_of(r.error());
+      return pin_fresh_mib(100);
     });
     if (code == child_skip) {
       WARN("skipped: cannot drop CAP_SYS_ADMIN (or set RLIMIT_MEMLOCK) here");
@@ -710,13 +711,7 @@ TEST_CASE(
       if (!drop_effective_capability(CAP_IPC_LOCK)) return child_skip;
       const rlimit rl{limit, limit};
       if (::setrlimit(RLIMIT_MEMLOCK, &rl) != 0) return child_skip;
-      mapping m(1 << 20);
-      if (!m.ok()) return child_skip;
-      auto before = vm_locked_kib();
-      auto r = phyr::pinned_buffer<>::try_pin(m.p(), 1 << 20);
-      if (r) return 0;
-      if (vm_locked_kib() != before) return 98;
-      return code_of(r.error());
+      return pin_fresh_mib(0);
     });
     if (code == child_skip) {
       WARN("skipped: cannot drop CAP_IPC_LOCK or set RLIMIT_MEMLOCK here");
@@ -738,11 +733,8 @@ TEST_CASE(
   mapping m(3 * page);
   REQUIRE(m.ok());
   REQUIRE(::munmap(m.p() + 2 * page, page) == 0);
-  const auto base = vm_locked_kib();
-  if (!base) {
-    WARN("skipped: VmLck not readable");
-    return;
-  }
+  const auto base = vm_locked_kib_or_skip();
+  if (!base) return;
   if (::mlock(m.p(), page) != 0) {
     WARN("skipped: this process cannot mlock a page");
     return;
@@ -764,15 +756,9 @@ TEST_CASE(
     "pinned_buffer::try_pin: a failure after mlock unlocks only what it locked, not the "
     "pages another live pinned_buffer or the caller locked",
     "[pagemap][pin][alloc]") {
-  if (!pfns_readable()) {
-    WARN("skipped: this process is not shown PFNs");
-    return;
-  }
-  const auto base = vm_locked_kib();
-  if (!base) {
-    WARN("skipped: VmLck not readable");
-    return;
-  }
+  if (!pfns_readable_or_skip()) return;
+  const auto base = vm_locked_kib_or_skip();
+  if (!base) return;
   // 256 pages: the caller locks page 3, a live pinned_buffer holds pages 8..9, then a pin over
   // all of them fails at each of its first allocations (one entry per page cannot fit inline).
   constexpr std::size_t n = 256;

@@ -53,6 +53,14 @@ bool in_msi_window(u64 first, u64 last) {
   return first <= vfio_fake::msi_last && vfio_fake::msi_first <= last;
 }
 
+// `r` failed with `code` and with the errno the (fake) kernel gave, 0 when no call failed.
+template <class R>
+void require_failed(const R& r, errc code, int sys_errno) {
+  REQUIRE_FALSE(r);
+  CHECK(r.error() == code);
+  CHECK(r.error().sys_errno == sys_errno);
+}
+
 }  // namespace
 
 // ---- types ------------------------------------------------------------------------------------
@@ -118,16 +126,12 @@ TEST_CASE("vfio: without /dev/vfio the container reports not_found with ENOENT",
   k.fail_at = 1;
   k.fail_errno = ENOENT;
   auto c = vfio::container::try_open(k.ops());
-  REQUIRE_FALSE(c);
-  CHECK(c.error() == errc::not_found);
-  CHECK(c.error().sys_errno == ENOENT);
+  require_failed(c, errc::not_found, ENOENT);
   CHECK(std::string{c.error().op} == "open(/dev/vfio/vfio)");
   // The real calls on this host: either VFIO is there or the same error comes back.
   if (::access("/dev/vfio/vfio", F_OK) != 0) {
     auto real = vfio::container::try_open();
-    REQUIRE_FALSE(real);
-    CHECK(real.error() == errc::not_found);
-    CHECK(real.error().sys_errno == ENOENT);
+    require_failed(real, errc::not_found, ENOENT);
   }
 }
 
@@ -136,9 +140,7 @@ TEST_CASE("vfio: a foreign API version or no type1v2 is not_supported and closes
   kernel k;
   k.api_version = 1;
   auto c = vfio::container::try_open(k.ops());
-  REQUIRE_FALSE(c);
-  CHECK(c.error() == errc::not_supported);
-  CHECK(c.error().sys_errno == 0);
+  require_failed(c, errc::not_supported, 0);
   CHECK(k.open_fds() == 0);
   kernel k2;
   k2.type1v2 = false;
@@ -156,9 +158,7 @@ TEST_CASE("vfio: a group that is not viable is busy, its fd closed, the containe
   auto c = vfio::container::try_open(k.ops());
   REQUIRE(c);
   auto g = c->try_attach_group(7);
-  REQUIRE_FALSE(g);
-  CHECK(g.error() == errc::busy);
-  CHECK(g.error().sys_errno == 0);
+  require_failed(g, errc::busy, 0);
   CHECK(k.open_fds() == 1);
   CHECK_FALSE(c->has_iommu());
   CHECK(k.count("VFIO_GROUP_SET_CONTAINER") == 0);
@@ -168,13 +168,9 @@ TEST_CASE("vfio: a group that is not viable is busy, its fd closed, the containe
   CHECK(c->has_iommu());
   // No such group; a group already open.
   auto none = c->try_attach_group(99);
-  REQUIRE_FALSE(none);
-  CHECK(none.error() == errc::not_found);
-  CHECK(none.error().sys_errno == ENOENT);
+  require_failed(none, errc::not_found, ENOENT);
   auto again = c->try_attach_group(12);
-  REQUIRE_FALSE(again);
-  CHECK(again.error() == errc::busy);
-  CHECK(again.error().sys_errno == EBUSY);
+  require_failed(again, errc::busy, EBUSY);
 }
 
 TEST_CASE("vfio: a second group joins the IOMMU context of the first without resetting it",
@@ -222,9 +218,7 @@ TEST_CASE("vfio: try_iommu_group_of reads the group number from sysfs", "[vfio]"
   CHECK(*g == 12);
   CHECK(*vfio::try_iommu_group_of("0000:03:00.0", k.ops()) == 3);
   auto none = vfio::try_iommu_group_of("0000:09:00.0", k.ops());
-  REQUIRE_FALSE(none);
-  CHECK(none.error() == errc::not_found);
-  CHECK(none.error().sys_errno == ENOENT);
+  require_failed(none, errc::not_found, ENOENT);
   CHECK(vfio::try_iommu_group_of("", k.ops()).error() == errc::invalid_argument);
   // The real sysfs of this host: a device that does not exist.
   CHECK(vfio::try_iommu_group_of("ffff:ff:1f.7").error() == errc::not_found);
@@ -285,9 +279,7 @@ TEST_CASE("vfio device: config space reads and writes; bus mastering is set once
   CHECK(d->try_read_config(0, buf, 0).error() == errc::out_of_range);
   REQUIRE(d->try_reset());
   auto missing = r.g->try_open_device("0000:00:09.0");
-  REQUIRE_FALSE(missing);
-  CHECK(missing.error() == errc::not_found);
-  CHECK(missing.error().sys_errno == ENODEV);
+  require_failed(missing, errc::not_found, ENODEV);
   auto twice = r.g->try_open_device("0000:00:04.0");
   REQUIRE_FALSE(twice);
   CHECK(twice.error() == errc::busy);
@@ -699,9 +691,7 @@ TEST_CASE("vfio_mapper: a failing MAP_DMA unmaps the chunks already mapped and k
     r.k.fail_at = r.k.failable_calls + 1 + bad;  // the (bad+1)-th MAP_DMA of this call
     r.k.fail_errno = ENOMEM;
     auto mp = m.try_map(l, dma_direction::to_device);
-    REQUIRE_FALSE(mp);
-    CHECK(mp.error() == errc::out_of_memory);
-    CHECK(mp.error().sys_errno == ENOMEM);
+    require_failed(mp, errc::out_of_memory, ENOMEM);
     CHECK(std::string{mp.error().op} == "VFIO_IOMMU_MAP_DMA");
     CHECK(r.k.mappings().empty());
   }
@@ -714,9 +704,7 @@ TEST_CASE("vfio_mapper: a failing MAP_DMA unmaps the chunks already mapped and k
   // Unpinnable memory: EFAULT -> not_mapped.
   r.k.bad_vaddrs.push_back({va0 + 0x80000, page});
   auto hole = m.try_map(vlist({{va0 + 0x70000, page}, {va0 + 0x80000, page}}), dma_direction::to_device);
-  REQUIRE_FALSE(hole);
-  CHECK(hole.error() == errc::not_mapped);
-  CHECK(hole.error().sys_errno == EFAULT);
+  require_failed(hole, errc::not_mapped, EFAULT);
   CHECK(r.k.mappings().size() == ok->chunks().size());  // only `ok` is left
 }
 
@@ -729,9 +717,7 @@ TEST_CASE("vfio_mapper: past the container's mapping limit MAP_DMA is ENOSPC, ro
   vfio_mapper<nvme0> m{*r.c};
   auto l = vlist({{va0, page}, {va0 + 0x10000, page}, {va0 + 0x20000, page}});
   auto mp = m.try_map(l, dma_direction::to_device);
-  REQUIRE_FALSE(mp);
-  CHECK(mp.error() == errc::exhausted);
-  CHECK(mp.error().sys_errno == ENOSPC);
+  require_failed(mp, errc::exhausted, ENOSPC);
   CHECK(r.k.mappings().empty());
 }
 
@@ -807,9 +793,7 @@ TEST_CASE("vfio_mapper: a failing UNMAP_DMA is reported with its errno and count
   r.k.fail_at = r.k.failable_calls + 1;
   r.k.fail_errno = EINVAL;
   auto u = m.try_unmap(std::move(*mp));
-  REQUIRE_FALSE(u);
-  CHECK(u.error() == errc::invalid_argument);
-  CHECK(u.error().sys_errno == EINVAL);
+  require_failed(u, errc::invalid_argument, EINVAL);
   CHECK(r.k.mappings().size() == 1);  // the other chunk was still unmapped
   CHECK(m.stats().quarantined_blocks == 1);
   CHECK_FALSE(mp->mapped());
