@@ -19,6 +19,10 @@
 //                                 ONE domain, each its own list. items_per_second is the
 //                                 aggregate throughput: 2 threads / 1 thread is the scaling.
 //   iova/link_unlink_64KiB/threads:N  the same with a standing reservation per thread.
+//   iova/scaling_reference/threads:N  no phyr code: each thread runs a loop over its own
+//                                 4 KiB array (nothing shared). Its 2-thread / 1-thread
+//                                 ratio is what this machine gives two threads that share
+//                                 nothing, the ceiling for the two rows above.
 
 #include <benchmark/benchmark.h>
 
@@ -219,6 +223,21 @@ void bm_threads_link_unlink(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 
+// The same shape of work as an I/O (a few hundred dependent loads and stores) with no shared
+// memory at all.
+void bm_scaling_reference(benchmark::State& state) {
+  std::uint64_t a[512] = {};
+  std::uint64_t x = 1 + static_cast<std::uint64_t>(state.thread_index());
+  for (auto _ : state) {
+    for (std::uint64_t i = 0; i < 256; ++i) {
+      a[i & 511] += x;
+      x = x * 6364136223846793005ull + a[(i * 7) & 511];
+    }
+    benchmark::DoNotOptimize(x);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
 }  // namespace
 
 BENCHMARK(bm_link_1g_two_step)->Name("iova/link_1GiB/two_step")->Unit(benchmark::kMillisecond)->Iterations(3);
@@ -231,3 +250,4 @@ BENCHMARK_CAPTURE(bm_alloc, limits, false, true)->Name("iova/alloc/limits");
 BENCHMARK_CAPTURE(bm_alloc, guard_limits, true, true)->Name("iova/alloc/guard_limits");
 BENCHMARK(bm_threads_map_unmap)->Name("iova/map_unmap_64KiB")->Threads(1)->Threads(2)->UseRealTime();
 BENCHMARK(bm_threads_link_unlink)->Name("iova/link_unlink_64KiB")->Threads(1)->Threads(2)->UseRealTime();
+BENCHMARK(bm_scaling_reference)->Name("iova/scaling_reference")->Threads(1)->Threads(2)->UseRealTime();

@@ -92,6 +92,8 @@ class progress_reporter final : public benchmark::BenchmarkReporter {
       // The family name without Google Benchmark's /min_time:.../repeats:... suffixes.
       std::string name = r.run_name.function_name;
       if (!r.run_name.args.empty()) name += "/" + r.run_name.args;
+      // The 1- and 2-thread runs of one family are two benchmarks of the listing's count.
+      if (r.threads > 1) name += "/threads:" + std::to_string(r.threads);
       const bool is_new = seen_.insert(name).second;
       if (r.error_occurred) {
         ++errors_;

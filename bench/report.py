@@ -93,7 +93,10 @@ class Row:
 
 
 def base_name(run_name: str) -> str:
-    return "/".join(p for p in run_name.split("/") if not GB_SUFFIX.match(p))
+    """The run's name without Google Benchmark's suffixes, except `threads:N` for N > 1: the
+    rows of one benchmark run with 1 and 2 threads are different measurements."""
+    return "/".join(p for p in run_name.split("/")
+                    if not GB_SUFFIX.match(p) or (p.startswith("threads:") and p != "threads:1"))
 
 
 def size_key(size: str):
@@ -229,6 +232,14 @@ TARGETS = [
            "issue 14 item 1: long runs are cut into max_segment pieces on both sides; the "
            "kernel still tests every page",
            "limited_speedups", (("contig", "2m"),), ">=", 2.5),
+    Target("one IOMMU domain, map + unmap of a 64 KiB I/O: 2 threads >= 1.7x the throughput of 1",
+           "issue 13 item 5: maps of disjoint IOVA must not serialise (this machine's ceiling "
+           "is the iova/scaling_reference row: two threads that share nothing)",
+           "thread_scaling", ("iova/map_unmap_64KiB",), ">=", 1.7),
+    Target("one IOMMU domain, link + sync + unlink of a 64 KiB I/O in a standing reservation: "
+           "2 threads >= 1.7x the throughput of 1",
+           "issue 13 item 5: as above, for the two-step path",
+           "thread_scaling", ("iova/link_unlink_64KiB",), ">=", 1.7),
     Target("per-I/O: a 4 KiB I/O end to end < 25 ns",
            "issue 14 item 4: drivers run this millions of times a second",
            "io_ns", ("4KiB",), "<", 25),
@@ -371,7 +382,24 @@ def metric_limited_vs_unlimited(report, wl):
         for n, v, p, u in out)
 
 
+def metric_thread_scaling(report, name):
+    """items/s of the 2-thread row over the 1-thread row of one run, with the machine's
+    share-nothing ceiling measured beside it."""
+    def ratio(n):
+        one, two = report.rows.get(n), report.rows.get(n + "/threads:2")
+        a = one.counter("items_per_second") if one else None
+        b = two.counter("items_per_second") if two else None
+        return (b / a, a, b) if a and b else (None, a, b)
+    v, a, b = ratio(name)
+    if v is None:
+        return None, "no rows"
+    ref, _, _ = ratio("iova/scaling_reference")
+    return v, (f"{fmt_num(a / 1e6)} -> {fmt_num(b / 1e6)} M/s ({fmt_ratio(v)})" +
+               (f"; share-nothing reference {fmt_ratio(ref)}" if ref else ""))
+
+
 METRICS = {
+    "thread_scaling": metric_thread_scaling,
     "limited_speedups": metric_limited_speedups,
     "limited_vs_unlimited": metric_limited_vs_unlimited,
     "speedups": metric_speedups, "floor_ratio": metric_floor_ratio, "mem_total": metric_mem_total,
