@@ -134,15 +134,14 @@ class range_list_view {
     [[nodiscard]] Range operator*() const noexcept {
       Range r = detail::seg_entries<Range>(seg_)[idx_];
       // Whole-list views (what identity mappings hold) never trim: one predictable branch.
-      if (PHYR_LIKELY(!trimmed_)) return r;
-      if (pos_ == 0 && head_trim_ != 0) {
-        r = Range{r.addr() + head_trim_, r.len() - head_trim_, r.flags()};
-      }
-      if (pos_ + 1 == count_) r = Range{r.addr(), last_len_, r.flags()};
+      if (PHYR_LIKELY(last_len_ == 0)) return r;
+      if (head_trim_ != 0) r = Range{r.addr() + head_trim_, r.len() - head_trim_, r.flags()};
+      if (left_ == 1) r = Range{r.addr(), last_len_, r.flags()};
       return r;
     }
     iterator& operator++() noexcept {
-      ++pos_;
+      --left_;
+      head_trim_ = 0;  // only the first entry is cut at its start
       if (++idx_ == seg_->count) {
         seg_ = seg_->next;
         idx_ = 0;
@@ -154,19 +153,21 @@ class range_list_view {
       ++*this;
       return t;
     }
+    /// Iterators of one view are equal when as many entries are left after them.
     friend bool operator==(const iterator& a, const iterator& b) noexcept {
-      return a.pos_ == b.pos_;
+      return a.left_ == b.left_;
     }
 
    private:
     friend class range_list_view;
+    // Five words, copied wherever a lazy device/ view or a mapping holds iterators: the
+    // position, the entries left (end: 0), and for trimmed views only the cut at the first
+    // entry's start and the last entry's length (last_len_ == 0: not trimmed).
     const detail::segment_header* seg_ = nullptr;
     std::uint32_t idx_ = 0;
-    std::size_t pos_ = 0;
-    std::size_t count_ = 0;
+    std::size_t left_ = 0;
     std::uint64_t head_trim_ = 0;
     std::uint64_t last_len_ = 0;
-    bool trimmed_ = false;
   };
   using const_iterator = iterator;
 
@@ -176,17 +177,14 @@ class range_list_view {
     iterator it;
     it.seg_ = seg_;
     it.idx_ = idx_;
-    it.count_ = count_;
-    it.head_trim_ = head_trim_;
-    it.last_len_ = last_len_;
-    it.trimmed_ = trimmed_;
+    it.left_ = count_;
+    if (trimmed_) {
+      it.head_trim_ = head_trim_;
+      it.last_len_ = last_len_;
+    }
     return it;
   }
-  [[nodiscard]] iterator end() const noexcept {
-    iterator it;
-    it.pos_ = count_;
-    return it;
-  }
+  [[nodiscard]] iterator end() const noexcept { return iterator{}; }
   [[nodiscard]] std::size_t size() const noexcept { return count_; }
   [[nodiscard]] bool empty() const noexcept { return count_ == 0; }
   [[nodiscard]] std::uint64_t total_bytes() const noexcept { return total_; }
