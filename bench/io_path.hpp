@@ -3,8 +3,9 @@
 ///
 ///   phyr_range_list  range_list::try_append_pages -> identity_mapper::try_map -> try_split to
 ///                    the device's limits (dma_constraints' defaults: 64 KiB segments, no segment
-///                    across 4 GiB), every segment read -> nvme::try_build_prp into the command's
-///                    own PRP list page -> unmap -> the list released
+///                    across 4 GiB; checked once, not per I/O), every segment read ->
+///                    nvme::try_build_prp into the command's own PRP list page -> unmap ->
+///                    the list released
 ///   scatterlist      sg_alloc_table_from_pages_segment(max_segment = 64 KiB, the device's
 ///                    dma_get_max_seg_size) -> dma_direct_map_sg -> for_each_sg, every segment
 ///                    read -> nvme_pci_setup_prps walking the mapped list, its list pages from
@@ -52,6 +53,9 @@ struct io_tally {
 /// The device limits both sides honour.
 inline constexpr phyr::dma_constraints device_limits{};
 static_assert(device_limits.max_segment_size == 64 * 1024);
+/// Checked once, as a driver checks its queue limits at probe; the per-I/O split takes these.
+inline constexpr phyr::checked_constraints checked_device_limits =
+    *phyr::checked_constraints::create(device_limits);
 
 /// The command's own PRP list page (phyr side): 4 KiB, page aligned, at a fixed DMA address
 /// below the inputs (which start at 1 GiB).
@@ -109,7 +113,7 @@ template <bool Verify, int Upto = 4>
     auto mp = m.try_map(l, phyr::dma_direction::to_device);
     if (!mp) return t;
     if constexpr (Upto >= 3) {
-      auto segs = phyr::try_split(*mp, device_limits);
+      auto segs = phyr::try_split(*mp, checked_device_limits);
       if (!segs) return t;
       for (const phyr::dma_range<bench_bus> s : *segs) {
         ++t.segments;

@@ -80,7 +80,11 @@ namespace phyr::inline v0::detail {
 #if defined(__GNUC__) || defined(__clang__)
 #  define PHYR_LIKELY(x) __builtin_expect(!!(x), 1)
 #  define PHYR_UNLIKELY(x) __builtin_expect(!!(x), 0)
+// For a loop helper that takes a callback writing the caller's locals: inlined, the locals stay
+// in registers; called, every write goes through memory.
+#  define PHYR_ALWAYS_INLINE [[gnu::always_inline]] inline
 #else
 #  define PHYR_LIKELY(x) (x)
 #  define PHYR_UNLIKELY(x) (x)
+#  define PHYR_ALWAYS_INLINE inline
 #endif

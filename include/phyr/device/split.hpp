@@ -1,14 +1,16 @@
 /// Hardware segments for streaming DMA engines: `try_plan_split`, `split`, `try_split`.
 ///
-///   phyr::dma_constraints c{.max_segment_size = 64 * 1024, .alignment = 512,
-///                           .max_segments = ring_slots};
+///   // At device setup: the limits, checked once (split() takes checked limits only).
+///   auto ok = phyr::checked_constraints::create({.max_segment_size = 64 * 1024,
+///                                                .alignment = 512, .max_segments = ring_slots});
+///   // Per I/O:
 ///   std::uint64_t needed = 0;
-///   auto plan = phyr::try_plan_split(mapping, c, {}, &needed);  // one pass, O(entries)
+///   auto plan = phyr::try_plan_split(mapping, *ok, {}, &needed);  // one pass, O(entries)
 ///   if (!plan && plan.error() == phyr::errc::too_many_segments) grow_ring(needed);
 ///   if (!plan) return plan.error();                  // misaligned, not_addressable, ...
-///   auto ok = phyr::checked_constraints::create(c);  // split() takes checked limits only
 ///   for (phyr::dma_range<nic0> seg : phyr::split(mapping, *ok))
 ///     post_descriptor(seg.addr().value(), seg.len());
+///   // or both steps at once: auto segs = phyr::try_split(mapping, *ok);
 ///
 /// `split` cuts each input range where the device needs it and nowhere else, the way the Linux
 /// block layer builds segments from a bio (get_max_segment_size in block/blk-merge.c) and
@@ -97,7 +99,7 @@ namespace detail {
                                                   std::uint64_t limit,
                                                   std::uint64_t mask) noexcept {
   const std::uint64_t room_m1 = boundary_room_m1(a, mask);
-  if (len - 1 <= room_m1) return ceil_div(len, limit);
+  if (len - 1 <= room_m1) return len <= limit ? 1 : ceil_div(len, limit);  // most: one, no divide
   // A boundary lies inside the range, so mask + 1 is a real (non-wrapping) window size.
   const std::uint64_t head = room_m1 + 1;
   const std::uint64_t rest = len - head;
@@ -206,18 +208,27 @@ template <bool Merge, class L>
 /// than `c.max_segments`; `*segments_needed`, when given, receives the count split() would
 /// yield, so a caller can grow its ring or fall back). Nothing is written through
 /// `segments_needed` on any other outcome.
+/// With limits checked once up front (`checked_constraints`, e.g. at device setup, as a
+/// driver validates its queue limits at probe), the per-I/O call skips `check()`.
+template <range_source L>
+[[nodiscard]] constexpr result<split_plan> try_plan_split(
+    const L& list, const checked_constraints& c, split_options opt = {},
+    std::uint64_t* segments_needed = nullptr) noexcept {
+  if (opt.gaps != gap_policy::reject && opt.gaps != gap_policy::report)
+    return errc::invalid_argument;
+  if (opt.merge == merge_policy::keep_entries)
+    return detail::plan_split_pass<false>(list, c.get(), opt.gaps, segments_needed);
+  if (opt.merge == merge_policy::merge_contiguous)
+    return detail::plan_split_pass<true>(list, c.get(), opt.gaps, segments_needed);
+  return errc::invalid_argument;
+}
 template <range_source L>
 [[nodiscard]] constexpr result<split_plan> try_plan_split(
     const L& list, const dma_constraints& c, split_options opt = {},
     std::uint64_t* segments_needed = nullptr) noexcept {
-  if (auto v = c.check(); !v) return v.error();
-  if (opt.gaps != gap_policy::reject && opt.gaps != gap_policy::report)
-    return errc::invalid_argument;
-  if (opt.merge == merge_policy::keep_entries)
-    return detail::plan_split_pass<false>(list, c, opt.gaps, segments_needed);
-  if (opt.merge == merge_policy::merge_contiguous)
-    return detail::plan_split_pass<true>(list, c, opt.gaps, segments_needed);
-  return errc::invalid_argument;
+  auto ok = checked_constraints::create(c);
+  if (!ok) return ok.error();
+  return try_plan_split(list, *ok, opt, segments_needed);
 }
 
 /// The lazy range split() returns: a forward range of `range<Space>` values (the source's range
@@ -365,16 +376,24 @@ template <merge_policy Merge = merge_policy::keep_entries, class L>
 }
 
 /// try_plan_split, then split: the segments of a list the device can take as it is.
-/// Errors are try_plan_split's (gap_policy::reject: split() cannot fix a gap).
+/// Errors are try_plan_split's (gap_policy::reject: split() cannot fix a gap). The per-I/O
+/// form takes `checked_constraints` (limits checked once, at setup); the other checks `c`
+/// first, once.
+template <merge_policy Merge = merge_policy::keep_entries, class L>
+  requires viewable_source<L>
+[[nodiscard]] constexpr result<split_view<detail::source_iterator_t<std::remove_cvref_t<L>>, Merge>>
+try_split(L&& list, const checked_constraints& c) noexcept {
+  if (auto s = try_plan_split(list, c, split_options{.merge = Merge}); !s) return s.error();
+  return split_view<detail::source_iterator_t<std::remove_cvref_t<L>>, Merge>{list.begin(),
+                                                                               list.end(), c};
+}
 template <merge_policy Merge = merge_policy::keep_entries, class L>
   requires viewable_source<L>
 [[nodiscard]] constexpr result<split_view<detail::source_iterator_t<std::remove_cvref_t<L>>, Merge>>
 try_split(L&& list, const dma_constraints& c) noexcept {
-  if (auto s = try_plan_split(list, c, split_options{.merge = Merge}); !s) return s.error();
-  auto ok = checked_constraints::create(c);  // cannot fail: try_plan_split checked c
+  auto ok = checked_constraints::create(c);
   if (!ok) return ok.error();
-  return split_view<detail::source_iterator_t<std::remove_cvref_t<L>>, Merge>{list.begin(),
-                                                                               list.end(), *ok};
+  return try_split<Merge>(std::forward<L>(list), *ok);
 }
 
 }  // namespace phyr::inline v0

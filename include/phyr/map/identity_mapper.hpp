@@ -66,8 +66,10 @@ class identity_mapping {
 
     iterator() noexcept = default;
     [[nodiscard]] dma_range<Bus> operator*() const noexcept {
+      // The CPU entry is a valid range already: re-checking it on every step of every walk
+      // (split, PRPs, SGLs all read the mapping) would cost two compares and a branch each.
       const phys_range p = *it_;
-      return dma_range<Bus>{dma_addr<Bus>{p.addr().value()}, p.len(), p.flags()};
+      return dma_range<Bus>::make_unchecked(p.addr().value(), p.len(), p.flags());
     }
     iterator& operator++() noexcept {
       ++it_;

@@ -34,6 +34,7 @@
 /// pages), no allocation, constexpr.
 #pragma once
 
+#include <bit>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
@@ -214,60 +215,32 @@ template <class Bus>
   return errc::exhausted;
 }
 
-/// The page-sized entries after PRP1, in order: each run's pages, a page shared by two
-/// contiguous ranges once. Only valid on a source plan_prp accepted.
-template <class L>
-class prp_entry_source {
- public:
-  constexpr prp_entry_source(const L& list, std::uint64_t page_size) noexcept
-      : it_(list.begin()), end_(list.end()), mask_(page_size - 1), size_(page_size) {
-    // Skip PRP1's page: the pages after it start right after the first page of range 0.
-    const auto& r = *it_;
+/// Calls f(first_page, last_page) for the pages after PRP1, in order, run by run: each range's
+/// pages, a page shared by two contiguous ranges once. Only valid on a source plan_prp
+/// accepted. One pass over the ranges, with no per-page call.
+template <class L, class F>
+PHYR_ALWAYS_INLINE constexpr void for_each_prp_page_run(const L& list, std::uint64_t page_size, F&& f) noexcept {
+  const std::uint64_t mask = page_size - 1;
+  bool first = true;
+  std::uint64_t last = 0;  // last byte of the previous range
+  for (const auto r : list) {
     const std::uint64_t a = r.addr().value();
-    last_ = a + (r.len() - 1);
-    page_ = (a & ~mask_);
-    stop_ = last_ & ~mask_;
-    advance_page();
-  }
-
-  /// The next page address; precondition: entries remain.
-  [[nodiscard]] constexpr std::uint64_t next() noexcept {
-    const std::uint64_t v = page_;
-    advance_page();
-    return v;
-  }
-
- private:
-  constexpr void advance_page() noexcept {
-    if (page_ != stop_) {
-      page_ += size_;
-      return;
+    const std::uint64_t end = a + (r.len() - 1);
+    std::uint64_t page = a & ~mask;
+    const std::uint64_t stop = end & ~mask;
+    // PRP1 names the first range's first page; a page a contiguous predecessor ended in is
+    // named already. (page < stop, so skipping it cannot wrap.)
+    const bool named =
+        first || (last != ~std::uint64_t{0} && last + 1 == a && (last & ~mask) == page);
+    first = false;
+    last = end;
+    if (named) {
+      if (page == stop) continue;
+      page += page_size;
     }
-    // Range exhausted: go to the next one whose pages are not yet named.
-    for (++it_; it_ != end_; ++it_) {
-      const auto& r = *it_;
-      const std::uint64_t a = r.addr().value();
-      const bool contiguous = last_ != ~std::uint64_t{0} && last_ + 1 == a;
-      const std::uint64_t prev_page = last_ & ~mask_;
-      last_ = a + (r.len() - 1);
-      page_ = a & ~mask_;
-      stop_ = last_ & ~mask_;
-      if (!(contiguous && page_ == prev_page)) return;
-      if (page_ != stop_) {  // shared first page already named: start at the next one
-        page_ += size_;
-        return;
-      }
-    }
+    f(page, stop);
   }
-
-  phyr::detail::source_iterator_t<L> it_;
-  phyr::detail::source_iterator_t<L> end_;
-  std::uint64_t mask_;
-  std::uint64_t size_;
-  std::uint64_t page_ = 0;
-  std::uint64_t stop_ = 0;
-  std::uint64_t last_ = 0;
-};
+}
 
 }  // namespace detail
 
@@ -286,10 +259,14 @@ requires std::same_as<source_space_t<L>, dma_space<Bus>>
   out.entries = plan->entries;
   out.bytes = plan->bytes;
   if (plan->entries == 1) return out;
-  detail::prp_entry_source<L> src(list, cfg.page_size);
   if (plan->entries == 2) {
-    out.prp2 = dma_addr<Bus>{src.next()};
-    out.prp2_kind = prp2_use::data;
+    // The second page: the one after PRP1's, or the next range's first.
+    detail::for_each_prp_page_run(list, cfg.page_size, [&](std::uint64_t p, std::uint64_t) {
+      if (out.prp2_kind == prp2_use::none) {
+        out.prp2 = dma_addr<Bus>{p};
+        out.prp2_kind = prp2_use::data;
+      }
+    });
     return out;
   }
   if (auto c = detail::check_chunks(mem, cfg.page_size); !c) return c.error();
@@ -297,32 +274,39 @@ requires std::same_as<source_space_t<L>, dma_space<Bus>>
   auto pages = detail::plan_prp_pages(mem, cfg.page_size, list_entries);
   if (!pages) return pages.error();
 
-  // Everything checked: write.
+  // Everything checked: write. The state lives in locals (a store through `slot` cannot
+  // alias them), and a run is written page by page with no check per entry.
   detail::prp_page_cursor<Bus> cur(mem, cfg.page_size);
   detail::prp_page_slot pg;
   (void)cur.next(pg);
   out.prp2 = dma_addr<Bus>{pg.dma};
   out.prp2_kind = prp2_use::list;
   out.list_pages = *pages;
-  std::uint64_t left = list_entries;
-  std::uint64_t words = 0;
-  while (true) {
-    std::uint64_t* slot = mem[pg.chunk].words.data() + pg.word;
-    if (left <= pg.slots) {
-      for (std::uint64_t i = 0; i < left; ++i) slot[i] = detail::to_le64(src.next());
-      words += left;
-      break;
+  out.words_used = list_entries + (*pages - 1);  // data entries plus one chain pointer per page
+  const unsigned shift = static_cast<unsigned>(std::countr_zero(cfg.page_size));
+  std::uint64_t left = list_entries;  // data entries not yet written
+  std::uint64_t* slot = mem[pg.chunk].words.data() + pg.word;
+  // Data slots left in this page: all of them in the last page, else all but the chain slot.
+  std::uint64_t room = left <= pg.slots ? left : pg.slots - 1;
+  detail::for_each_prp_page_run(list, cfg.page_size, [&](std::uint64_t p, std::uint64_t stop) {
+    std::uint64_t todo = ((stop - p) >> shift) + 1;
+    for (;;) {
+      if (room == 0) {  // this page's data slots are full and entries remain: chain
+        detail::prp_page_slot next;
+        (void)cur.next(next);
+        *slot = detail::to_le64(next.dma);
+        slot = mem[next.chunk].words.data() + next.word;
+        room = left <= next.slots ? left : next.slots - 1;
+      }
+      const std::uint64_t n = todo < room ? todo : room;
+      for (std::uint64_t k = 0; k < n; ++k, p += cfg.page_size) slot[k] = detail::to_le64(p);
+      slot += n;
+      left -= n;
+      room -= n;
+      todo -= n;
+      if (todo == 0) return;
     }
-    const std::uint64_t data = pg.slots - 1;
-    for (std::uint64_t i = 0; i < data; ++i) slot[i] = detail::to_le64(src.next());
-    left -= data;
-    detail::prp_page_slot next_pg;
-    (void)cur.next(next_pg);
-    slot[data] = detail::to_le64(next_pg.dma);
-    words += pg.slots;
-    pg = next_pg;
-  }
-  out.words_used = words;
+  });
   return out;
 }
 

@@ -245,6 +245,12 @@ class vfio_mapper {
     return release(m);
   }
 
+  /// Returns the IOVA blocks parked in the allocator's per-thread caches to its tree and frees
+  /// the cache's and live-block set's memory: with no mapping alive, the mapper then holds
+  /// nothing (the allocator keeps that memory between I/Os, so that a map per I/O is not a
+  /// malloc per I/O).
+  void flush_iova_caches() noexcept { iova_.flush_caches(); }
+
   [[nodiscard]] vfio_mapper_stats stats() const noexcept {
     vfio_mapper_stats s;
     s.maps = maps_.load(std::memory_order_relaxed);
