@@ -286,6 +286,10 @@ class split_view {
         : src_(src), next_(src), end_(end), limit_(limit), mask_(mask) {
       load();
     }
+    // The end: no range loaded (left_ == 0), so it equals an iterator that ran off the end
+    // without reading the source.
+    struct at_end {};
+    constexpr iterator(It last, at_end) noexcept : src_(last), next_(last), end_(last) {}
 
     // Loads the range starting at src_: one entry, or with merging the run of contiguous
     // entries with equal flags; next_ is the entry after it. Zero-length entries (possible in
@@ -328,7 +332,13 @@ class split_view {
     }
 
     It src_{};   // first entry of the current range
-    It next_{};  // with merging: the entry after the current run
+    // With merging: the entry after the current run. Without, nothing: iterators are copied
+    // several times per I/O, so they carry no word they do not use.
+    struct no_next {
+      constexpr no_next() noexcept = default;
+      constexpr explicit no_next(const It&) noexcept {}
+    };
+    [[no_unique_address]] std::conditional_t<merging, It, no_next> next_{};
     It end_{};
     std::uint64_t pos_ = 0;    // start of the current segment
     std::uint64_t left_ = 0;   // bytes from pos_ to the end of the current range; 0 at the end
@@ -348,7 +358,7 @@ class split_view {
     return iterator{first_, last_, limit_, mask_};
   }
   [[nodiscard]] constexpr iterator end() const noexcept {
-    return iterator{last_, last_, limit_, mask_};
+    return iterator{last_, typename iterator::at_end{}};
   }
   /// True when no segment would be yielded. O(entries) in the worst case (skips zero-length
   /// entries), O(1) for planned input.
