@@ -693,8 +693,9 @@ class packed_list {
   }
 
   /// Calls `f(range_type)` for every range: the fastest walk (a tight loop per segment).
+  /// Inlined into the caller, so that what `f` accumulates stays in registers.
   template <class F>
-  void for_each(F&& f) const noexcept {
+  PHYR_ALWAYS_INLINE void for_each(F&& f) const noexcept {
     if (!has_tail()) return;
     if (n_.ranges != 0) {
       // Every live segment, head to cur_, holds only committed entries. The first range
@@ -899,8 +900,11 @@ class packed_list {
   // hence the cursor round trip). Without `Flags` (no range ever had flags) the ranges get
   // constant flags, which lets the compiler drop the flag packing when `f` reads only the
   // length or the address.
+  // Always inlined into for_each (itself inlined into its caller): called, `f`'s captures
+  // (typically an accumulator the caller declared) live in memory and every entry pays a
+  // load and a store on them.
   template <bool Flags, class F>
-  void walk_committed(F& f, cursor c) const noexcept {
+  PHYR_ALWAYS_INLINE void walk_committed(F& f, cursor c) const noexcept {
     const seg* s = c.s;
     const std::uint32_t* w = c.w;
     const std::uint32_t* e = c.e;
