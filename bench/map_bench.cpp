@@ -166,23 +166,15 @@ void run_map_iommu(benchmark::State& state, const input& in, const cpu_list& l, 
   std::size_t entries = 0;
   bool ok = true;
   cpu_stopwatch watch;
-  for (auto _ : state) {
-    if (time_unmap) watch.pause(state);
-    auto mp = m.try_map(l, phyr::dma_direction::bidirectional);
-    if (time_unmap) {
-      watch.resume(state);
-    } else {
-      benchmark::DoNotOptimize(mp);
-      watch.pause(state);
-    }
-    ok &= static_cast<bool>(mp);
-    if (mp) {
-      entries = mp->size();
-      ok &= static_cast<bool>(m.try_unmap(std::move(*mp)));
-    }
-    if (!time_unmap) watch.resume(state);
-    benchmark::ClobberMemory();
-  }
+  time_map_or_unmap(
+      state, watch, time_unmap, [&] { return m.try_map(l, phyr::dma_direction::bidirectional); },
+      [&](auto& mp) {
+        ok &= static_cast<bool>(mp);
+        if (mp) {
+          entries = mp->size();
+          ok &= static_cast<bool>(m.try_unmap(std::move(*mp)));
+        }
+      });
   watch.stop();
   if (!check(state, ok && entries == iommu_entries(in), "iommu map/unmap went wrong")) return;
   set_counters(state, watch, in, static_cast<double>(entries), 0.0);
@@ -252,19 +244,12 @@ void bm_iommu_scatterlist(benchmark::State& state, std::string wl, std::string s
   }
   int n = 0;
   cpu_stopwatch watch;
-  for (auto _ : state) {
-    if (time_unmap) watch.pause(state);
-    n = map(t.sgl, nents, phyr::dma_direction::bidirectional);
-    if (time_unmap) {
-      watch.resume(state);
-    } else {
-      benchmark::DoNotOptimize(n);
-      watch.pause(state);
-    }
-    if (n > 0) unmap(t.sgl, nents, phyr::dma_direction::bidirectional);
-    if (!time_unmap) watch.resume(state);
-    benchmark::ClobberMemory();
-  }
+  time_map_or_unmap(
+      state, watch, time_unmap,
+      [&] { return n = map(t.sgl, nents, phyr::dma_direction::bidirectional); },
+      [&](int mapped) {
+        if (mapped > 0) unmap(t.sgl, nents, phyr::dma_direction::bidirectional);
+      });
   watch.stop();
   if (!check(state, n == static_cast<int>(iommu_entries(in)), "legacy iommu map failed")) return;
   set_counters(state, watch, in, static_cast<double>(n), 0.0);

@@ -41,9 +41,16 @@ struct expect {
   std::uint64_t leaves_4k, leaves_2m, tables;
 };
 
-bool build(cpu_list& l, const phyr_bench::input& in) {
-  return l.try_append_pages(in.pfns, 0, in.bytes).has_value() && l.size() == in.runs;
-}
+/// What every row maps: the workload's list (`built`: as expected) and a mapper over a domain
+/// of its own.
+struct setup {
+  explicit setup(const phyr_bench::input& in)
+      : built(l.try_append_pages(in.pfns, 0, in.bytes).has_value() && l.size() == in.runs) {}
+  cpu_list l;
+  bool built;
+  domain d{bench_allocator{}};
+  mapper m{d};
+};
 
 void report(benchmark::State& state, const phyr_bench::cpu_stopwatch& w,
             const phyr_bench::input& in, const mapper::mapping& mp,
@@ -60,65 +67,54 @@ void report(benchmark::State& state, const phyr_bench::cpu_stopwatch& w,
 void bm_iommu(benchmark::State& state, std::string wl, std::string size, expect want,
               bool time_unmap) {
   const phyr_bench::input& in = phyr_bench::get_input(wl, size);
-  cpu_list l;
-  if (!phyr_bench::check(state, build(l, in), "range_list build is wrong")) return;
-  domain d{bench_allocator{}};
-  mapper m{d};
+  setup s(in);
+  if (!phyr_bench::check(state, s.built, "range_list build is wrong")) return;
   bool ok = true;
   phyr_bench::cpu_stopwatch watch;
-  for (auto _ : state) {
-    if (time_unmap) watch.pause(state);
-    auto mp = m.try_map(l, phyr::dma_direction::bidirectional);
-    if (time_unmap) {
-      watch.resume(state);
-    } else {
-      benchmark::DoNotOptimize(mp);
-      watch.pause(state);
-    }
-    ok &= mp.has_value();
-    if (mp) ok &= m.try_unmap(std::move(*mp)).has_value();
-    if (!time_unmap) watch.resume(state);
-    benchmark::ClobberMemory();
-  }
+  phyr_bench::time_map_or_unmap(
+      state, watch, time_unmap,
+      [&] { return s.m.try_map(s.l, phyr::dma_direction::bidirectional); },
+      [&](auto& mp) {
+        ok &= mp.has_value();
+        if (mp) ok &= s.m.try_unmap(std::move(*mp)).has_value();
+      });
   watch.stop();
   // One more map, untimed, to check and describe what the timed ones built.
-  auto mp = m.try_map(l, phyr::dma_direction::bidirectional);
+  auto mp = s.m.try_map(s.l, phyr::dma_direction::bidirectional);
   if (!phyr_bench::check(state, ok && mp.has_value(), "iommu map/unmap failed")) return;
-  const auto st = d.stats();
+  const auto st = s.d.stats();
   const bool right = mp->size() == 1 && mp->iova_ranges() == 1 && mp->total_bytes() == in.bytes &&
                      st.page_table.leaves_4k == want.leaves_4k &&
                      st.page_table.leaves_2m == want.leaves_2m && st.page_table.leaves_1g == 0 &&
                      st.page_table.tables == want.tables &&
-                     d.translate(mp->begin()->addr().value() + in.bytes - 1)->value() ==
+                     s.d.translate(mp->begin()->addr().value() + in.bytes - 1)->value() ==
                          (in.pfns.back() << 12) + 4095;
   report(state, watch, in, *mp, st);
-  (void)m.try_unmap(std::move(*mp));
+  (void)s.m.try_unmap(std::move(*mp));
   phyr_bench::check(state, right, "iommu mapping is not 1 entry with the expected leaves");
 }
 
 /// A small map + unmap pair, the per-I/O path of a storage or network driver.
 void bm_small(benchmark::State& state) {
   const phyr_bench::input& in = phyr_bench::get_input("frag", "16KiB");
-  cpu_list l;
-  if (!phyr_bench::check(state, build(l, in), "range_list build is wrong")) return;
-  domain d{bench_allocator{}};
-  mapper m{d};
+  setup s(in);
+  if (!phyr_bench::check(state, s.built, "range_list build is wrong")) return;
   bool ok = true;
   phyr_bench::cpu_stopwatch watch;
   for (auto _ : state) {
-    auto mp = m.try_map(l, phyr::dma_direction::to_device);
+    auto mp = s.m.try_map(s.l, phyr::dma_direction::to_device);
     ok &= mp.has_value();
-    if (mp) ok &= m.try_unmap(std::move(*mp)).has_value();
+    if (mp) ok &= s.m.try_unmap(std::move(*mp)).has_value();
   }
   watch.stop();
-  auto mp = m.try_map(l, phyr::dma_direction::to_device);
+  auto mp = s.m.try_map(s.l, phyr::dma_direction::to_device);
   if (!phyr_bench::check(state, ok && mp.has_value() && mp->size() == 1, "small map failed"))
     return;
-  report(state, watch, in, *mp, d.stats());
+  report(state, watch, in, *mp, s.d.stats());
   state.counters["cache_hit_rate"] =
-      static_cast<double>(d.stats().iova.cache_hits) /
-      static_cast<double>(d.stats().iova.cache_hits + d.stats().iova.cache_misses);
-  (void)m.try_unmap(std::move(*mp));
+      static_cast<double>(s.d.stats().iova.cache_hits) /
+      static_cast<double>(s.d.stats().iova.cache_hits + s.d.stats().iova.cache_misses);
+  (void)s.m.try_unmap(std::move(*mp));
 }
 
 [[maybe_unused]] const bool registered = [] {

@@ -11,101 +11,98 @@ namespace {
 
 using namespace phyr_bench;
 
-void set_memory_counters(benchmark::State& state, const cpu_stopwatch& watch, const input& in,
-                         double entries, double cpu, double dma, double entry_bytes) {
+/// What one measurement found: the bytes on each side and the entries (bytes are doubles,
+/// like the counters they become).
+struct memory_sample {
+  double cpu = 0;
+  double dma = 0;
+  double entries = 0;
+  double entry_bytes = 0;  // the entries alone, without segment headers, slack or the list
+};
+
+/// Calls `measure(heap, sample)` once per iteration: it builds its structure, records what the
+/// recycling heap says it holds, frees it, and returns whether that agrees with the
+/// structure's own accounting. Then reports the last sample per page of data.
+template <class Measure>
+void bm_memory(benchmark::State& state, const input& in, const char* what, Measure measure) {
+  auto& heap = recycling_heap::instance();
+  memory_sample s;
+  bool ok = true;
+  cpu_stopwatch watch;
+  for (auto _ : state) ok &= measure(heap, s);
+  watch.stop();
+  if (!check(state, ok, what)) return;
   const double p = in.pages_of_data();
-  set_counters(state, watch, in, entries, (cpu + dma) / p);
-  // The entries alone, without segment headers, slack or the list object.
-  state.counters["entry_bytes_per_page"] = entry_bytes / p;
-  state.counters["cpu_bytes_per_page"] = cpu / p;
-  state.counters["dma_bytes_per_page"] = dma / p;
-  state.counters["total_bytes_per_page"] = (cpu + dma) / p;
+  set_counters(state, watch, in, s.entries, (s.cpu + s.dma) / p);
+  state.counters["entry_bytes_per_page"] = s.entry_bytes / p;
+  state.counters["cpu_bytes_per_page"] = s.cpu / p;
+  state.counters["dma_bytes_per_page"] = s.dma / p;
+  state.counters["total_bytes_per_page"] = (s.cpu + s.dma) / p;
 }
 
 void bm_memory_range_list(benchmark::State& state, std::string wl, std::string size) {
   const input& in = get_input(wl, size);
-  auto& heap = recycling_heap::instance();
   phyr::identity_mapper<bench_bus> m;
-  double cpu = 0;
-  double dma = 0;
-  double entries = 0;
-  double entry_bytes = 0;
-  bool ok = true;
-  cpu_stopwatch watch;
-  for (auto _ : state) {
-    const std::int64_t before = heap.live_bytes();
-    cpu_list l;
-    ok &= build_list(l, in) && list_ok(l, in);
-    const std::int64_t after_cpu = heap.live_bytes();
-    auto mp = m.try_map(l, phyr::dma_direction::to_device);
-    ok &= mp && mp->size() == in.runs;
-    const std::int64_t after_dma = heap.live_bytes();
-    cpu = static_cast<double>(after_cpu - before) + static_cast<double>(sizeof(cpu_list));
-    dma = static_cast<double>(after_dma - after_cpu) +
-          static_cast<double>(sizeof(phyr::identity_mapping<bench_bus>));
-    entries = static_cast<double>(l.size());
-    entry_bytes = entries * static_cast<double>(sizeof(phyr::phys_range));
-    ok &= static_cast<std::size_t>(after_cpu - before) + sizeof(cpu_list) == l.bytes_used();
-    if (mp) ok &= static_cast<bool>(m.try_unmap(std::move(*mp)));
-  }
-  watch.stop();
-  if (!check(state, ok, "range_list memory measurement is inconsistent")) return;
-  set_memory_counters(state, watch, in, entries, cpu, dma, entry_bytes);
+  bm_memory(
+      state, in, "range_list memory measurement is inconsistent",
+      [&](recycling_heap& heap, memory_sample& s) {
+        const std::int64_t before = heap.live_bytes();
+        cpu_list l;
+        bool ok = build_list(l, in) && list_ok(l, in);
+        const std::int64_t after_cpu = heap.live_bytes();
+        auto mp = m.try_map(l, phyr::dma_direction::to_device);
+        ok &= mp && mp->size() == in.runs;
+        const std::int64_t after_dma = heap.live_bytes();
+        s.cpu = static_cast<double>(after_cpu - before) + static_cast<double>(sizeof(cpu_list));
+        s.dma = static_cast<double>(after_dma - after_cpu) +
+                static_cast<double>(sizeof(phyr::identity_mapping<bench_bus>));
+        s.entries = static_cast<double>(l.size());
+        s.entry_bytes = s.entries * static_cast<double>(sizeof(phyr::phys_range));
+        ok &= static_cast<std::size_t>(after_cpu - before) + sizeof(cpu_list) == l.bytes_used();
+        if (mp) ok &= static_cast<bool>(m.try_unmap(std::move(*mp)));
+        return ok;
+      });
 }
 
 void bm_memory_scatterlist(benchmark::State& state, std::string wl, std::string size) {
   const input& in = get_input(wl, size);
-  auto& heap = recycling_heap::instance();
   bench_allocator a;
-  double cpu = 0;
-  double dma = 0;
-  double entries = 0;
-  double entry_bytes = 0;
-  bool ok = true;
-  cpu_stopwatch watch;
-  for (auto _ : state) {
-    const std::int64_t before = heap.live_bytes();
-    sg::sg_table t;
-    ok &= build_sg(t, in, a) && sg_ok(t, in);
-    ok &= sg::dma_direct_map_sg(t.sgl, static_cast<int>(t.nents), ~std::uint64_t{0}) ==
-          static_cast<int>(t.nents);
-    const auto table = static_cast<double>(heap.live_bytes() - before);
-    ok &= table == static_cast<double>(sg_table_bytes(t));
-    // One struct holds both halves: page_link/offset/length for the CPU, dma_address/
-    // dma_length/dma_flags for the device, 16 bytes each (chain slots split alike).
-    cpu = table / 2.0 + static_cast<double>(sizeof(sg::sg_table));
-    dma = table / 2.0;
-    entries = static_cast<double>(t.nents);
-    entry_bytes = entries * static_cast<double>(sizeof(sg::scatterlist));
-    sg::sg_free_table(t, a);
-  }
-  watch.stop();
-  if (!check(state, ok, "scatterlist memory measurement is inconsistent")) return;
-  set_memory_counters(state, watch, in, entries, cpu, dma, entry_bytes);
+  bm_memory(state, in, "scatterlist memory measurement is inconsistent",
+            [&](recycling_heap& heap, memory_sample& s) {
+              const std::int64_t before = heap.live_bytes();
+              sg::sg_table t;
+              bool ok = build_sg(t, in, a) && sg_ok(t, in);
+              ok &= sg::dma_direct_map_sg(t.sgl, static_cast<int>(t.nents), ~std::uint64_t{0}) ==
+                    static_cast<int>(t.nents);
+              const auto table = static_cast<double>(heap.live_bytes() - before);
+              ok &= table == static_cast<double>(sg_table_bytes(t));
+              // One struct holds both halves: page_link/offset/length for the CPU, dma_address/
+              // dma_length/dma_flags for the device, 16 bytes each (chain slots split alike).
+              s.cpu = table / 2.0 + static_cast<double>(sizeof(sg::sg_table));
+              s.dma = table / 2.0;
+              s.entries = static_cast<double>(t.nents);
+              s.entry_bytes = s.entries * static_cast<double>(sizeof(sg::scatterlist));
+              sg::sg_free_table(t, a);
+              return ok;
+            });
 }
 
+// identity_mapper maps range_lists only; with no IOMMU the packed list is itself the list a
+// device is given (its blocks() are DMA addresses), so the DMA side adds nothing.
 void bm_memory_packed(benchmark::State& state, std::string wl, std::string size) {
   const input& in = get_input(wl, size);
-  auto& heap = recycling_heap::instance();
-  double cpu = 0;
-  double entries = 0;
-  double entry_bytes = 0;
-  bool ok = true;
-  cpu_stopwatch watch;
-  for (auto _ : state) {
-    const std::int64_t before = heap.live_bytes();
-    packed l;
-    ok &= build_packed(l, in) && packed_ok(l, in);
-    cpu = static_cast<double>(heap.live_bytes() - before) + static_cast<double>(sizeof(packed));
-    ok &= cpu == static_cast<double>(l.bytes_used());
-    entries = static_cast<double>(l.size());
-    entry_bytes = static_cast<double>(l.entry_bytes());
-  }
-  watch.stop();
-  if (!check(state, ok, "packed_list memory measurement is inconsistent")) return;
-  // identity_mapper maps range_lists only; with no IOMMU the packed list is itself the list a
-  // device is given (its blocks() are DMA addresses), so the DMA side adds nothing.
-  set_memory_counters(state, watch, in, entries, cpu, 0.0, entry_bytes);
+  bm_memory(state, in, "packed_list memory measurement is inconsistent",
+            [&](recycling_heap& heap, memory_sample& s) {
+              const std::int64_t before = heap.live_bytes();
+              packed l;
+              bool ok = build_packed(l, in) && packed_ok(l, in);
+              s.cpu = static_cast<double>(heap.live_bytes() - before) +
+                      static_cast<double>(sizeof(packed));
+              ok &= s.cpu == static_cast<double>(l.bytes_used());
+              s.entries = static_cast<double>(l.size());
+              s.entry_bytes = static_cast<double>(l.entry_bytes());
+              return ok;
+            });
 }
 
 [[maybe_unused]] const bool registered = [] {

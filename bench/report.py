@@ -46,7 +46,7 @@ import statistics
 import sys
 from dataclasses import dataclass, field
 
-from report_svg import svg
+from report_svg import fmt_magnitude, svg
 
 BASELINE = "scatterlist"
 FLOOR = "memcpy"
@@ -426,11 +426,7 @@ def fmt_num(v, digits=3):
 def fmt_ratio(v):
     if v is None:
         return "—"
-    if v >= 1e5:
-        return f"{v:.1e}x"
-    if v >= 100:
-        return f"{v:.0f}x"
-    return f"{v:.2f}x"
+    return fmt_magnitude(v, ".2f", "x")
 
 
 def fmt_time(ns):

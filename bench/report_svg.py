@@ -47,12 +47,18 @@ def esc(s):
     return str(s).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def fmt(v):
+def fmt_magnitude(v, small_spec, suffix=""):
+    """A positive value as the chart and the report print it: one decimal of scientific
+    notation from 1e5, whole numbers from 100, below that `small_spec`; then `suffix`."""
     if v >= 1e5:
-        return f"{v:.1e}"
+        return f"{v:.1e}{suffix}"
     if v >= 100:
-        return f"{v:.0f}"
-    return f"{v:.3g}"
+        return f"{v:.0f}{suffix}"
+    return f"{v:{small_spec}}{suffix}"
+
+
+def fmt(v):
+    return fmt_magnitude(v, ".3g")
 
 
 def impl_rank(impl):

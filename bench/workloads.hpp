@@ -504,6 +504,27 @@ class cpu_stopwatch {
   bool running_ = true;
 };
 
+/// One map and one unmap per iteration with only one of them timed: `map()` when `time_unmap`
+/// is false, `unmap(mapping)` when it is true (the other runs with the timer paused). `unmap`
+/// gets what `map` returned, failed or not, and checks it.
+template <class Map, class Unmap>
+void time_map_or_unmap(benchmark::State& state, cpu_stopwatch& watch, bool time_unmap, Map map,
+                       Unmap unmap) {
+  for (auto _ : state) {
+    if (time_unmap) watch.pause(state);
+    auto mp = map();
+    if (time_unmap) {
+      watch.resume(state);
+    } else {
+      benchmark::DoNotOptimize(mp);
+      watch.pause(state);
+    }
+    unmap(mp);
+    if (!time_unmap) watch.resume(state);
+    benchmark::ClobberMemory();
+  }
+}
+
 /// The counters every benchmark carries. `cpu_ns`: CPU time of the whole timed loop.
 inline void set_counters(benchmark::State& state, double cpu_ns, double pages, double entries,
                          double bytes_per_page) {
