@@ -9,16 +9,16 @@
 #include <phyr/fmt.hpp>
 #include <phyr/map/identity_mapper.hpp>
 
+#include "support/phys_ranges.hpp"
+
 namespace {
+using namespace phyr_test;
 struct nic {};
-using phyr::phys_addr;
-using phyr::phys_range;
 }  // namespace
 
 TEST_CASE("fmt/ranges.h: a range_list prints with phyr's formatter, not as a sequence",
           "[fmt]") {
-  phyr::range_list<phys_range> l;
-  REQUIRE(l.try_append(phys_range{phys_addr{0x1000}, 0x1000}));
+  const auto l = list_of({pr(0x1000, 0x1000)});
   CHECK(fmt::format("{}", l) == "range_list<phys>{1 entries, 0x1000 bytes: phys[0x1000, +0x1000)}");
   auto v = l.try_slice(0, 0x800);
   REQUIRE(v);
@@ -34,11 +34,9 @@ TEST_CASE("fmt/ranges.h: containers of phyr values still format as ranges", "[fm
 }
 
 TEST_CASE("fmt/ranges.h: mappings print with phyr's formatter", "[fmt]") {
-  phyr::range_list<phys_range> l;
-  REQUIRE(l.try_append(phys_range{phys_addr{0x1000}, 0x1000}));
+  const auto l = list_of({pr(0x1000, 0x1000)});
   phyr::identity_mapper<nic> m;
-  auto mp = m.try_map(l, phyr::dma_direction::from_device);
-  REQUIRE(mp);
-  CHECK(fmt::format("{}", *mp) ==
+  const auto mp = phyr::must(m.try_map(l, phyr::dma_direction::from_device));
+  CHECK(fmt::format("{}", mp) ==
         "mapping<dma<nic>>{1 entries, 0x1000 bytes: dma<nic>[0x1000, +0x1000)}");
 }

@@ -5,6 +5,8 @@
 #include <phyr/map.hpp>
 #include <string>
 
+#include "support/phys_ranges.hpp"
+
 namespace {
 struct gpu_bus {};
 struct named_bus {
@@ -70,12 +72,10 @@ TEST_CASE("fmt: packed lists print like range lists", "[fmt]") {
 }
 
 TEST_CASE("fmt: mappings name their bus and say when they are unmapped", "[fmt]") {
-  phyr::range_list<phys_range> l;
-  REQUIRE(l.try_append(phys_range{phys_addr{0x1000}, 0x3000}));
+  const auto l = phyr_test::list_of({phyr_test::pr(0x1000, 0x3000)});
   phyr::identity_mapper<named_bus> m;
-  auto mp = m.try_map(l, phyr::dma_direction::to_device);
-  REQUIRE(mp);
-  CHECK(fmt::format("{}", *mp) == "mapping<dma<nvme0>>{1 entries, 0x3000 bytes: "
+  const auto mp = phyr::must(m.try_map(l, phyr::dma_direction::to_device));
+  CHECK(fmt::format("{}", mp) == "mapping<dma<nvme0>>{1 entries, 0x3000 bytes: "
                                   "dma<nvme0>[0x1000, +0x3000)}");
   decltype(m)::mapping empty;
   CHECK(fmt::format("{}", empty) == "mapping<dma<nvme0>>{unmapped}");

@@ -21,6 +21,9 @@ constexpr std::uint64_t k4 = 4096;
 constexpr std::uint64_t m2 = std::uint64_t{1} << 21;
 
 using cpu_list = phyr::range_list<phys_range>;
+// The fault-injection tests' allocator and domain: every allocation goes through one fault_state.
+using fault_alloc = phyr::fault_injecting_allocator;
+using fault_domain = phyr::basic_iommu_domain<fault_alloc>;
 
 /// Walks the input and the mapping as two byte streams in step and checks that every page of
 /// every input range (and its last byte) translates to the right CPU address.
@@ -139,9 +142,8 @@ TEST_CASE(
     "and none after trim",
     "[iommu]") {
   phyr::fault_state fs;
-  phyr::basic_iommu_domain<phyr::fault_injecting_allocator> dom{
-      phyr::fault_injecting_allocator{&fs}};
-  phyr::iommu_mapper<bus_a, phyr::fault_injecting_allocator> m{dom};
+  fault_domain dom{fault_alloc{&fs}};
+  phyr::iommu_mapper<bus_a, fault_alloc> m{dom};
   CHECK(fs.calls == 0);
   CHECK(dom.stats().page_table.tables == 0);
   CHECK(dom.config().iova_bits == 48);
@@ -400,12 +402,11 @@ TEST_CASE("iommu_mapper: translate() matches every page of random maps", "[iommu
   std::mt19937_64 rng(0xd0e5'1e55);
   phyr::fault_state fs;
   {
-    phyr::basic_iommu_domain<phyr::fault_injecting_allocator> dom{
-        phyr::fault_injecting_allocator{&fs}};
-    phyr::iommu_mapper<bus_a, phyr::fault_injecting_allocator> m{dom};
+    fault_domain dom{fault_alloc{&fs}};
+    phyr::iommu_mapper<bus_a, fault_alloc> m{dom};
     struct live {
       cpu_list in;
-      phyr::iommu_mapping<bus_a, phyr::fault_injecting_allocator> mp;
+      phyr::iommu_mapping<bus_a, fault_alloc> mp;
     };
     std::vector<live> maps;
     std::uint64_t entries = 0;
@@ -449,9 +450,8 @@ TEST_CASE(
     "[iommu][alloc]") {
   std::mt19937_64 rng(99);
   phyr::fault_state fs;
-  phyr::basic_iommu_domain<phyr::fault_injecting_allocator> dom{
-      phyr::fault_injecting_allocator{&fs}};
-  phyr::iommu_mapper<bus_a, phyr::fault_injecting_allocator> m{dom};
+  fault_domain dom{fault_alloc{&fs}};
+  phyr::iommu_mapper<bus_a, fault_alloc> m{dom};
   const auto keep_in = list_of({pr(0x3000'0000, 5 * k4)});
   auto keep = phyr::must(m.try_map(keep_in, dma_direction::to_device));
 
@@ -505,9 +505,8 @@ TEST_CASE(
 TEST_CASE("iommu_mapper: out_of_memory with the IOVA served from the cache rolls back exactly",
           "[iommu][alloc]") {
   phyr::fault_state fs;
-  phyr::basic_iommu_domain<phyr::fault_injecting_allocator> dom{
-      phyr::fault_injecting_allocator{&fs}};
-  phyr::iommu_mapper<bus_a, phyr::fault_injecting_allocator> m{dom};
+  fault_domain dom{fault_alloc{&fs}};
+  phyr::iommu_mapper<bus_a, fault_alloc> m{dom};
   // Three ragged chunks: three groups and entries (a list segment), 3 pages of IOVA (cached).
   const auto in =
       list_of({pr(0x5000'0100, 0x100), pr(0x6000'0200, 0x100), pr(0x7000'0300, 0x100)});

@@ -172,6 +172,11 @@ dma bus(std::uint64_t phys, std::uint64_t len, range_flags f = range_flags::none
 using fake_p2p = phyr::p2p_mapper<nvme_bus, fake_iommu>;
 // Over the identity mapper: RAM keeps its address.
 using id_p2p = phyr::p2p_mapper<nvme_bus, phyr::identity_mapper<nvme_bus>>;
+// The world with the client's p2p mapper `m` over an identity mapper `id`.
+struct identity_world : world {
+  phyr::identity_mapper<nvme_bus> id;
+  id_p2p m = phyr::must(id_p2p::create(id, reg, topo, nvme));
+};
 // The same allocating through fault_injecting_allocator, for the no-leak and strong-guarantee
 // cases.
 using faulty_p2p = phyr::p2p_mapper<nvme_bus, fake_iommu, phyr::p2p_registry<>,
@@ -485,34 +490,32 @@ TEST_CASE("p2p_mapper keeps working when its topology is replaced and renumbered
 
 TEST_CASE("p2p_mapper over identity_mapper: RAM keeps its address, peers get bus addresses",
           "[p2p_mapper]") {
-  world w;
-  phyr::identity_mapper<nvme_bus> id;
-  auto m = phyr::must(id_p2p::create(id, w.reg, w.topo, nvme));
+  identity_world w;
   const auto l = list_of({pr(0x10'0000, 8 * KiB), pr(gpu_base + 0x2000, 4 * KiB),
                           pr(0x20'0000, 4 * KiB), pr(0x20'1000, 4 * KiB, range_flags::pinned)});
   {
-    auto mp = phyr::must(m.try_map(l, dma_direction::bidirectional));
+    auto mp = phyr::must(w.m.try_map(l, dma_direction::bidirectional));
     CHECK(entries(mp) == std::vector<dma>{dma{daddr{0x10'0000}, 8 * KiB},
                                           bus(gpu_base + 0x2000, 4 * KiB),
                                           dma{daddr{0x20'0000}, 4 * KiB},
                                           dma{daddr{0x20'1000}, 4 * KiB, range_flags::pinned}});
     REQUIRE(mp.inner_part() != nullptr);
     CHECK(mp.inner_part()->size() == 3);  // identity aliases the mapping's own RAM list
-    REQUIRE(m.try_unmap(std::move(mp)));
+    REQUIRE(w.m.try_unmap(std::move(mp)));
   }
   {
     // All RAM: identity aliases the caller's list; unmapping ends the borrow.
     const auto ram = list_of({pr(0x10'0000, 8 * KiB), pr(0x30'0000, 4 * KiB)});
-    auto mp = phyr::must(m.try_map(ram, dma_direction::to_device));
+    auto mp = phyr::must(w.m.try_map(ram, dma_direction::to_device));
     CHECK(entries(mp) ==
           std::vector<dma>{dma{daddr{0x10'0000}, 8 * KiB}, dma{daddr{0x30'0000}, 4 * KiB}});
-    REQUIRE(m.try_unmap(std::move(mp)));
+    REQUIRE(w.m.try_unmap(std::move(mp)));
   }
-  REQUIRE(id.try_set_dma_mask(20));  // identity refuses RAM above 1 MiB ...
-  CHECK(m.try_map(l, dma_direction::to_device).error() == errc::not_addressable);
+  REQUIRE(w.id.try_set_dma_mask(20));  // identity refuses RAM above 1 MiB ...
+  CHECK(w.m.try_map(l, dma_direction::to_device).error() == errc::not_addressable);
   const auto peer = list_of({pr(gpu_base, 4 * KiB)});  // ... but peers are not its business
-  auto mp = phyr::must(m.try_map(peer, dma_direction::to_device));
-  REQUIRE(m.try_unmap(std::move(mp)));
+  auto mp = phyr::must(w.m.try_map(peer, dma_direction::to_device));
+  REQUIRE(w.m.try_unmap(std::move(mp)));
 }
 
 TEST_CASE("p2p_mapper over iommu_mapper: all RAM pieces share one IOVA block", "[p2p_mapper]") {
@@ -568,9 +571,7 @@ TEST_CASE("p2p_mapper on the sysfs workstation fixture", "[p2p_mapper][pci_sysfs
 
 TEST_CASE("p2p_mapper: concurrent maps while a provider window comes and goes",
           "[p2p_mapper][concurrent]") {
-  world w;
-  phyr::identity_mapper<nvme_bus> id;
-  auto m = phyr::must(id_p2p::create(id, w.reg, w.topo, nvme));
+  identity_world w;
   const auto nic_win =
       phyr::must(phyr::p2p_window::create(phys_addr{nic_base}, MiB, nic.provider_id(), bus_off));
   std::atomic<int> bad{0};
@@ -580,7 +581,7 @@ TEST_CASE("p2p_mapper: concurrent maps while a provider window comes and goes",
     const auto l =
         list_of({pr(0x10'0000, 4 * KiB), pr(nic_base + 0x1000, 4 * KiB), pr(gpu_base, 4 * KiB)});
     while (!stop.stop_requested()) {
-      auto mp = m.try_map(l, dma_direction::to_device);
+      auto mp = w.m.try_map(l, dma_direction::to_device);
       if (!mp) {
         ++bad;
         continue;
@@ -592,7 +593,7 @@ TEST_CASE("p2p_mapper: concurrent maps while a provider window comes and goes",
       if (!(as_ram || as_peer) || e[0] != dma{daddr{0x10'0000}, 4 * KiB} ||
           e[2] != bus(gpu_base, 4 * KiB))
         ++bad;
-      if (!m.try_unmap(std::move(*mp))) ++bad;
+      if (!w.m.try_unmap(std::move(*mp))) ++bad;
       ++maps;
     }
   });
