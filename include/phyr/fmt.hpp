@@ -27,6 +27,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 
@@ -146,18 +147,26 @@ concept formattable_mapping = requires(const M& m) {
   { m.mapped() } -> std::convertible_to<bool>;
 } && dma_mapping<M, typename M::space_type>;
 
+/// The name a phyr list prints under; null for every other type.
 template <class T>
-inline constexpr bool is_phyr_list_v = false;
+inline constexpr const char* list_kind = nullptr;
 template <class R, class A>
-inline constexpr bool is_phyr_list_v<range_list<R, A>> = true;
+inline constexpr const char* list_kind<range_list<R, A>> = "range_list";
 template <class R>
-inline constexpr bool is_phyr_list_v<range_list_view<R>> = true;
+inline constexpr const char* list_kind<range_list_view<R>> = "range_list_view";
 template <class S, class A>
-inline constexpr bool is_phyr_list_v<packed_list<S, A>> = true;
+inline constexpr const char* list_kind<packed_list<S, A>> = "packed_list";
+
+template <class T>
+concept phyr_list = list_kind<T> != nullptr;
 
 /// The types this header formats as lists, which fmt/ranges.h must leave alone.
 template <class T>
-concept phyr_list_like = is_phyr_list_v<T> || formattable_mapping<T>;
+concept phyr_list_like = phyr_list<T> || formattable_mapping<T>;
+
+/// The enumerations that print their `to_string` name.
+template <class T>
+concept named_enum = std::same_as<T, errc> || std::same_as<T, dma_direction>;
 }  // namespace phyr::inline v0::detail
 
 template <class T, class Char>
@@ -190,46 +199,21 @@ struct fmt::formatter<phyr::range_flags> : phyr::detail::no_spec_formatter {
   }
 };
 
-template <>
-struct fmt::formatter<phyr::errc> : phyr::detail::no_spec_formatter {
+/// errc and dma_direction: their to_string name.
+template <phyr::detail::named_enum E>
+struct fmt::formatter<E> : phyr::detail::no_spec_formatter {
   template <class FormatContext>
-  auto format(phyr::errc e, FormatContext& ctx) const -> decltype(ctx.out()) {
+  auto format(E e, FormatContext& ctx) const -> decltype(ctx.out()) {
     return fmt::format_to(ctx.out(), "{}", phyr::to_string(e));
   }
 };
 
-template <class Range, class Alloc>
-struct fmt::formatter<phyr::range_list<Range, Alloc>> : phyr::detail::no_spec_formatter {
+/// range_list, range_list_view and packed_list, each under its own name.
+template <phyr::detail::phyr_list L>
+struct fmt::formatter<L> : phyr::detail::no_spec_formatter {
   template <class FormatContext>
-  auto format(const phyr::range_list<Range, Alloc>& l, FormatContext& ctx) const
-      -> decltype(ctx.out()) {
-    return phyr::detail::format_list(ctx.out(), "range_list", l);
-  }
-};
-
-template <class Range>
-struct fmt::formatter<phyr::range_list_view<Range>> : phyr::detail::no_spec_formatter {
-  template <class FormatContext>
-  auto format(const phyr::range_list_view<Range>& v, FormatContext& ctx) const
-      -> decltype(ctx.out()) {
-    return phyr::detail::format_list(ctx.out(), "range_list_view", v);
-  }
-};
-
-template <>
-struct fmt::formatter<phyr::dma_direction> : phyr::detail::no_spec_formatter {
-  template <class FormatContext>
-  auto format(phyr::dma_direction d, FormatContext& ctx) const -> decltype(ctx.out()) {
-    return fmt::format_to(ctx.out(), "{}", phyr::to_string(d));
-  }
-};
-
-template <class Space, class Alloc>
-struct fmt::formatter<phyr::packed_list<Space, Alloc>> : phyr::detail::no_spec_formatter {
-  template <class FormatContext>
-  auto format(const phyr::packed_list<Space, Alloc>& l, FormatContext& ctx) const
-      -> decltype(ctx.out()) {
-    return phyr::detail::format_list(ctx.out(), "packed_list", l);
+  auto format(const L& l, FormatContext& ctx) const -> decltype(ctx.out()) {
+    return phyr::detail::format_list(ctx.out(), phyr::detail::list_kind<L>, l);
   }
 };
 

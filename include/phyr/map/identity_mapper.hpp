@@ -90,17 +90,13 @@ class identity_mapping {
   using const_iterator = iterator;
 
   identity_mapping() noexcept = default;
-  identity_mapping(identity_mapping&& o) noexcept : cpu_(o.cpu_), owner_(o.owner_) {
-    o.cpu_ = cpu_view{};
-    o.owner_ = 0;
-  }
+  identity_mapping(identity_mapping&& o) noexcept
+      : cpu_(std::exchange(o.cpu_, cpu_view{})), owner_(std::exchange(o.owner_, 0)) {}
   identity_mapping& operator=(identity_mapping&& o) noexcept {
     if (this != &o) {
       release();
-      cpu_ = o.cpu_;
-      owner_ = o.owner_;
-      o.cpu_ = cpu_view{};
-      o.owner_ = 0;
+      cpu_ = std::exchange(o.cpu_, cpu_view{});
+      owner_ = std::exchange(o.owner_, 0);
     }
     return *this;
   }

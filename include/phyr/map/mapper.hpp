@@ -294,6 +294,14 @@ class mapper_id {
   [[nodiscard]] std::uint64_t value() const noexcept { return v_; }
   /// Whether a mapping stamped `owner` was made by this mapper; an unstamped one (0) never is.
   [[nodiscard]] bool owns(std::uint64_t owner) const noexcept { return owner != 0 && owner == v_; }
+  /// The body of a mapper's try_unmap (the lifetime rule above): calls `release()` for a
+  /// mapping stamped `owner` by this mapper; any other is foreign_mapping and stays as it was.
+  template <class Release>
+  [[nodiscard]] result<void> try_release(std::uint64_t owner, Release release) const noexcept {
+    if (!owns(owner)) return errc::foreign_mapping;
+    release();
+    return {};
+  }
 
  private:
   static std::uint64_t next() noexcept {
@@ -302,6 +310,17 @@ class mapper_id {
     return counter.fetch_add(1, std::memory_order_relaxed) + 1;
   }
   std::uint64_t v_;
+};
+
+/// The names the dma_mapper concept asks of a mapper for bus `Bus` that takes lists of
+/// `Source` (the opt-in tag among them). phyr's mappers inherit them and name their `mapping`
+/// themselves; a mapper written elsewhere may as well spell the four out.
+template <class Bus, class Source>
+struct mapper_names {
+  using mapper_concept = dma_mapper_tag;
+  using source_space = Source;
+  using bus_type = Bus;
+  using space_type = dma_space<Bus>;
 };
 
 /// What the mappings that own their DMA list share: the list, the stamp of the mapper that

@@ -81,14 +81,10 @@ class offset_mapping : public detail::owned_dma_list<Bus, Alloc> {
 /// The bus-offset mapper of bus `Bus`. Default-constructed with no windows (every map is
 /// `not_mapped` until one is added) and a 64-bit DMA mask.
 template <class Bus, segment_allocator Alloc = default_allocator, std::size_t MaxWindows = 16>
-class offset_mapper {
+class offset_mapper : public detail::mapper_names<Bus, cpu_phys> {
   static_assert(MaxWindows > 0);
 
  public:
-  using mapper_concept = dma_mapper_tag;
-  using source_space = cpu_phys;
-  using bus_type = Bus;
-  using space_type = dma_space<Bus>;
   using mapping = offset_mapping<Bus, Alloc>;
   using window = dma_window<Bus>;
   static constexpr std::size_t max_windows = MaxWindows;
@@ -170,9 +166,7 @@ class offset_mapper {
   /// Frees `m`'s list now (destroying `m` would too). A mapping made by another mapper, or
   /// already unmapped, is foreign_mapping and left untouched.
   [[nodiscard]] result<void> try_unmap(mapping&& m) const noexcept {
-    if (!id_.owns(m.owner_)) return errc::foreign_mapping;
-    m.drop_list();
-    return {};
+    return id_.try_release(m.owner_, [&] { m.drop_list(); });
   }
   /// Whether `m` is a live mapping this mapper made (what try_unmap checks).
   [[nodiscard]] bool owns(const mapping& m) const noexcept { return id_.owns(m.owner_); }

@@ -97,8 +97,6 @@ class sg_bridge_mapping : public detail::owned_dma_list<Bus, Alloc> {
     }
     return *this;
   }
-  sg_bridge_mapping(const sg_bridge_mapping&) = delete;
-  sg_bridge_mapping& operator=(const sg_bridge_mapping&) = delete;
   /// Calls unmap_sg if still mapped (RAII; see map/mapper.hpp).
   ~sg_bridge_mapping() { release(); }
 
@@ -149,12 +147,8 @@ class sg_bridge_mapping : public detail::owned_dma_list<Bus, Alloc> {
 /// The scatterlist bridge of bus `Bus`.
 template <class Bus, legacy_map_sg MapSg, legacy_unmap_sg UnmapSg = no_unmap_sg,
           segment_allocator Alloc = default_allocator>
-class sg_bridge_mapper {
+class sg_bridge_mapper : public detail::mapper_names<Bus, cpu_phys> {
  public:
-  using mapper_concept = dma_mapper_tag;
-  using source_space = cpu_phys;
-  using bus_type = Bus;
-  using space_type = dma_space<Bus>;
   using mapping = sg_bridge_mapping<Bus, UnmapSg, Alloc>;
 
   /// Longest scatterlist entry built by default (2 GiB: fits `length`, keeps cuts aligned).
@@ -192,9 +186,7 @@ class sg_bridge_mapper {
   /// A mapping made by another mapper, or already unmapped, is foreign_mapping and left
   /// untouched.
   [[nodiscard]] result<void> try_unmap(mapping&& m) noexcept {
-    if (!id_.owns(m.owner_)) return errc::foreign_mapping;
-    m.release();
-    return {};
+    return id_.try_release(m.owner_, [&] { m.release(); });
   }
   /// Whether `m` is a live mapping this mapper made (what try_unmap checks).
   [[nodiscard]] bool owns(const mapping& m) const noexcept { return id_.owns(m.owner_); }

@@ -88,18 +88,12 @@ class iommu_mapping : public detail::owned_dma_list<Bus, Alloc> {
 
  public:
   iommu_mapping() noexcept = default;
-  iommu_mapping(iommu_mapping&& o) noexcept
-      : base(std::move(o)), dom_(o.dom_), iova_addr_(o.iova_addr_), iova_len_(o.iova_len_) {
-    o.forget();
-  }
+  iommu_mapping(iommu_mapping&& o) noexcept : base(std::move(o)) { take(o); }
   iommu_mapping& operator=(iommu_mapping&& o) noexcept {
     if (this != &o) {
       release();
       base::operator=(std::move(o));
-      dom_ = o.dom_;
-      iova_addr_ = o.iova_addr_;
-      iova_len_ = o.iova_len_;
-      o.forget();
+      take(o);
     }
     return *this;
   }
@@ -122,6 +116,12 @@ class iommu_mapping : public detail::owned_dma_list<Bus, Alloc> {
   iommu_mapping(typename base::list_type&& l, std::uint64_t owner, domain_type* d,
                 std::uint64_t addr, std::uint64_t len) noexcept
       : base(std::move(l), owner), dom_(d), iova_addr_(addr), iova_len_(len) {}
+  /// The domain and IOVA block of `o`, whose list and stamp the base took; `o` keeps none.
+  void take(iommu_mapping& o) noexcept {
+    dom_ = std::exchange(o.dom_, nullptr);
+    iova_addr_ = std::exchange(o.iova_addr_, 0);
+    iova_len_ = std::exchange(o.iova_len_, 0);
+  }
   void forget() noexcept {
     this->owner_ = 0;
     dom_ = nullptr;
@@ -197,12 +197,8 @@ class iommu_shared_view {
 /// The `dma_mapper` of a device on bus `Bus` attached to a domain. Cheap to copy (a copy is a
 /// new mapper: it cannot unmap the original's mappings); any number may share a domain.
 template <class Bus, segment_allocator Alloc = default_allocator>
-class iommu_mapper {
+class iommu_mapper : public detail::mapper_names<Bus, cpu_phys> {
  public:
-  using mapper_concept = dma_mapper_tag;
-  using bus_type = Bus;
-  using space_type = dma_space<Bus>;
-  using source_space = cpu_phys;
   using mapping = iommu_mapping<Bus, Alloc>;
   using domain_type = basic_iommu_domain<Alloc>;
   static constexpr std::uint64_t granule = domain_type::granule;
@@ -230,9 +226,7 @@ class iommu_mapper {
   /// destroying `m` would do, now). foreign_mapping (and `m` left as it was) for a mapping
   /// another mapper made, or one already unmapped.
   [[nodiscard]] result<void> try_unmap(mapping&& m) noexcept {
-    if (!id_.owns(m.owner_)) return errc::foreign_mapping;
-    m.release();
-    return {};
+    return id_.try_release(m.owner_, [&] { m.release(); });
   }
   /// Whether `m` is a live mapping this mapper made (what try_unmap checks).
   [[nodiscard]] bool owns(const mapping& m) const noexcept { return id_.owns(m.owner_); }

@@ -134,22 +134,13 @@ class p2p_mapping : public detail::owned_dma_list<Bus, Alloc> {
 
  public:
   p2p_mapping() noexcept = default;
-  p2p_mapping(p2p_mapping&& o) noexcept
-      : base(std::move(o)), scratch_(o.scratch_), has_inner_(o.has_inner_), alloc_(o.alloc_) {
-    if (has_inner_) ::new (static_cast<void*>(inner_buf_)) inner_mapping(std::move(o.inner()));
-    o.drop_inner();
-    o.scratch_ = nullptr;
-  }
+  p2p_mapping(p2p_mapping&& o) noexcept : base(std::move(o)), alloc_(o.alloc_) { take(o); }
   p2p_mapping& operator=(p2p_mapping&& o) noexcept {
     if (this != &o) {
       release();
       base::operator=(std::move(o));
-      scratch_ = o.scratch_;
       alloc_ = o.alloc_;
-      has_inner_ = o.has_inner_;
-      if (has_inner_) ::new (static_cast<void*>(inner_buf_)) inner_mapping(std::move(o.inner()));
-      o.drop_inner();
-      o.scratch_ = nullptr;
+      take(o);
     }
     return *this;
   }
@@ -169,6 +160,14 @@ class p2p_mapping : public detail::owned_dma_list<Bus, Alloc> {
   }
   [[nodiscard]] const inner_mapping& inner_const() const noexcept {
     return *std::launder(reinterpret_cast<const inner_mapping*>(inner_buf_));
+  }
+  /// The scratch list and Inner's mapping of `o`, whose DMA list and stamp the base took; `o`
+  /// keeps neither.
+  void take(p2p_mapping& o) noexcept {
+    scratch_ = std::exchange(o.scratch_, nullptr);
+    has_inner_ = o.has_inner_;
+    if (has_inner_) ::new (static_cast<void*>(inner_buf_)) inner_mapping(std::move(o.inner()));
+    o.drop_inner();
   }
   void drop_inner() noexcept {
     if (has_inner_) inner().~inner_mapping();
@@ -194,17 +193,13 @@ class p2p_mapping : public detail::owned_dma_list<Bus, Alloc> {
 
 template <class Bus, phys_dma_mapper Inner, class Registry = p2p_registry<>,
           class Topology = pci_topology<>, segment_allocator Alloc = default_allocator>
-class p2p_mapper {
+class p2p_mapper : public detail::mapper_names<Bus, cpu_phys> {
   static_assert(std::is_same_v<typename Inner::bus_type, Bus>,
                 "p2p_mapper: the Inner mapper must map for the same bus");
   using inner_mapping = typename Inner::mapping;
   using scratch_list = range_list<phys_range, Alloc>;
 
  public:
-  using mapper_concept = dma_mapper_tag;
-  using source_space = cpu_phys;
-  using bus_type = Bus;
-  using space_type = dma_space<Bus>;
   using inner_type = Inner;
 
   /// What try_map returns (p2p_mapping, at namespace scope like iommu_mapping).

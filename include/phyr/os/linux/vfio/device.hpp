@@ -166,19 +166,15 @@ class device {
   [[nodiscard]] result<void, sys_error> try_read_config(std::uint64_t off, void* buf,
                                                         std::size_t n) const noexcept {
     if (auto c = check_config(off, n); !c) return c.error();
-    const long r = fd_.sys().pread(fd_.sys().ctx, fd_.get(), buf, n, config_offset_ + off);
-    if (r < 0) return failed_call(r, "pread(config)");
-    if (static_cast<std::size_t>(r) != n) return sys_error{errc::io_error, 0, "pread(config): short"};
-    return {};
+    return config_io_result(fd_.sys().pread(fd_.sys().ctx, fd_.get(), buf, n, config_offset_ + off),
+                            n, "pread(config)", "pread(config): short");
   }
   /// Writes `n` bytes of PCI config space at `off`. Errors as try_read_config.
   [[nodiscard]] result<void, sys_error> try_write_config(std::uint64_t off, const void* buf,
                                                          std::size_t n) const noexcept {
     if (auto c = check_config(off, n); !c) return c.error();
-    const long r = fd_.sys().pwrite(fd_.sys().ctx, fd_.get(), buf, n, config_offset_ + off);
-    if (r < 0) return failed_call(r, "pwrite(config)");
-    if (static_cast<std::size_t>(r) != n) return sys_error{errc::io_error, 0, "pwrite(config): short"};
-    return {};
+    return config_io_result(fd_.sys().pwrite(fd_.sys().ctx, fd_.get(), buf, n, config_offset_ + off),
+                            n, "pwrite(config)", "pwrite(config): short");
   }
   /// One little-endian config register of 1, 2 or 4 bytes (x86 and arm64 hosts: native order).
   template <class T>
@@ -223,6 +219,15 @@ class device {
     if (!is_pci()) return sys_error{errc::not_supported, 0, "config space of a non-PCI device"};
     if (n == 0 || off > config_size_ || n > config_size_ - off)
       return sys_error{errc::out_of_range, 0, "config space access"};
+    return {};
+  }
+  /// What a config pread/pwrite of `n` bytes returned (`r`), as a result: the errno of a
+  /// failed `call`, io_error (`short_call`) for fewer bytes than asked.
+  [[nodiscard]] static result<void, sys_error> config_io_result(long r, std::size_t n,
+                                                                const char* call,
+                                                                const char* short_call) noexcept {
+    if (r < 0) return failed_call(r, call);
+    if (static_cast<std::size_t>(r) != n) return sys_error{errc::io_error, 0, short_call};
     return {};
   }
 

@@ -174,12 +174,8 @@ class vfio_mapping : public detail::owned_dma_list<Bus, Alloc> {
 /// an IOMMU (no group attached), an IOMMU that reports no page size, or no usable IOVA under
 /// the device's mask leaves it unusable: `status()` and every `try_map` say why.
 template <class Bus, segment_allocator Alloc>
-class vfio_mapper {
+class vfio_mapper : public detail::mapper_names<Bus, cpu_virt> {
  public:
-  using mapper_concept = dma_mapper_tag;
-  using source_space = cpu_virt;
-  using bus_type = Bus;
-  using space_type = dma_space<Bus>;
   using mapping = vfio_mapping<Bus, Alloc>;
 
   explicit vfio_mapper(vfio::container& c, vfio_mapper_limits limits = {},
