@@ -40,38 +40,12 @@ struct block_tally {
   return e;
 }
 
-/// Counts and sums the addresses of a try_blocks result, the loop each phyr side times; an
-/// error clears `ok` and counts nothing.
-template <class Blocks>
-[[nodiscard]] block_tally tally_of(const Blocks& blocks, bool& ok) noexcept {
-  ok &= static_cast<bool>(blocks);
-  if (!blocks) return {};
-  // Locals, not a member: an escaping address would keep them in memory in the loop.
-  std::uint64_t sum = 0;
-  std::uint64_t count = 0;
-  for (const auto a : *blocks) {
-    sum += a.value();
-    ++count;
-  }
-  return {count, sum};
-}
-
-/// What the two phyr sides share: the shared list, and what it reads per page (the list
-/// object and its segments).
-template <class List>
-struct phyr_side {
-  const List* l = nullptr;
-
-  double bytes_per_page(const input& in) const noexcept {
-    return static_cast<double>(l->bytes_used()) / in.pages_of_data();
-  }
-};
-
 // The three sides: `prepare(in)` finds (or maps) the shared structure, `tally(bs, ok)` lists
 // its blocks once, `bytes_per_page(in)` is what it reads.
 
-struct range_list_side : phyr_side<cpu_list> {
+struct range_list_side {
   static constexpr const char* what = "range_list build or identity map is wrong";
+  const cpu_list* l = nullptr;
   std::optional<phyr::identity_mapping<bench_bus>> mp;
 
   bool prepare(const input& in) {
@@ -83,19 +57,47 @@ struct range_list_side : phyr_side<cpu_list> {
     return true;
   }
   block_tally tally(std::uint64_t bs, bool& ok) const noexcept {
-    return tally_of(phyr::try_blocks(*mp, bs), ok);
+    auto b = phyr::try_blocks(*mp, bs);
+    ok &= static_cast<bool>(b);
+    // Locals, not a member: an escaping address would keep them in memory in the loop.
+    std::uint64_t sum = 0;
+    std::uint64_t count = 0;
+    if (b) {
+      for (const phyr::dma_addr<bench_bus> a : *b) {
+        sum += a.value();
+        ++count;
+      }
+    }
+    return {count, sum};
+  }
+  double bytes_per_page(const input& in) const noexcept {
+    return static_cast<double>(l->bytes_used()) / in.pages_of_data();
   }
 };
 
-struct packed_side : phyr_side<packed> {
+struct packed_side {
   static constexpr const char* what = "packed_list build is wrong";
+  const packed* l = nullptr;
 
   bool prepare(const input& in) {
     l = shared_packed(in);
     return l != nullptr;
   }
   block_tally tally(std::uint64_t bs, bool& ok) const noexcept {
-    return tally_of(l->try_blocks(bs), ok);
+    auto b = l->try_blocks(bs);
+    ok &= static_cast<bool>(b);
+    std::uint64_t sum = 0;
+    std::uint64_t count = 0;
+    if (b) {
+      for (const phyr::phys_addr a : *b) {
+        sum += a.value();
+        ++count;
+      }
+    }
+    return {count, sum};
+  }
+  double bytes_per_page(const input& in) const noexcept {
+    return static_cast<double>(l->bytes_used()) / in.pages_of_data();
   }
 };
 

@@ -161,23 +161,6 @@ struct shared_slot {
   return owner != nullptr ? &owner->table() : nullptr;
 }
 
-/// The timed loop of a scatterlist build row: `build(table)` fills a fresh table each
-/// iteration, which is then freed. Returns the entries of the last table.
-template <class Build>
-[[nodiscard]] std::size_t time_sg_builds(benchmark::State& state, bench_allocator& a, Build build) {
-  std::size_t entries = 0;
-  for (auto _ : state) {
-    sg::sg_table t;
-    const bool ok = build(t);
-    benchmark::DoNotOptimize(ok);
-    entries = t.nents;
-    benchmark::DoNotOptimize(t);
-    benchmark::ClobberMemory();
-    sg::sg_free_table(t, a);
-  }
-  return entries;
-}
-
 // ---- the memcpy floor ------------------------------------------------------------------------
 
 /// memcpy of the input (the page-frame array, or the chunk array): the bandwidth floor.

@@ -15,13 +15,14 @@
 #include <cstdint>
 #include <string>
 
-#include "compare.hpp"
+#include "workloads.hpp"
+#include <phyr/compat/scatterlist.hpp>
 #include <phyr/container/range_list.hpp>
 
 namespace {
 
+namespace sg = phyr::compat;
 using phyr_bench::bench_allocator;
-namespace sg = phyr_bench::sg;
 using phyr_bench::input;
 using list = phyr::range_list<phyr::phys_range, bench_allocator>;
 
@@ -76,11 +77,18 @@ void bm_scatterlist(benchmark::State& state, std::string wl, std::string size) {
   const input& in = phyr_bench::get_input(wl, size);
   const std::uint64_t want = limited_entries(in);
   bench_allocator a;
+  std::size_t entries = 0;
   phyr_bench::cpu_stopwatch watch;
-  const std::size_t entries = phyr_bench::time_sg_builds(state, a, [&](sg::sg_table& t) {
-    return static_cast<bool>(
+  for (auto _ : state) {
+    sg::sg_table t;
+    const bool ok = static_cast<bool>(
         sg::sg_alloc_table_from_pages_segment(t, in.pages, 0, in.bytes, limit, a));
-  });
+    benchmark::DoNotOptimize(ok);
+    entries = t.nents;
+    benchmark::DoNotOptimize(t);
+    benchmark::ClobberMemory();
+    sg::sg_free_table(t, a);
+  }
   watch.stop();
   if (!phyr_bench::check(state, entries == want, "scatterlist entries are wrong")) return;
   phyr_bench::set_counters(state, watch, in, static_cast<double>(entries),

@@ -65,6 +65,13 @@ void unmap_to_empty(Mapper& m, phyr::iommu_domain& dom, Mapping&& mp) {
   CHECK(dom.stats().page_table.tables == 0);
 }
 
+/// Empties the domain's IOVA caches and checks that nothing it allocated is still held (its
+/// tables are the caller's to trim and check first).
+void check_all_freed(fault_domain& dom, const phyr::fault_state& fs) {
+  dom.flush_iova_caches();
+  CHECK(fs.live == 0);
+}
+
 /// A page list of n distinct, shuffled (so never coalescing) frames below 2^36.
 cpu_list page_list(std::mt19937_64& rng, std::size_t n, std::uint64_t first_offset,
                    std::uint64_t tail_cut) {
@@ -162,8 +169,7 @@ TEST_CASE(
   phyr::must(m.try_unmap(std::move(again)));
   CHECK(dom.trim() == 4);
   CHECK(dom.stats().page_table.tables == 0);
-  dom.flush_iova_caches();
-  CHECK(fs.live == 0);
+  check_all_freed(dom, fs);
 }
 
 TEST_CASE("iommu_mapper: a page list maps to one entry that keeps the first-page offset",
@@ -438,8 +444,7 @@ TEST_CASE("iommu_mapper: translate() matches every page of random maps", "[iommu
     maps.clear();
     dom.trim();
     CHECK(dom.stats().page_table.tables == 0);
-    dom.flush_iova_caches();
-    CHECK(fs.live == 0);
+    check_all_freed(dom, fs);
   }
   CHECK(fs.live == 0);
 }
@@ -498,8 +503,7 @@ TEST_CASE(
   require_translates(m, keep_in, keep);
   phyr::must(m.try_unmap(std::move(keep)));
   dom.trim();
-  dom.flush_iova_caches();
-  CHECK(fs.live == 0);
+  check_all_freed(dom, fs);
 }
 
 TEST_CASE("iommu_mapper: out_of_memory with the IOVA served from the cache rolls back exactly",
@@ -537,8 +541,7 @@ TEST_CASE("iommu_mapper: out_of_memory with the IOVA served from the cache rolls
   CHECK(dom.stats().iova.cache_hits >= 1);
   phyr::must(m.try_unmap(std::move(keep)));
   dom.trim();
-  dom.flush_iova_caches();
-  CHECK(fs.live == 0);
+  check_all_freed(dom, fs);
 }
 
 TEST_CASE("iommu_mapper: IOVA exhaustion mid-map rolls back completely", "[iommu]") {
