@@ -24,6 +24,14 @@ struct rig {
     REQUIRE(gr);
     g.emplace(std::move(*gr));
   }
+  // open(), then a mapper of bus `Bus` on the container (returned as a prvalue: a mapper does
+  // not move).
+  template <class Bus, class Alloc = phyr::default_allocator>
+  phyr::vfio_mapper<Bus, Alloc> open_mapper(phyr::vfio_mapper_limits limits = {},
+                                            Alloc a = Alloc{}) {
+    open();
+    return phyr::vfio_mapper<Bus, Alloc>{*c, limits, a};
+  }
 };
 
 }  // namespace vfio_fake

@@ -300,6 +300,16 @@ struct reply {
     i.cap_offset = cap_offset;
     std::memcpy(b.data(), &i, sizeof i);
   }
+  // add(), for building a reply in one expression.
+  reply& with(u16 id, u16 version, u32 next, const std::vector<std::byte>& body) {
+    add(id, version, next, body);
+    return *this;
+  }
+  // The reply cut (or padded with zeros) to `n` bytes.
+  reply& resized(std::size_t n) {
+    b.resize(n);
+    return *this;
+  }
   // Appends a capability (8-byte aligned like the kernel) and returns its offset.
   std::size_t add(u16 id, u16 version, u32 next, const std::vector<std::byte>& body) {
     const std::size_t at = b.size();
@@ -330,6 +340,8 @@ struct reply {
   [[nodiscard]] result<vfio::iommu_info> parse() const {
     return vfio::parse_iommu_info(std::span<const std::byte>{b.data(), b.size()});
   }
+  // What every malformed reply must give.
+  [[nodiscard]] bool malformed() const { return parse().error() == errc::parse_error; }
 };
 }  // namespace
 
@@ -366,73 +378,40 @@ TEST_CASE("parse_iommu_info reads page sizes, IOVA windows and DMA_AVAIL; skips 
 
 TEST_CASE("parse_iommu_info: malformed chains are parse_error, never a crash or a hang",
           "[vfio][parser]") {
-  SECTION("shorter than the fixed header") {
-    reply r;
-    r.b.resize(15);
-    CHECK(r.parse().error() == errc::parse_error);
-  }
-  SECTION("first capability past the end") {
-    reply r{VFIO_IOMMU_INFO_PGSIZES | VFIO_IOMMU_INFO_CAPS, 0x1000, 4000};
-    CHECK(r.parse().error() == errc::parse_error);
-  }
+  constexpr u16 iova_range = VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE;
+  constexpr u16 dma_avail = VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL;
+  constexpr u32 caps = VFIO_IOMMU_INFO_PGSIZES | VFIO_IOMMU_INFO_CAPS;
+  SECTION("shorter than the fixed header") { CHECK(reply{}.resized(15).malformed()); }
+  SECTION("first capability past the end") { CHECK(reply{caps, 0x1000, 4000}.malformed()); }
   SECTION("capability inside the fixed header") {
-    reply r{VFIO_IOMMU_INFO_PGSIZES | VFIO_IOMMU_INFO_CAPS, 0x1000, 8};
-    r.add(99, 1, 0, {});
-    CHECK(r.parse().error() == errc::parse_error);
+    CHECK(reply{caps, 0x1000, 8}.with(99, 1, 0, {}).malformed());
   }
-  SECTION("header cut by the end") {
-    reply r;
-    r.b.resize(24 + 6);
-    CHECK(r.parse().error() == errc::parse_error);
-  }
-  SECTION("a capability pointing at itself") {
-    reply r;
-    r.add(99, 1, 24, {});
-    CHECK(r.parse().error() == errc::parse_error);
-  }
+  SECTION("header cut by the end") { CHECK(reply{}.resized(24 + 6).malformed()); }
+  SECTION("a capability pointing at itself") { CHECK(reply{}.with(99, 1, 24, {}).malformed()); }
   SECTION("a loop through an earlier capability") {
-    reply r;
-    r.add(99, 1, 32, {});
-    r.add(98, 1, 24, {});
-    CHECK(r.parse().error() == errc::parse_error);
+    CHECK(reply{}.with(99, 1, 32, {}).with(98, 1, 24, {}).malformed());
   }
-  SECTION("next past the end") {
-    reply r;
-    r.add(99, 1, 0x10000, {});
-    CHECK(r.parse().error() == errc::parse_error);
-  }
+  SECTION("next past the end") { CHECK(reply{}.with(99, 1, 0x10000, {}).malformed()); }
   SECTION("nr_iovas larger than the bytes present, including a wrapping count") {
-    reply r;
-    r.add(VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE, 1, 0, reply::ranges({{0, 0xfff}}, 3));
-    CHECK(r.parse().error() == errc::parse_error);
-    reply w;
-    w.add(VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE, 1, 0, reply::ranges({{0, 0xfff}}, 0xffffffffu));
-    CHECK(w.parse().error() == errc::parse_error);
+    CHECK(reply{}.with(iova_range, 1, 0, reply::ranges({{0, 0xfff}}, 3)).malformed());
+    CHECK(reply{}.with(iova_range, 1, 0, reply::ranges({{0, 0xfff}}, 0xffffffffu)).malformed());
   }
   SECTION("empty, inverted, unsorted or overlapping windows") {
-    reply e;
-    e.add(VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE, 1, 0, reply::ranges({}));
-    CHECK(e.parse().error() == errc::parse_error);
-    reply inv;
-    inv.add(VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE, 1, 0, reply::ranges({{0x2000, 0x1000}}));
-    CHECK(inv.parse().error() == errc::parse_error);
-    reply uns;
-    uns.add(VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE, 1, 0,
-            reply::ranges({{0x10000, 0x1ffff}, {0x0, 0xfff}}));
-    CHECK(uns.parse().error() == errc::parse_error);
-    reply ovl;
-    ovl.add(VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE, 1, 0,
-            reply::ranges({{0x0, 0x1fff}, {0x1000, 0x2fff}}));
-    CHECK(ovl.parse().error() == errc::parse_error);
+    CHECK(reply{}.with(iova_range, 1, 0, reply::ranges({})).malformed());
+    CHECK(reply{}.with(iova_range, 1, 0, reply::ranges({{0x2000, 0x1000}})).malformed());
+    CHECK(reply{}
+              .with(iova_range, 1, 0, reply::ranges({{0x10000, 0x1ffff}, {0x0, 0xfff}}))
+              .malformed());
+    CHECK(reply{}
+              .with(iova_range, 1, 0, reply::ranges({{0x0, 0x1fff}, {0x1000, 0x2fff}}))
+              .malformed());
   }
   SECTION("the same capability twice, or version 0") {
-    reply r;
-    r.add(VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL, 1, 40, reply::avail(1));
-    r.add(VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL, 1, 0, reply::avail(2));
-    CHECK(r.parse().error() == errc::parse_error);
-    reply v0;
-    v0.add(VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL, 0, 0, reply::avail(1));
-    CHECK(v0.parse().error() == errc::parse_error);
+    CHECK(reply{}
+              .with(dma_avail, 1, 40, reply::avail(1))
+              .with(dma_avail, 1, 0, reply::avail(2))
+              .malformed());
+    CHECK(reply{}.with(dma_avail, 0, 0, reply::avail(1)).malformed());
   }
   SECTION("DMA_AVAIL cut short") {
     reply r;
@@ -440,8 +419,7 @@ TEST_CASE("parse_iommu_info: malformed chains are parse_error, never a crash or 
     // Overwrite the id of a header-only capability: no room for `avail`.
     const u16 id = VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL;
     std::memcpy(r.b.data() + 24, &id, 2);
-    r.b.resize(24 + 8);
-    CHECK(r.parse().error() == errc::parse_error);
+    CHECK(r.resized(24 + 8).malformed());
   }
   SECTION("more windows than the parser keeps is too_long, not truncation") {
     std::vector<std::byte> body(8 + 65 * 16);
@@ -482,8 +460,7 @@ TEST_CASE("vfio_mapper: a virtually contiguous buffer is one IOVA range, one MAP
           "exactly",
           "[vfio][mapper]") {
   rig r;
-  r.open();
-  vfio_mapper<nvme0> m{*r.c};
+  auto m = r.open_mapper<nvme0>();
   REQUIRE(m.status());
   CHECK(m.granule() == 4096);
   CHECK(m.window().first == 0xfef00000);  // the larger window, above the MSI hole
@@ -515,8 +492,7 @@ TEST_CASE("vfio_mapper: a virtually contiguous buffer is one IOVA range, one MAP
 
 TEST_CASE("vfio_mapper: direction becomes the MAP_DMA permission", "[vfio][mapper]") {
   rig r;
-  r.open();
-  vfio_mapper<nvme0> m{*r.c};
+  auto m = r.open_mapper<nvme0>();
   auto l = vlist({{va0, page}});
   const std::pair<dma_direction, u32> cases[] = {
       {dma_direction::to_device, VFIO_DMA_MAP_FLAG_READ},
@@ -538,8 +514,7 @@ TEST_CASE("vfio_mapper: direction becomes the MAP_DMA permission", "[vfio][mappe
 TEST_CASE("vfio_mapper: page-aligned buffers share one IOVA range with one MAP_DMA each",
           "[vfio][mapper]") {
   rig r;
-  r.open();
-  vfio_mapper<nvme0> m{*r.c};
+  auto m = r.open_mapper<nvme0>();
   // An iovec of three page-aligned buffers scattered in the address space.
   auto l = vlist({{va0 + 0x10000, 2 * page}, {va0 + 0x40000, page}, {va0 + 0x7000, 3 * page}});
   auto mp = m.try_map(l, dma_direction::to_device);
@@ -557,8 +532,7 @@ TEST_CASE("vfio_mapper: an unaligned boundary starts a new IOVA range on the nex
           "ranges with other flags share a chunk",
           "[vfio][mapper]") {
   rig r;
-  r.open();
-  vfio_mapper<nvme0> m{*r.c};
+  auto m = r.open_mapper<nvme0>();
   auto l = vlist({{va0 + 0x100, 0x800}, {va0 + 0x5000, page}});
   auto mp = m.try_map(l, dma_direction::to_device);
   REQUIRE(mp);
@@ -584,8 +558,7 @@ TEST_CASE("vfio_mapper: an unaligned boundary starts a new IOVA range on the nex
 TEST_CASE("vfio_mapper: a 2 MiB buffer gets an IOVA congruent to its address modulo 2 MiB",
           "[vfio][mapper]") {
   rig r;
-  r.open();
-  vfio_mapper<nvme0> m{*r.c};
+  auto m = r.open_mapper<nvme0>();
   const u64 va = 0x7f00'0020'3000;  // 0x3000 into a 2 MiB page
   auto small = vlist({{va0, page}});
   auto first = m.try_map(small, dma_direction::to_device);  // something already in the window
@@ -684,8 +657,7 @@ TEST_CASE("vfio_mapper: a container without a group cannot map", "[vfio][mapper]
 TEST_CASE("vfio_mapper: a failing MAP_DMA unmaps the chunks already mapped and keeps the errno",
           "[vfio][mapper]") {
   rig r;
-  r.open();
-  vfio_mapper<nvme0> m{*r.c};
+  auto m = r.open_mapper<nvme0>();
   auto l = vlist({{va0, page}, {va0 + 0x10000, page}, {va0 + 0x20000, page}, {va0 + 0x30000, page}});
   for (std::size_t bad = 0; bad < 4; ++bad) {
     r.k.fail_at = r.k.failable_calls + 1 + bad;  // the (bad+1)-th MAP_DMA of this call
@@ -723,8 +695,7 @@ TEST_CASE("vfio_mapper: past the container's mapping limit MAP_DMA is ENOSPC, ro
 
 TEST_CASE("vfio_mapper: a rollback unmap that fails quarantines the IOVA block", "[vfio][mapper]") {
   rig r;
-  r.open();
-  vfio_mapper<nvme0> m{*r.c};
+  auto m = r.open_mapper<nvme0>();
   auto l = vlist({{va0, page}, {va0 + 0x10000, page}});
   // The calls of this map: MAP_DMA #1, MAP_DMA #2 (unpinnable memory: EFAULT), then the
   // rollback UNMAP_DMA of #1, which is made to fail.
@@ -743,8 +714,7 @@ TEST_CASE("vfio_mapping: dropped without unmap it unmaps itself; moved-from, for
           "released mappings are refused",
           "[vfio][mapper][lifetime]") {
   rig r;
-  r.open();
-  vfio_mapper<nvme0> m{*r.c};
+  auto m = r.open_mapper<nvme0>();
   vfio_mapper<nvme0> other{*r.c};
   auto l = vlist({{va0, 2 * page}});
   {
@@ -785,8 +755,7 @@ TEST_CASE("vfio_mapping: dropped without unmap it unmaps itself; moved-from, for
 TEST_CASE("vfio_mapper: a failing UNMAP_DMA is reported with its errno and counted on drop",
           "[vfio][mapper][lifetime]") {
   rig r;
-  r.open();
-  vfio_mapper<nvme0> m{*r.c};
+  auto m = r.open_mapper<nvme0>();
   auto l = vlist({{va0, page}, {va0 + 0x10000, page}});
   auto mp = m.try_map(l, dma_direction::to_device);
   REQUIRE(mp);
@@ -896,8 +865,7 @@ TEST_CASE("vfio: every system call failing in turn gives its errno back and leak
 TEST_CASE("vfio_mapper: concurrent map and unmap from two threads (thread safety)",
           "[vfio][mapper][thread]") {
   rig r;
-  r.open();
-  vfio_mapper<nvme0> m{*r.c};
+  auto m = r.open_mapper<nvme0>();
   std::atomic<int> errors{0};
   auto work = [&](u64 base) {
     for (int i = 0; i < 300; ++i) {
@@ -927,8 +895,7 @@ TEST_CASE("iova_reservation over vfio_mapper: each link is one MAP_DMA at its of
           "and destruction unmap exactly what was linked",
           "[vfio][reservation]") {
   rig r;
-  r.open();
-  vfio_mapper<nvme0> m{*r.c};
+  auto m = r.open_mapper<nvme0>();
   using resv = iova_reservation<nvme0, vfio_mapper<nvme0>>;
   static_assert(iommu_backend<vfio_mapper<nvme0>>);
   auto q = resv::try_create(m, 64 * page);
@@ -983,8 +950,7 @@ TEST_CASE("iova_reservation over vfio_mapper: each link is one MAP_DMA at its of
 TEST_CASE("iova_reservation over vfio_mapper: fixed IOVA, kernel refusals keep the state",
           "[vfio][reservation]") {
   rig r;
-  r.open();
-  vfio_mapper<nvme0> m{*r.c};
+  auto m = r.open_mapper<nvme0>();
   using resv = iova_reservation<nvme0, vfio_mapper<nvme0>>;
   const u64 at = m.window().first + 0x100000;
   auto q = resv::try_create_at(m, dma_addr<nvme0>{at}, 16 * page);
