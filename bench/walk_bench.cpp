@@ -29,26 +29,19 @@ void bm_walk(benchmark::State& state, const input& in, List* lp, Sum sum_of, Ent
                static_cast<double>(bytes_of(l)) / in.pages_of_data());
 }
 
-/// phyr's two lists count their own entries and bytes the same way.
-template <class List, class Sum>
-void bm_walk_phyr(benchmark::State& state, const input& in, List* lp, Sum sum_of,
-                  const char* what) {
-  bm_walk(
-      state, in, lp, sum_of, [](const List& l) { return l.size(); },
-      [](const List& l) { return l.bytes_used(); }, what);
-}
-
 void bm_walk_range_list(benchmark::State& state, std::string wl, std::string size) {
   const input& in = get_input(wl, size);
-  bm_walk_phyr(
+  bm_walk(
       state, in, shared_list(in), [](const cpu_list& l) { return list_sum(l); },
+      [](const cpu_list& l) { return l.size(); }, [](const cpu_list& l) { return l.bytes_used(); },
       "range_list build is wrong");
 }
 
 void bm_walk_packed(benchmark::State& state, std::string wl, std::string size) {
   const input& in = get_input(wl, size);
-  bm_walk_phyr(
+  bm_walk(
       state, in, shared_packed(in), [](const packed& l) { return packed_sum(l); },
+      [](const packed& l) { return l.size(); }, [](const packed& l) { return l.bytes_used(); },
       "packed_list build is wrong");
 }
 

@@ -256,7 +256,8 @@ class bounce_mapping {
   [[nodiscard]] const_iterator begin() const noexcept { return inner_.begin(); }
   [[nodiscard]] const_iterator end() const noexcept { return inner_.end(); }
   [[nodiscard]] std::size_t size() const noexcept { return inner_.size(); }
-  [[nodiscard]] bool empty() const noexcept { return inner_.empty(); }
+  // size(), not the inner mapping's empty(): dma_mapping promises only size().
+  [[nodiscard]] bool empty() const noexcept { return inner_.size() == 0; }
   [[nodiscard]] std::uint64_t total_bytes() const noexcept { return inner_.total_bytes(); }
   /// True from a successful `try_map` until `try_unmap`, destruction or a move away.
   [[nodiscard]] bool mapped() const noexcept { return owner_ != 0; }

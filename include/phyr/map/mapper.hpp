@@ -434,6 +434,24 @@ concept mapper_syncs = requires(const M& m, const typename M::mapping& mp, dma_s
   { m.try_sync_for_device(mp, r) } noexcept -> std::same_as<result<void>>;
   { m.try_sync_for_cpu(mp, r) } noexcept -> std::same_as<result<void>>;
 };
+
+/// Who is to see the bytes after a sync.
+enum class sync_for : bool { device, cpu };
+
+/// The body of both free sync calls: the mapper's own member when it has sync members; for
+/// any other mapper nothing at all, not even a range check.
+template <sync_for To, class M>
+[[nodiscard]] constexpr result<void> sync(const M& m, const typename M::mapping& mp,
+                                          dma_sync_range r) noexcept {
+  if constexpr (!mapper_syncs<M>) {
+    (void)m, (void)mp, (void)r;
+    return {};
+  } else if constexpr (To == sync_for::device) {
+    return m.try_sync_for_device(mp, r);
+  } else {
+    return m.try_sync_for_cpu(mp, r);
+  }
+}
 }  // namespace detail
 
 /// Whether mappings of `M` ever need a sync call (false: every sync on them is a no-op).
@@ -446,12 +464,7 @@ inline constexpr bool needs_dma_sync = detail::mapper_syncs<M>;
 template <dma_mapper M>
 [[nodiscard]] constexpr result<void> try_sync_for_device(const M& m, const mapping_t<M>& mp,
                                                          dma_sync_range r = {}) noexcept {
-  if constexpr (detail::mapper_syncs<M>) {
-    return m.try_sync_for_device(mp, r);
-  } else {
-    (void)m, (void)mp, (void)r;
-    return {};
-  }
+  return detail::sync<detail::sync_for::device>(m, mp, r);
 }
 
 /// Makes `r`'s bytes the device wrote visible to the CPU (see the rule above). Same contract
@@ -459,12 +472,7 @@ template <dma_mapper M>
 template <dma_mapper M>
 [[nodiscard]] constexpr result<void> try_sync_for_cpu(const M& m, const mapping_t<M>& mp,
                                                       dma_sync_range r = {}) noexcept {
-  if constexpr (detail::mapper_syncs<M>) {
-    return m.try_sync_for_cpu(mp, r);
-  } else {
-    (void)m, (void)mp, (void)r;
-    return {};
-  }
+  return detail::sync<detail::sync_for::cpu>(m, mp, r);
 }
 
 }  // namespace phyr
