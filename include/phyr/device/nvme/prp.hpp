@@ -219,7 +219,8 @@ template <class Bus>
 /// pages, a page shared by two contiguous ranges once. Only valid on a source plan_prp
 /// accepted. One pass over the ranges, with no per-page call.
 template <class L, class F>
-PHYR_ALWAYS_INLINE constexpr void for_each_prp_page_run(const L& list, std::uint64_t page_size, F&& f) noexcept {
+PHYR_ALWAYS_INLINE constexpr void for_each_prp_page_run(const L& list, std::uint64_t page_size,
+                                                       F&& f) noexcept {
   const std::uint64_t mask = page_size - 1;
   bool first = true;
   std::uint64_t last = 0;  // last byte of the previous range
