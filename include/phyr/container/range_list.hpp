@@ -70,6 +70,15 @@ struct segment_header {
 };
 static_assert(sizeof(segment_header) == 16);
 
+/// One step of an iterator over the segment chain: the next entry, in the next segment after
+/// the last entry of this one.
+inline void seg_step(const segment_header*& s, std::uint32_t& idx) noexcept {
+  if (++idx == s->count) {
+    s = s->next;
+    idx = 0;
+  }
+}
+
 template <class Range>
 [[nodiscard]] inline Range* seg_entries(segment_header* h) noexcept {
   return reinterpret_cast<Range*>(h + 1);
@@ -142,10 +151,7 @@ class range_list_view {
     iterator& operator++() noexcept {
       --left_;
       head_trim_ = 0;  // only the first entry is cut at its start
-      if (++idx_ == seg_->count) {
-        seg_ = seg_->next;
-        idx_ = 0;
-      }
+      detail::seg_step(seg_, idx_);
       return *this;
     }
     iterator operator++(int) noexcept {
@@ -266,10 +272,7 @@ class range_list {
     }
     [[nodiscard]] const Range* operator->() const noexcept { return &**this; }
     iterator& operator++() noexcept {
-      if (++idx_ == seg_->count) {
-        seg_ = seg_->next;
-        idx_ = 0;
-      }
+      detail::seg_step(seg_, idx_);
       return *this;
     }
     iterator operator++(int) noexcept {

@@ -38,6 +38,18 @@ struct descriptor_chunk {
   dma_addr<Bus> dma{};
 };
 
+namespace detail {
+/// The builders' one-piece convenience form: one chunk, seen as a span of zero chunks when
+/// it holds no words (so "no memory" reads the same as an empty chunk list).
+template <class Bus>
+struct single_chunk {
+  descriptor_chunk<Bus> c;
+  [[nodiscard]] constexpr std::span<const descriptor_chunk<Bus>> chunks() const noexcept {
+    return {&c, c.words.empty() ? 0u : 1u};
+  }
+};
+}  // namespace detail
+
 /// Smallest and largest controller memory page: CC.MPS 0..15 gives 2^(12 + MPS) bytes.
 inline constexpr std::uint64_t min_page_size = std::uint64_t{1} << 12;
 inline constexpr std::uint64_t max_page_size = std::uint64_t{1} << 27;

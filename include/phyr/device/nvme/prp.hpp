@@ -318,9 +318,8 @@ requires std::same_as<source_space_t<L>, dma_space<Bus>>
                                                               std::uint64_t page_size,
                                                               std::span<std::uint64_t> words,
                                                               dma_addr<Bus> words_dma) noexcept {
-  const descriptor_chunk<Bus> c{words, words_dma};
-  return try_build_prp<Bus>(list, prp_config{.page_size = page_size},
-                            std::span<const descriptor_chunk<Bus>>(&c, words.empty() ? 0 : 1));
+  const detail::single_chunk<Bus> one{{words, words_dma}};
+  return try_build_prp<Bus>(list, prp_config{.page_size = page_size}, one.chunks());
 }
 
 /// One contiguous piece of descriptor memory, with full limits.
@@ -329,9 +328,8 @@ requires std::same_as<source_space_t<L>, dma_space<Bus>>
 [[nodiscard]] constexpr result<prp_result<Bus>> try_build_prp(const L& list, const prp_config& cfg,
                                                               std::span<std::uint64_t> words,
                                                               dma_addr<Bus> words_dma) noexcept {
-  const descriptor_chunk<Bus> c{words, words_dma};
-  return try_build_prp<Bus>(list, cfg,
-                            std::span<const descriptor_chunk<Bus>>(&c, words.empty() ? 0 : 1));
+  const detail::single_chunk<Bus> one{{words, words_dma}};
+  return try_build_prp<Bus>(list, cfg, one.chunks());
 }
 
 }  // namespace phyr::inline v0::nvme

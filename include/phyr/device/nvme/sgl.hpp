@@ -370,9 +370,8 @@ requires std::same_as<source_space_t<L>, dma_space<Bus>>
 [[nodiscard]] constexpr result<sgl_result<Bus>> try_build_sgl(const L& list, const sgl_config& cfg,
                                                               std::span<std::uint64_t> words,
                                                               dma_addr<Bus> words_dma) noexcept {
-  const descriptor_chunk<Bus> c{words, words_dma};
-  return try_build_sgl<Bus>(list, cfg,
-                            std::span<const descriptor_chunk<Bus>>(&c, words.empty() ? 0 : 1));
+  const detail::single_chunk<Bus> one{{words, words_dma}};
+  return try_build_sgl<Bus>(list, cfg, one.chunks());
 }
 
 }  // namespace phyr::inline v0::nvme
