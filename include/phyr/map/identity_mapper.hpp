@@ -138,12 +138,8 @@ class identity_mapping {
 
 /// The identity mapper of bus `Bus`. Default-constructed with a 64-bit DMA mask.
 template <class Bus>
-class identity_mapper {
+class identity_mapper : public detail::mapper_names<Bus, cpu_phys> {
  public:
-  using mapper_concept = dma_mapper_tag;
-  using source_space = cpu_phys;
-  using bus_type = Bus;
-  using space_type = dma_space<Bus>;
   using mapping = identity_mapping<Bus>;
 
   identity_mapper() noexcept = default;

@@ -161,8 +161,9 @@ class iommu_shared_view {
     using difference_type = std::ptrdiff_t;
     iterator() noexcept = default;
     [[nodiscard]] dma_range<Bus> operator*() const noexcept {
+      // The entry is a valid range already (as in identity_mapping's walk): no re-check.
       const dma_range<From> r = *it_;
-      return dma_range<Bus>{dma_addr<Bus>{r.addr().value()}, r.len(), r.flags()};
+      return dma_range<Bus>::make_unchecked(r.addr().value(), r.len(), r.flags());
     }
     iterator& operator++() noexcept {
       ++it_;
