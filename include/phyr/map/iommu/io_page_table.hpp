@@ -60,6 +60,7 @@
 #include <phyr/config.hpp>
 #include <phyr/core/address.hpp>
 #include <phyr/core/allocator.hpp>
+#include <phyr/core/detail/thread_slot.hpp>
 #include <phyr/core/error.hpp>
 
 namespace phyr::inline v0 {
@@ -112,13 +113,9 @@ static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
 /// counting their maps never write the same line.
 inline constexpr unsigned io_stripes = 8;
 
-/// The stripe of the calling thread: threads are dealt round-robin over the stripes on first
-/// use, so two threads of a two-core machine never share one.
-inline unsigned io_stripe_of_this_thread() noexcept {
-  static std::atomic<unsigned> next{0};
-  thread_local const unsigned mine = next.fetch_add(1, std::memory_order_relaxed);
-  return mine % io_stripes;
-}
+/// The stripe of the calling thread: a slot it claimed (core/detail/thread_slot.hpp), so no
+/// two live threads share one while at most io_stripes are alive.
+inline unsigned io_stripe_of_this_thread() noexcept { return this_thread_slot<io_stripes>(); }
 }  // namespace detail
 
 template <segment_allocator Alloc = default_allocator>

@@ -77,6 +77,7 @@
 
 #include <phyr/config.hpp>
 #include <phyr/core/allocator.hpp>
+#include <phyr/core/detail/thread_slot.hpp>
 #include <phyr/core/error.hpp>
 #include <phyr/core/page.hpp>
 
@@ -345,13 +346,9 @@ inline constexpr unsigned iova_live_shard_bits = 6;
   return pfn * 0x9e37'79b9'7f4a'7c15ull;
 }
 
-/// The cache slot of the calling thread: threads are dealt round-robin over the slots on first
-/// use, so two threads of a two-core machine never share one.
-inline unsigned iova_cache_slot_of_this_thread() noexcept {
-  static std::atomic<unsigned> next{0};
-  thread_local const unsigned mine = next.fetch_add(1, std::memory_order_relaxed);
-  return mine;
-}
+/// The cache slot of the calling thread: a slot it claimed (core/detail/thread_slot.hpp), so
+/// no two live threads share one while at most 8 are alive.
+inline unsigned iova_cache_slot_of_this_thread() noexcept { return this_thread_slot<8>(); }
 
 }  // namespace detail
 
