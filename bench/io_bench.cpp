@@ -2,7 +2,7 @@
 // 16 KiB, 128 KiB and 1 MiB I/Os on contiguous pages (`contig`: one run) and scattered pages
 // (`frag`: every page its own run). Each iteration is one whole I/O, from the page frames to
 // the released list, as bench/io_path.hpp defines it for each side: build, map, split to the
-// device's limits with every segment read, the NVMe PRP data pointer (try_build_prp against
+// device's limits with every segment read (split_view::for_each), the NVMe PRP data pointer (try_build_prp against
 // the kernel's nvme_pci_setup_prps walking the mapped scatterlist), unmap, free.
 // Both sides read the same segments and produce the same PRP entries (count, bytes and sums are
 // checked against each other and against the input, the PRP lists read back once before

@@ -3,7 +3,7 @@
 ///
 ///   phyr_range_list  range_list::try_append_pages -> identity_mapper::try_map -> try_split to
 ///                    the device's limits (dma_constraints' defaults: 64 KiB segments, no segment
-///                    across 4 GiB; checked once, not per I/O), every segment read ->
+///                    across 4 GiB; checked once, not per I/O), every segment read (split_view::for_each) ->
 ///                    nvme::try_build_prp into the command's own PRP list page -> unmap ->
 ///                    the list released
 ///   scatterlist      sg_alloc_table_from_pages_segment(max_segment = 64 KiB, the device's
@@ -115,11 +115,11 @@ template <bool Verify, int Upto = 4>
     if constexpr (Upto >= 3) {
       auto segs = phyr::try_split(*mp, checked_device_limits);
       if (!segs) return t;
-      for (const phyr::dma_range<bench_bus> s : *segs) {
+      segs->for_each([&](const phyr::dma_range<bench_bus>& s) noexcept {
         ++t.segments;
         t.bytes += s.len();
         t.addr_sum += s.addr().value();
-      }
+      });
     }
     if constexpr (Upto >= 4) {
       const auto prp = phyr::nvme::try_build_prp<bench_bus>(

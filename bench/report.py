@@ -720,11 +720,14 @@ class Report:
                 f"{fmt_count(b.counter('entries')) if b else '—'}"])
         inline = next((self.get(*k).counter("inline_entries") for k in keys if self.get(*k)), None)
         fits = (f"; a range_list holds {inline:.0f} entries inline, so an I/O of up to "
-                f"{inline:.0f} physically contiguous runs needs no heap segment" if inline else "")
+                f"{inline:.0f} physically contiguous runs needs no heap segment, and a larger one "
+                f"counts its runs first and takes one segment of that size (up to 4 KiB)"
+                if inline else "")
         return ("## Per-I/O path: build, map, split to device limits, NVMe PRPs, unmap, free\n\n"
                 "One I/O per iteration, from the page frames to the released list "
                 "(bench/io_path.hpp). phyr: range_list::try_append_pages, "
-                "identity_mapper::try_map, try_split to 64 KiB segments (every segment read), "
+                "identity_mapper::try_map, try_split to 64 KiB segments (every segment read "
+                "with split_view::for_each, the source's segment walk), "
                 "nvme::try_build_prp into the command's own PRP list page (caller-owned "
                 "descriptor memory, as SPDK keeps it in the command tracker), unmap, destroy. "
                 "scatterlist: sg_alloc_table_from_pages_segment (max_segment 64 KiB), "

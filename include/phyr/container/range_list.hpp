@@ -79,6 +79,37 @@ inline void seg_step(const segment_header*& s, std::uint32_t& idx) noexcept {
   }
 }
 
+/// Calls `f(r)`; true unless `f` returns a bool and it is false (f may return void). The
+/// callback protocol of for_each_range (container/range_source.hpp) and `walk_segments`.
+template <class F, class R>
+PHYR_ALWAYS_INLINE constexpr bool call_continue(F& f, const R& r) noexcept {
+  if constexpr (std::is_void_v<decltype(f(r))>) {
+    f(r);
+    return true;
+  } else {
+    return static_cast<bool>(f(r));
+  }
+}
+
+/// Calls f on the `n` entries that start at entry `i` of segment `s` (n >= 1, all in the
+/// chain): one tight loop per segment.
+template <class Range, class F>
+PHYR_ALWAYS_INLINE bool walk_chain(const segment_header* s, std::uint32_t i, std::size_t n,
+                                   F& f) noexcept {
+  for (;;) {
+    const Range* e = reinterpret_cast<const Range*>(s + 1);
+    const std::size_t here = s->count - i;
+    const std::size_t m = here < n ? here : n;
+    for (std::size_t k = 0; k < m; ++k) {
+      if (!call_continue(f, e[i + k])) return false;
+    }
+    n -= m;
+    if (n == 0) return true;
+    s = s->next;
+    i = 0;
+  }
+}
+
 template <class Range>
 [[nodiscard]] inline Range* seg_entries(segment_header* h) noexcept {
   return reinterpret_cast<Range*>(h + 1);
@@ -162,6 +193,19 @@ class range_list_view {
     /// Iterators of one view are equal when as many entries are left after them.
     friend bool operator==(const iterator& a, const iterator& b) noexcept {
       return a.left_ == b.left_;
+    }
+    /// for_each_range's segment walk (container/range_source.hpp).
+    template <class F>
+    PHYR_ALWAYS_INLINE friend bool walk_segments(const iterator& first, const iterator& last,
+                                                 F& f) noexcept {
+      if (first.left_ == last.left_) return true;
+      if (PHYR_LIKELY(first.last_len_ == 0))
+        return detail::walk_chain<Range>(first.seg_, first.idx_, first.left_ - last.left_, f);
+      // A trimmed slice: its first and last entries are cut, so step entry by entry.
+      for (iterator it = first; it != last; ++it) {
+        if (!detail::call_continue(f, *it)) return false;
+      }
+      return true;
     }
 
    private:
@@ -281,6 +325,26 @@ class range_list {
       return t;
     }
     friend bool operator==(const iterator&, const iterator&) noexcept = default;
+    /// for_each_range's segment walk (container/range_source.hpp).
+    template <class F>
+    PHYR_ALWAYS_INLINE friend bool walk_segments(const iterator& first, const iterator& last,
+                                                 F& f) noexcept {
+      const detail::segment_header* s = first.seg_;
+      std::uint32_t i = first.idx_;
+      for (; s != last.seg_; s = s->next, i = 0) {
+        const Range* e = detail::seg_entries<Range>(s);
+        for (std::uint32_t k = i; k < s->count; ++k) {
+          if (!detail::call_continue(f, e[k])) return false;
+        }
+      }
+      if (s != nullptr) {
+        const Range* e = detail::seg_entries<Range>(s);
+        for (std::uint32_t k = i; k < last.idx_; ++k) {
+          if (!detail::call_continue(f, e[k])) return false;
+        }
+      }
+      return true;
+    }
 
    private:
     friend class range_list;
@@ -374,6 +438,20 @@ class range_list {
                                 range_flags flags = range_flags::none) noexcept {
     assert_unborrowed();
     const std::size_t n = pfns.size();
+    // One page into an empty list (every 4 KiB I/O): one entry, as the general path makes it
+    // (a piece of one page never meets a limit: both are at least a page, the boundary a
+    // power of two), with the checks a single page needs and nothing else.
+    if (n == 1 && n_.size == 0 && first_offset < page_size && total_len - 1 < page_size - first_offset &&
+        (pfns[0] >> pfn_bits) == 0) {
+      const std::uint64_t a = pfn_to_addr(pfns[0]) + first_offset;
+      head_.e[0] = Range::make_unchecked(a, total_len, flags);
+      head_.h.count = 1;
+      n_.size = 1;
+      n_.total = total_len;
+      n_.lowest = a;
+      n_.highest = a + (total_len - 1);
+      return {};
+    }
     if (n == 0 || first_offset >= page_size || total_len == 0) return errc::invalid_argument;
     // Every page must carry data: (first_offset + total_len) rounds up to exactly n pages.
     if (n > (~std::uint64_t{0} >> page_shift)) return errc::too_long;
@@ -400,6 +478,14 @@ class range_list {
     const checkpoint cp = save();
     const std::uint64_t* p = pfns.data();
     const std::uint64_t tail_cut = span_bytes - first_offset - total_len;
+    // A segment sized from the input (see reserve_for_runs); given back if the call fails, so
+    // a failure leaves the allocator balance as it found it.
+    const bool hinted = spare_ == nullptr && reserve_for_runs(p, n);
+    auto fail = [&](errc e) noexcept {
+      rollback(cp);
+      if (hinted) shrink_to_fit();  // the spare stack was empty before: only the hint is there
+      return e;
+    };
 
     // First run: may coalesce with the current tail, so it takes the general path.
     std::size_t i = detail::pfn_run_end(p, 1, n);  // long runs eight frames per step
@@ -410,14 +496,14 @@ class range_list {
       std::uint64_t addr = pfn_to_addr(p[0]) + first_offset;
       std::uint64_t len = static_cast<std::uint64_t>(i) * page_size - first_offset;
       if (i == n) len -= tail_cut;
-      if (!append_split(addr, len, flags)) return fail(cp, errc::out_of_memory);
+      if (!append_split(addr, len, flags)) return fail(errc::out_of_memory);
     }
     // Later runs start on a discontinuity, so they never merge with what precedes them.
     if (i < n) {
       const result<void> r = max_segment_ == Range::max_len && boundary_shift_ == 0
                                  ? append_runs<false>(p, i, n, tail_cut, flags)
                                  : append_runs<true>(p, i, n, tail_cut, flags);
-      if (!r) return fail(cp, r.error());
+      if (!r) return fail(r.error());
       // every byte of the input is in the list now; the first run counted its own
       n_.total = cp.n.total + total_len;
     }
@@ -739,12 +825,51 @@ class range_list {
   }
   static_assert(next_segment_bytes(sizeof(inline_segment)) == first_segment_bytes);
 
+  static constexpr bool on_pool = requires(const Alloc& a) {
+    { a.pool().block_size() } -> std::convertible_to<std::size_t>;
+  };
+
+  // Inputs of at most this many pages are counted before they are appended (reserve_for_runs).
+  static constexpr std::size_t hint_max_pages = 4096;
+
+  // For try_append_pages of a small input (an I/O) into a list with no spare segment: counts
+  // the input's runs (the entries it makes without limits; a lower bound with them) and, when
+  // they overflow the tail segment, allocates one segment for the rest (up to a page) as a
+  // spare, which grow() then takes. A per-I/O list then makes one allocation of the size it
+  // needs instead of a geometric series (1 MiB of scattered pages: 1 instead of 15). The
+  // count costs about one instruction per page; longer inputs, pools (fixed blocks) and a failed
+  // allocation (the append then allocates as usual, and fails there if memory is short) keep
+  // the geometric sizes. True when a segment was added.
+  [[nodiscard]] bool reserve_for_runs(const std::uint64_t* p, std::size_t n) noexcept {
+    if constexpr (on_pool) {
+      return false;
+    } else {
+      if (n > hint_max_pages) return false;
+      const std::size_t room = tail_->capacity - tail_->count;
+      const std::size_t most = capacity_of(max_segment_bytes);
+      // A branch-free count (the compiler vectorises it): a run starts at every page that
+      // does not follow its predecessor.
+      std::size_t runs = 1;
+      for (std::size_t i = 1; i < n; ++i) runs += p[i] != p[i - 1] + 1 ? 1 : 0;
+      if (runs <= room) return false;
+      const std::size_t want = runs - room < most ? runs - room : most;
+      const std::size_t b = sizeof(segment_header) + want * sizeof(Range);
+      void* q = alloc_.allocate(b, alignof(segment_header));
+      if (q == nullptr) return false;
+      auto* sp = static_cast<segment_header*>(q);
+      sp->next = nullptr;
+      sp->count = 0;
+      sp->capacity = static_cast<std::uint32_t>(want);
+      spare_ = sp;
+      heap_bytes_ += b;
+      return true;
+    }
+  }
+
   // A pool hands out blocks of one size whatever is asked, so a list on a pool uses whole
   // blocks (up to a page) from the start; other allocators get the geometric sizes.
   [[nodiscard]] std::size_t new_segment_bytes() const noexcept {
-    if constexpr (requires(const Alloc& a) {
-                    { a.pool().block_size() } -> std::convertible_to<std::size_t>;
-                  }) {
+    if constexpr (on_pool) {
       const std::size_t b = alloc_.pool().block_size();
       return b < max_segment_bytes ? b & ~(sizeof(Range) - 1) : max_segment_bytes;
     } else {

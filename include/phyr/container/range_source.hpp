@@ -14,6 +14,7 @@
 #include <type_traits>
 #include <utility>
 
+#include <phyr/config.hpp>
 #include <phyr/container/range_list.hpp>
 #include <phyr/core/range.hpp>
 #include <phyr/core/unsatisfied.hpp>
@@ -78,6 +79,39 @@ template <any_range R, std::size_t N>
 inline constexpr bool enable_borrowed_source<std::span<R, N>> = true;
 template <any_range R, std::size_t N>
 inline constexpr bool enable_borrowed_source<std::span<const R, N>> = true;
+
+namespace detail {
+
+template <class It, class F>
+concept has_segment_walk = requires(const It& a, F& f) {
+  { walk_segments(a, a, f) } -> std::same_as<bool>;
+};
+
+}  // namespace detail
+
+/// Calls `f(r)` for each range of [first, last) in order, stopping early when `f` returns
+/// false (f may return void); returns whether it reached `last`. Iterators that know their
+/// storage (range_list's, its views', the identity mapping's, split()'s) walk it with a loop
+/// per heap segment, found by ADL as a hidden friend `walk_segments(first, last, f)`: the
+/// compiler then keeps the walk's state in registers instead of stepping a five-word iterator
+/// per entry, which is what every per-I/O pass (split planning, PRP and SGL building) pays per
+/// range. Other iterators are stepped one by one. Same ranges, same order, either way.
+template <class It, class F>
+PHYR_ALWAYS_INLINE constexpr bool for_each_range(It first, It last, F&& f) noexcept {
+  if constexpr (detail::has_segment_walk<It, std::remove_reference_t<F>>) {
+    return walk_segments(first, last, f);
+  } else {
+    for (; first != last; ++first) {
+      if (!detail::call_continue(f, *first)) return false;
+    }
+    return true;
+  }
+}
+/// The same over a whole source.
+template <range_source L, class F>
+PHYR_ALWAYS_INLINE constexpr bool for_each_range(const L& list, F&& f) noexcept {
+  return for_each_range(list.begin(), list.end(), f);
+}
 
 /// A source a lazy view may keep iterators into: an lvalue, or a borrowed temporary.
 template <class L>

@@ -51,6 +51,7 @@
 #include <utility>
 
 #include <phyr/config.hpp>
+#include <phyr/container/range_source.hpp>
 #include <phyr/core/address.hpp>
 #include <phyr/core/error.hpp>
 #include <phyr/core/range.hpp>
@@ -138,10 +139,15 @@ template <bool Merge, class L>
   [[maybe_unused]] std::uint64_t run_a = 0;  // with merging: the run split() will cut as one
   [[maybe_unused]] std::uint64_t run_len = 0;
   [[maybe_unused]] range_flags run_flags = range_flags::none;
-  for (const source_range_t<L> r : list) {
+  errc err{};
+  auto fail = [&err](errc e) noexcept {
+    err = e;
+    return false;
+  };
+  const bool done = for_each_range(list, [&](const source_range_t<L>& r) noexcept {
     const std::uint64_t a = r.addr().value();
     const std::uint64_t len = r.len();
-    if (len == 0) return errc::invalid_argument;
+    if (len == 0) return fail(errc::invalid_argument);
     const std::uint64_t last = r.last().value();
     // prev_last + 1 wraps to 0 for a range ending at 2^64: no range can follow it contiguously.
     // Without merging only the virtual-boundary check needs to know, so it is tested there.
@@ -149,25 +155,25 @@ template <bool Merge, class L>
     if constexpr (Merge) {
       if (contiguous() && r.flags() == run_flags) {  // part of the current run
         if (last > c.dma_mask || (windows && c.excluded.hits(a, last)))
-          return errc::not_addressable;
-        if (len > ~s.bytes) return errc::overflow;
+          return fail(errc::not_addressable);
+        if (len > ~s.bytes) return fail(errc::overflow);
         run_len += len;
         s.bytes += len;
         ++s.entries;
         prev_last = last;
-        continue;
+        return true;
       }
       if (run_len != 0) {
-        if (!whole_units(run_a, run_len, umask, bmask)) return errc::misaligned;
+        if (!whole_units(run_a, run_len, umask, bmask)) return fail(errc::misaligned);
         s.segments += segments_in(run_a, run_len, limit, bmask);
       }
     }
-    if (last > c.dma_mask) return errc::not_addressable;
-    if (windows && c.excluded.hits(a, last)) [[unlikely]] return errc::not_addressable;
-    if ((a & amask) != 0) return errc::misaligned;
-    if (len > ~s.bytes) return errc::overflow;
+    if (last > c.dma_mask) return fail(errc::not_addressable);
+    if (windows && c.excluded.hits(a, last)) [[unlikely]] return fail(errc::not_addressable);
+    if ((a & amask) != 0) return fail(errc::misaligned);
+    if (len > ~s.bytes) return fail(errc::overflow);
     if (vmask != 0 && s.entries != 0 && (((prev_last + 1) | a) & vmask) != 0 && !contiguous()) {
-      if (gaps == gap_policy::reject) return errc::misaligned;
+      if (gaps == gap_policy::reject) return fail(errc::misaligned);
       if (s.gaps++ == 0) s.first_gap = s.entries;
     }
     if constexpr (Merge) {
@@ -175,13 +181,15 @@ template <bool Merge, class L>
       run_len = len;
       run_flags = r.flags();
     } else {
-      if (umask != 0 && !whole_units(a, len, umask, bmask)) return errc::misaligned;
+      if (umask != 0 && !whole_units(a, len, umask, bmask)) return fail(errc::misaligned);
       s.segments += segments_in(a, len, limit, bmask);
     }
     s.bytes += len;
     ++s.entries;
     prev_last = last;
-  }
+    return true;
+  });
+  if (!done) return err;
   if (s.entries == 0) return errc::invalid_argument;
   if constexpr (Merge) {
     if (!whole_units(run_a, run_len, umask, bmask)) return errc::misaligned;
@@ -279,6 +287,33 @@ class split_view {
     friend constexpr bool operator==(const iterator& a, const iterator& b) noexcept {
       return a.left_ == b.left_ && a.src_ == b.src_;
     }
+    /// for_each_range's walk (container/range_source.hpp): to the end of the view, the source
+    /// is read with its own segment walk and each entry cut in a local loop; anything else
+    /// steps.
+    template <class F>
+    PHYR_ALWAYS_INLINE friend constexpr bool walk_segments(const iterator& first,
+                                                           const iterator& last, F& f) noexcept {
+      if constexpr (!merging) {
+        if (last.left_ == 0 && last.src_ == first.end_) {
+          if (first.left_ == 0) return true;
+          // The rest of the current entry, then the entries after it.
+          if (!first.cut_all(first.pos_, first.left_, first.piece_, first.flags_, f))
+            return false;
+          It next = first.src_;
+          ++next;
+          return for_each_range(next, first.end_, [&](const range_type& r) noexcept {
+            const std::uint64_t a = r.addr().value();
+            const std::uint64_t len = r.len();
+            if (len == 0) return true;
+            return first.cut_all(a, len, first.cut(a, len), r.flags(), f);
+          });
+        }
+      }
+      for (iterator it = first; it != last; ++it) {
+        if (!detail::call_continue(f, *it)) return false;
+      }
+      return true;
+    }
 
    private:
     friend class split_view;
@@ -290,6 +325,9 @@ class split_view {
     // without reading the source.
     struct at_end {};
     constexpr iterator(It last, at_end) noexcept : src_(last), next_(last), end_(last) {}
+    // An end that knows the limits: split_view::for_each cuts with it.
+    constexpr iterator(It last, at_end, std::uint64_t limit, std::uint64_t mask) noexcept
+        : src_(last), next_(last), end_(last), limit_(limit), mask_(mask) {}
 
     // Loads the range starting at src_: one entry, or with merging the run of contiguous
     // entries with equal flags; next_ is the entry after it. Zero-length entries (possible in
@@ -322,6 +360,19 @@ class split_view {
           return;
         left_ += n.len();
         last = n.last().value();
+      }
+    }
+    // Calls f on the segments of [a, a + left), the first `piece` bytes long.
+    template <class F>
+    PHYR_ALWAYS_INLINE constexpr bool cut_all(std::uint64_t a, std::uint64_t left,
+                                              std::uint64_t piece, range_flags fl,
+                                              F& f) const noexcept {
+      for (;;) {
+        if (!detail::call_continue(f, range_type::make_unchecked(a, piece, fl))) return false;
+        left -= piece;
+        if (PHYR_LIKELY(left == 0)) return true;
+        a += piece;
+        piece = cut(a, left);
       }
     }
     [[nodiscard]] constexpr std::uint64_t cut(std::uint64_t a, std::uint64_t left) const noexcept {
@@ -359,6 +410,24 @@ class split_view {
   }
   [[nodiscard]] constexpr iterator end() const noexcept {
     return iterator{last_, typename iterator::at_end{}};
+  }
+  /// Calls `f(segment)` for each segment in order, stopping early when `f` returns false (f may
+  /// return void); returns whether it reached the end. The same segments as iterating, read
+  /// with the source's segment walk (for_each_range): the fast way to post descriptors.
+  template <class F>
+  PHYR_ALWAYS_INLINE constexpr bool for_each(F&& f) const noexcept {
+    if constexpr (merging) {
+      return for_each_range(begin(), end(), f);
+    } else {
+      // Straight from the source, with no iterator built: the per-I/O form.
+      const iterator cutter{last_, typename iterator::at_end{}, limit_, mask_};
+      return for_each_range(first_, last_, [&](const range_type& r) noexcept {
+        const std::uint64_t a = r.addr().value();
+        const std::uint64_t len = r.len();
+        if (len == 0) return true;
+        return cutter.cut_all(a, len, cutter.cut(a, len), r.flags(), f);
+      });
+    }
   }
   /// True when no segment would be yielded. O(entries) in the worst case (skips zero-length
   /// entries), O(1) for planned input.

@@ -81,6 +81,16 @@ class identity_mapping {
       return t;
     }
     friend bool operator==(const iterator& a, const iterator& b) noexcept { return a.it_ == b.it_; }
+    /// for_each_range's segment walk: the CPU list's, each entry read as a DMA range.
+    template <class F>
+    PHYR_ALWAYS_INLINE friend bool walk_segments(const iterator& first, const iterator& last,
+                                                 F& f) noexcept {
+      auto as_dma = [&f](const phys_range& p) noexcept {
+        return detail::call_continue(
+            f, dma_range<Bus>::make_unchecked(p.addr().value(), p.len(), p.flags()));
+      };
+      return walk_segments(first.it_, last.it_, as_dma);
+    }
 
    private:
     friend class identity_mapping;

@@ -709,24 +709,80 @@ TEST_CASE("range_list: heap segments grow geometrically from a small first one",
           "[range_list][alloc]") {
   phyr::fault_state fs;
   flist l{phyr::fault_injecting_allocator{&fs}};
+  for (std::uint64_t i = 0; i < 3; ++i) REQUIRE(l.try_append(pr(i * 0x2000, 0x1000)));
+  // 2 inline entries + one in the first heap segment of 64 bytes
+  CHECK(l.heap_bytes() == flist::first_segment_bytes);
+  for (std::uint64_t i = 3; i < 7; ++i) REQUIRE(l.try_append(pr(i * 0x2000, 0x1000)));
+  // 3 entries in the first segment, then one of 80 bytes (1.25x)
+  CHECK(l.heap_bytes() == flist::first_segment_bytes + 80);
+}
+
+TEST_CASE("range_list: try_append_pages of an I/O takes one heap segment sized to its runs",
+          "[range_list][alloc]") {
+  phyr::fault_state fs;
+  flist l{phyr::fault_injecting_allocator{&fs}};
   std::vector<std::uint64_t> pfns(3);
   for (std::size_t i = 0; i < pfns.size(); ++i) pfns[i] = 2 * i;
   REQUIRE(l.try_append_pages(pfns, 0, pfns.size() * 4096));
-  // 2 inline entries + one in the first heap segment of 64 bytes
-  CHECK(l.heap_bytes() == flist::first_segment_bytes);
-  // 49 entries (the THP trace's count) take well under one 4 KiB segment: 32 bytes per entry
-  // is what an exactly sized scatterlist costs; the list stays within 1.1x of that.
+  // 2 inline entries + one in a heap segment of exactly one entry
+  CHECK(l.heap_bytes() == 16 + 16);
+  CHECK(fs.calls == 1);
+  // 256 scattered pages (a 1 MiB I/O): 254 entries past the inline ones, one allocation
+  flist io{phyr::fault_injecting_allocator{&fs}};
+  std::vector<std::uint64_t> mib(256);
+  for (std::size_t i = 0; i < mib.size(); ++i) mib[i] = 3 * i;
+  REQUIRE(io.try_append_pages(mib, 0x10, mib.size() * 4096 - 0x20));
+  CHECK(io.size() == 256);
+  CHECK(io.heap_bytes() == 16 + 254 * 16);
+  CHECK(fs.calls == 2);
+  // 49 entries (the THP trace's count): 32 bytes per entry is what an exactly sized
+  // scatterlist costs; the list stays within 1.1x of that.
   flist m{phyr::fault_injecting_allocator{&fs}};
   std::vector<std::uint64_t> frag(49);
   for (std::size_t i = 0; i < frag.size(); ++i) frag[i] = 2 * i;
   REQUIRE(m.try_append_pages(frag, 0, frag.size() * 4096));
+  CHECK(m.bytes_used() == sizeof(flist) + 16 + 47 * 16);
   CHECK(m.bytes_used() <= (32 * 49 + 16) * 11 / 10);
-  // a long list is almost all full page-sized segments: under 16.3 bytes per entry
-  std::vector<std::uint64_t> big(100000);
-  for (std::size_t i = 0; i < big.size(); ++i) big[i] = 2 * i;
-  flist b{phyr::fault_injecting_allocator{&fs}};
-  REQUIRE(b.try_append_pages(big, 0, big.size() * 4096));
-  CHECK(static_cast<double>(b.bytes_used()) / 100000 < 16.3);
+  // A long list (no count: more than 4096 pages) is almost all full page-sized segments:
+  // under 16.3 bytes per entry.
+  std::vector<std::uint64_t> huge(100000);
+  for (std::size_t i = 0; i < huge.size(); ++i) huge[i] = 2 * i;
+  flist h{phyr::fault_injecting_allocator{&fs}};
+  REQUIRE(h.try_append_pages(huge, 0, huge.size() * 4096));
+  CHECK(static_cast<double>(h.bytes_used()) / 100000 < 16.3);
+  // More runs than a page holds: the first segment is a page, the rest grow as usual.
+  flist big{phyr::fault_injecting_allocator{&fs}};
+  std::vector<std::uint64_t> two(600);
+  for (std::size_t i = 0; i < two.size(); ++i) two[i] = 3 * i;
+  REQUIRE(big.try_append_pages(two, 0, two.size() * 4096));
+  CHECK(big.size() == 600);
+  // If that allocation fails, the append still succeeds with the geometric sizes...
+  fs.fail_at = fs.calls + 1;
+  flist fb{phyr::fault_injecting_allocator{&fs}};
+  REQUIRE(fb.try_append_pages(mib, 0, mib.size() * 4096));
+  CHECK(fb.size() == 256);
+  CHECK(fb.heap_bytes() > 16 + 254 * 16);
+  fs.fail_at = 0;
+  // ...and an append that fails after taking it (600 runs: the page-sized first segment, then
+  // two more) gives it back: the list is as it was and the allocator even.
+  std::uint64_t k = 2;
+  for (;; ++k) {
+    phyr::fault_state f2;
+    flist x{phyr::fault_injecting_allocator{&f2}};
+    REQUIRE(x.try_append(pr(0x10000000, 0x1000)));
+    f2.fail_at = f2.calls + k;
+    const auto r = x.try_append_pages(two, 0, two.size() * 4096);
+    INFO("failing allocation " << k);
+    if (r) {
+      CHECK(x.size() == 601);
+      break;
+    }
+    CHECK(r.error() == errc::out_of_memory);
+    CHECK(x.size() == 1);
+    CHECK(x.heap_bytes() == 0);
+    CHECK(f2.live_bytes == 0);
+  }
+  CHECK(k == 4);  // the two allocations after the first one failed in turn
 }
 
 TEST_CASE("range_list: the borrow-check setting is part of the type's mangled name",

@@ -39,6 +39,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <phyr/config.hpp>
+#include <phyr/container/range_source.hpp>
 #include <phyr/core/address.hpp>
 #include <phyr/core/error.hpp>
 #include <phyr/core/range.hpp>
@@ -174,23 +175,37 @@ template <class L>
   prp_plan p;
   bool first = true;
   std::uint64_t prev_last = 0;  // last byte of the previous range
-  for (auto it = list.begin(); it != list.end(); ++it) {
-    const auto& r = *it;
+  errc err{};
+  const bool done = for_each_range(list, [&](const auto& r) noexcept {
     const std::uint64_t a = r.addr().value();
     const std::uint64_t len = r.len();
-    if (len == 0) return errc::invalid_argument;
+    if (len == 0) {
+      err = errc::invalid_argument;
+      return false;
+    }
     if (first) {
-      if ((a & 3) != 0) return errc::misaligned;
+      if ((a & 3) != 0) {
+        err = errc::misaligned;
+        return false;
+      }
       p.first_addr = a;
       first = false;
     } else {
       const bool contiguous = prev_last != ~std::uint64_t{0} && prev_last + 1 == a;
-      if (!contiguous && (((prev_last + 1) & mask) != 0 || (a & mask) != 0)) return errc::page_gap;
+      if (!contiguous && (((prev_last + 1) & mask) != 0 || (a & mask) != 0)) {
+        err = errc::page_gap;
+        return false;
+      }
     }
-    if (len > ~std::uint64_t{0} - p.bytes) return errc::too_long;
+    if (len > ~std::uint64_t{0} - p.bytes) {
+      err = errc::too_long;
+      return false;
+    }
     p.bytes += len;
     prev_last = a + (len - 1);
-  }
+    return true;
+  });
+  if (!done) return err;
   if (first) return errc::invalid_argument;
   if (cfg.max_transfer != 0 && p.bytes > cfg.max_transfer) return errc::too_long;
   p.entries = prp_entry_count(p.first_addr, p.bytes, cfg.page_size);
@@ -216,15 +231,16 @@ template <class Bus>
 }
 
 /// Calls f(first_page, last_page) for the pages after PRP1, in order, run by run: each range's
-/// pages, a page shared by two contiguous ranges once. Only valid on a source plan_prp
-/// accepted. One pass over the ranges, with no per-page call.
+/// pages, a page shared by two contiguous ranges once; stops early when f returns false. Only
+/// valid on a source plan_prp accepted. One pass over the ranges (for_each_range's segment
+/// walk), with no per-page call.
 template <class L, class F>
 PHYR_ALWAYS_INLINE constexpr void for_each_prp_page_run(const L& list, std::uint64_t page_size,
                                                        F&& f) noexcept {
   const std::uint64_t mask = page_size - 1;
   bool first = true;
   std::uint64_t last = 0;  // last byte of the previous range
-  for (const auto r : list) {
+  (void)for_each_range(list, [&](const auto& r) noexcept {
     const std::uint64_t a = r.addr().value();
     const std::uint64_t end = a + (r.len() - 1);
     std::uint64_t page = a & ~mask;
@@ -236,11 +252,11 @@ PHYR_ALWAYS_INLINE constexpr void for_each_prp_page_run(const L& list, std::uint
     first = false;
     last = end;
     if (named) {
-      if (page == stop) continue;
+      if (page == stop) return true;
       page += page_size;
     }
-    f(page, stop);
-  }
+    return f(page, stop);
+  });
 }
 
 }  // namespace detail
@@ -263,10 +279,9 @@ requires std::same_as<source_space_t<L>, dma_space<Bus>>
   if (plan->entries == 2) {
     // The second page: the one after PRP1's, or the next range's first.
     detail::for_each_prp_page_run(list, cfg.page_size, [&](std::uint64_t p, std::uint64_t) {
-      if (out.prp2_kind == prp2_use::none) {
-        out.prp2 = dma_addr<Bus>{p};
-        out.prp2_kind = prp2_use::data;
-      }
+      out.prp2 = dma_addr<Bus>{p};
+      out.prp2_kind = prp2_use::data;
+      return false;  // the first page after PRP1's is all PRP2 needs
     });
     return out;
   }
@@ -290,6 +305,12 @@ requires std::same_as<source_space_t<L>, dma_space<Bus>>
   // Data slots left in this page: all of them in the last page, else all but the chain slot.
   std::uint64_t room = left <= pg.slots ? left : pg.slots - 1;
   detail::for_each_prp_page_run(list, cfg.page_size, [&](std::uint64_t p, std::uint64_t stop) {
+    if (p == stop && room != 0) {  // one page with a free slot: fragmented memory's every step
+      *slot++ = detail::to_le64(p);
+      --left;
+      --room;
+      return true;
+    }
     std::uint64_t todo = ((stop - p) >> shift) + 1;
     for (;;) {
       if (room == 0) {  // this page's data slots are full and entries remain: chain
@@ -305,7 +326,7 @@ requires std::same_as<source_space_t<L>, dma_space<Bus>>
       left -= n;
       room -= n;
       todo -= n;
-      if (todo == 0) return;
+      if (todo == 0) return true;
     }
   });
   return out;
