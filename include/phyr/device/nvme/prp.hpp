@@ -191,8 +191,10 @@ template <class L>
       p.first_addr = a;
       first = false;
     } else {
-      const bool contiguous = prev_last != ~std::uint64_t{0} && prev_last + 1 == a;
-      if (!contiguous && (((prev_last + 1) & mask) != 0 || (a & mask) != 0)) {
+      // A junction is fine when both sides are on page boundaries (one test: the usual case)
+      // or the ranges are contiguous (a range ending at 2^64 has no contiguous successor).
+      if ((((prev_last + 1) | a) & mask) != 0 &&
+          !(prev_last != ~std::uint64_t{0} && prev_last + 1 == a)) {
         err = errc::page_gap;
         return false;
       }
