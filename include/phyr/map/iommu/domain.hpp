@@ -273,7 +273,7 @@ class basic_iommu_domain {
   class in_flight {
    public:
     explicit in_flight(const basic_iommu_domain& d) noexcept
-        : s_(&d.stripes_[detail::io_stripe_of_this_thread()]) {
+        : s_(&d.stripes_[detail::this_thread_slot<detail::io_stripes>()]) {
       for (;;) {
         s_->active.fetch_add(1, std::memory_order_seq_cst);
         if (!d.trimming_.load(std::memory_order_seq_cst)) return;
@@ -290,7 +290,7 @@ class basic_iommu_domain {
   };
 
   void count(std::atomic<std::int64_t> stripe::*c, std::int64_t n) noexcept {
-    (stripes_[detail::io_stripe_of_this_thread()].*c).fetch_add(n, std::memory_order_relaxed);
+    (stripes_[detail::this_thread_slot<detail::io_stripes>()].*c).fetch_add(n, std::memory_order_relaxed);
   }
   [[nodiscard]] std::uint64_t sum(std::atomic<std::int64_t> stripe::*c) const noexcept {
     std::int64_t n = 0;

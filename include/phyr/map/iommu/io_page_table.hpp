@@ -110,12 +110,10 @@ static_assert(sizeof(io_table) == page_size);
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
 
 /// Counters are spread over this many cache lines, one per thread slot, so that threads
-/// counting their maps never write the same line.
+/// counting their maps never write the same line. A thread's stripe is the slot it claimed,
+/// `this_thread_slot<io_stripes>()` (core/detail/thread_slot.hpp): no two live threads share
+/// one while at most io_stripes are alive.
 inline constexpr unsigned io_stripes = 8;
-
-/// The stripe of the calling thread: a slot it claimed (core/detail/thread_slot.hpp), so no
-/// two live threads share one while at most io_stripes are alive.
-inline unsigned io_stripe_of_this_thread() noexcept { return this_thread_slot<io_stripes>(); }
 }  // namespace detail
 
 template <segment_allocator Alloc = default_allocator>
@@ -445,7 +443,7 @@ class io_page_table {
   }
 
   void count_leaves(unsigned lvl, std::int64_t n) noexcept {
-    stripes_[detail::io_stripe_of_this_thread()].leaves[lvl].fetch_add(
+    stripes_[detail::this_thread_slot<detail::io_stripes>()].leaves[lvl].fetch_add(
         n, std::memory_order_relaxed);
   }
 

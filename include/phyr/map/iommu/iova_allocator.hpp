@@ -346,10 +346,6 @@ inline constexpr unsigned iova_live_shard_bits = 6;
   return pfn * 0x9e37'79b9'7f4a'7c15ull;
 }
 
-/// The cache slot of the calling thread: a slot it claimed (core/detail/thread_slot.hpp), so
-/// no two live threads share one while at most 8 are alive.
-inline unsigned iova_cache_slot_of_this_thread() noexcept { return this_thread_slot<8>(); }
-
 }  // namespace detail
 
 template <segment_allocator Alloc = default_allocator>
@@ -970,9 +966,9 @@ class iova_allocator {
 
   // ---- the cache
   // ------------------------------------------------------------------------------------
-  slot& my_slot() noexcept {
-    return slots_[detail::iova_cache_slot_of_this_thread() % cache_slots];
-  }
+  // The calling thread's slot: one it claimed (core/detail/thread_slot.hpp), so no two live
+  // threads share one while at most cache_slots are alive.
+  slot& my_slot() noexcept { return slots_[detail::this_thread_slot<cache_slots>()]; }
   void count(std::atomic<std::int64_t> slot_counts::*c, std::int64_t d) noexcept {
     (my_slot().n.*c).fetch_add(d, std::memory_order_relaxed);
   }
