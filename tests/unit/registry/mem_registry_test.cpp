@@ -1,8 +1,10 @@
 #include <phyr/registry.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <cstdint>
+#include <optional>
 #include <random>
 #include <thread>
 #include <vector>
@@ -387,6 +389,7 @@ TEST_CASE("concurrent readers on other threads see the old or the new state, nev
   std::atomic<bool> stop{false};
   std::atomic<std::uint64_t> bad{0};
   std::atomic<std::uint64_t> hits{0};
+  std::size_t most_retired = 0;  // a reader preempted inside its guard holds them back
   auto reader = [&](std::uint64_t salt) {
     std::mt19937_64 rng{salt};
     while (!stop.load(std::memory_order_relaxed)) {
@@ -412,6 +415,8 @@ TEST_CASE("concurrent readers on other threads see the old or the new state, nev
     for (std::uint64_t k = round % 2; k < n; k += 2) {
       auto r = reg.try_unregister(vr(base + k * page, page));
       if (!r) CHECK(r.error() == errc::not_found);
+      const std::size_t held = reg.retired_snapshots();
+      if (held > most_retired) most_retired = held;
     }
   }
   stop = true;
@@ -420,5 +425,52 @@ TEST_CASE("concurrent readers on other threads see the old or the new state, nev
   CHECK(bad.load() == 0);
   (void)reg.try_reclaim();
   CHECK(reg.retired_snapshots() == 0);
+  INFO("most snapshots retired at once " << most_retired);
   INFO("hits " << hits.load());
+}
+
+TEST_CASE("a live reader holds back its snapshot; overlapping readers never pile them up") {
+  phyr::fault_state fs;
+  phyr::mem_registry<phyr::cpu_phys, phyr::no_registry_hooks, phyr::fault_injecting_allocator> reg{
+      {}, {}, phyr::fault_injecting_allocator{&fs}};
+  const std::uint64_t page = 0x1000;
+  REQUIRE(reg.try_register(vr(0x10'0000, page), phys_addr{0x1'0000'0000}));
+  {
+    auto rd = reg.reader();
+    REQUIRE(reg.try_register(vr(0x20'0000, page), phys_addr{0x2'0000'0000}));
+    REQUIRE(reg.try_unregister(vr(0x10'0000, page)));
+    // The guard still sees the registrations as they were when it was taken.
+    CHECK(rd.segments() == 1);
+    CHECK(rd.translate(virt_addr{0x10'0000}, page));
+    CHECK(rd.translate(virt_addr{0x20'0000}, page).error() == errc::not_mapped);
+    // Its counter is not drained: both retired snapshots wait (one grace period has passed,
+    // the one that would free them needs that counter at zero).
+    CHECK(reg.retired_snapshots() == 2);
+    CHECK(reg.try_reclaim() == 0);
+    CHECK(reg.translate(virt_addr{0x10'0000}, page).error() == errc::not_mapped);
+  }
+  CHECK(reg.try_reclaim() == 2);
+  CHECK(reg.retired_snapshots() == 0);
+  CHECK(fs.live == 1);
+
+  // Guards that always overlap (one is always alive, as with I/O always in flight), two at a
+  // time, each living for two writes. New guards count in the other counter, so the old one
+  // drains and every write or two ends a grace period: at most 4 snapshots wait at any time.
+  // With one registry-wide reader count no write could free anything: all 100 piled up.
+  std::optional<decltype(reg.reader())> a, b;
+  a.emplace(reg.reader());
+  std::size_t most = 0;
+  for (int k = 0; k < 100; ++k) {
+    (k % 2 == 0 ? b : a).reset();
+    (k % 2 == 0 ? b : a).emplace(reg.reader());
+    const std::uint64_t va = 0x100'0000 + static_cast<std::uint64_t>(k) * page;
+    REQUIRE(reg.try_register(vr(va, page), phys_addr{0x3'0000'0000 + va}));
+    most = std::max(most, reg.retired_snapshots());
+  }
+  CHECK(most <= 4);
+  a.reset();
+  b.reset();
+  (void)reg.try_reclaim();
+  CHECK(reg.retired_snapshots() == 0);
+  CHECK(fs.live == 1);
 }

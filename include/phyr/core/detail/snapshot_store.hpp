@@ -16,8 +16,8 @@
 ///   store.free_retired_if([](const my_snapshot& s) { return no_reader_can_hold(s); });
 ///
 /// The store knows nothing about readers: that is the registry's policy (p2p_registry pins
-/// each snapshot in a count of its own; mem_registry frees every retired snapshot once its
-/// registry-wide reader count reads zero), passed in as the predicate of `free_retired_if`.
+/// each snapshot in a count of its own; mem_registry tags each with the grace period it was
+/// retired in), passed in as the predicate of `free_retired_if`.
 /// Every call but `current()` runs under the registry's writer mutex. Snapshots are trivially
 /// destructible (headers, integers and trivially copyable ranges), so freeing one is returning
 /// its block.
