@@ -271,14 +271,40 @@ requires std::same_as<source_space_t<L>, dma_space<Bus>>
 [[nodiscard]] constexpr result<prp_result<Bus>> try_build_prp(
     const L& list, const prp_config& cfg, std::span<const descriptor_chunk<Bus>> mem) noexcept {
   if (!valid_page_size(cfg.page_size)) return errc::invalid_argument;
-  auto plan = detail::plan_prp(list, cfg);
-  if (!plan) return plan.error();
+  // One range (every 4 KiB I/O, any physically contiguous one): the plan follows from its
+  // address and length, with plan_prp's checks in its order, and no walk.
+  detail::prp_plan plan;
+  bool one_range = false;
+  if constexpr (requires {
+                  { list.size() } -> std::convertible_to<std::size_t>;
+                }) {
+    if (list.size() == 1) {
+      const auto r = *list.begin();
+      plan.first_addr = r.addr().value();
+      plan.bytes = r.len();
+      if (plan.bytes == 0) return errc::invalid_argument;
+      if ((plan.first_addr & 3) != 0) return errc::misaligned;
+      if (cfg.max_transfer != 0 && plan.bytes > cfg.max_transfer) return errc::too_long;
+      plan.entries = prp_entry_count(plan.first_addr, plan.bytes, cfg.page_size);
+      one_range = true;
+    }
+  }
+  if (!one_range) {
+    auto p = detail::plan_prp(list, cfg);
+    if (!p) return p.error();
+    plan = *p;
+  }
   prp_result<Bus> out;
-  out.prp1 = dma_addr<Bus>{plan->first_addr};
-  out.entries = plan->entries;
-  out.bytes = plan->bytes;
-  if (plan->entries == 1) return out;
-  if (plan->entries == 2) {
+  out.prp1 = dma_addr<Bus>{plan.first_addr};
+  out.entries = plan.entries;
+  out.bytes = plan.bytes;
+  if (plan.entries == 1) return out;
+  if (plan.entries == 2 && one_range) {
+    out.prp2 = dma_addr<Bus>{(plan.first_addr & ~(cfg.page_size - 1)) + cfg.page_size};
+    out.prp2_kind = prp2_use::data;
+    return out;
+  }
+  if (plan.entries == 2) {
     // The second page: the one after PRP1's, or the next range's first.
     detail::for_each_prp_page_run(list, cfg.page_size, [&](std::uint64_t p, std::uint64_t) {
       out.prp2 = dma_addr<Bus>{p};
@@ -288,7 +314,7 @@ requires std::same_as<source_space_t<L>, dma_space<Bus>>
     return out;
   }
   if (auto c = detail::check_chunks(mem, cfg.page_size); !c) return c.error();
-  const std::uint64_t list_entries = plan->entries - 1;
+  const std::uint64_t list_entries = plan.entries - 1;
   auto pages = detail::plan_prp_pages(mem, cfg.page_size, list_entries);
   if (!pages) return pages.error();
 

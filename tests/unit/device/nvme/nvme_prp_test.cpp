@@ -473,3 +473,55 @@ TEST_CASE("prp: seeded random lists agree with the page model, walk back to the 
   CHECK(built > 1000);
   CHECK(refused > 200);
 }
+
+namespace {
+// The same ranges with no size(): try_build_prp then always takes its general path.
+struct sizeless {
+  const dlist* l;
+  [[nodiscard]] auto begin() const { return l->begin(); }
+  [[nodiscard]] auto end() const { return l->end(); }
+};
+}  // namespace
+
+TEST_CASE("a one-range list takes the no-walk path with the general path's results and errors") {
+  std::mt19937_64 g(0x0e4a9eull);
+  const nvme::prp_config cfgs[] = {{.page_size = 4096}, {.page_size = 4096, .max_transfer = 0x8000},
+                                   {.page_size = 16384}};
+  int one = 0, two = 0, list = 0, errors = 0;
+  for (int iter = 0; iter < 20000; ++iter) {
+    INFO("iteration " << iter);
+    const nvme::prp_config cfg = cfgs[g() % 3];
+    const std::uint64_t a = (std::uint64_t{1} << 32) + (g() % 0x40000) * (g() % 4 == 0 ? 1 : 4);
+    const std::uint64_t len = 1 + g() % (g() % 2 == 0 ? 0x3000 : 0x20000);
+    const dlist l{drange{dma{a}, len}};
+    pool p1(2 * 512, 0x10000), p2(2 * 512, 0x10000);
+    const auto fast = nvme::try_build_prp<nvme0>(l, cfg, p1.span(), p1.at());
+    const auto general = nvme::try_build_prp<nvme0>(sizeless{&l}, cfg, p2.span(), p2.at());
+    REQUIRE(fast.has_value() == general.has_value());
+    CHECK(p1.words == p2.words);
+    if (!fast) {
+      CHECK(fast.error() == general.error());
+      ++errors;
+      continue;
+    }
+    CHECK(fast->prp1 == general->prp1);
+    CHECK(fast->prp2 == general->prp2);
+    CHECK(fast->prp2_kind == general->prp2_kind);
+    CHECK(fast->entries == general->entries);
+    CHECK(fast->list_pages == general->list_pages);
+    CHECK(fast->words_used == general->words_used);
+    CHECK(fast->bytes == general->bytes);
+    if (fast->entries == 1) ++one;
+    else if (fast->entries == 2) ++two;
+    else ++list;
+  }
+  CHECK(one > 1000);
+  CHECK(two > 1000);
+  CHECK(list > 1000);
+  CHECK(errors > 1000);  // misaligned starts and transfers past max_transfer
+  // A zero-length range (an unvalidated span) is refused the same way.
+  const dlist zero{drange{}};
+  pool p(512, 0x10000);
+  CHECK(nvme::try_build_prp<nvme0>(zero, nvme::prp_config{}, p.span(), p.at()).error() ==
+        errc::invalid_argument);
+}
