@@ -1,10 +1,16 @@
 // The io_steps/... cases of phyr_bench_ir (bench/ir_driver.cpp): the 4 KiB I/O of
 // bench/io_path.hpp run up to each step, so the difference between consecutive cases is that
-// step's instructions.
+// step's instructions. Also the walk/... cases: walk_bench.cpp's sums (packed_sum, sg_sum) over
+// the same shared lists, counted per walk.
 
+#include <benchmark/benchmark.h>
+
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "compare.hpp"
@@ -13,7 +19,62 @@
 
 namespace phyr_bench {
 
+namespace {
+
+// Walks per run: about 2^22 entries in all, so short lists (1 to 49 entries, a few ns per walk)
+// are repeated enough that the driver's per-run call vanishes from the count.
+std::uint64_t walks_for(std::uint64_t entries) {
+  const std::uint64_t k = (std::uint64_t{1} << 22) / (entries == 0 ? 1 : entries);
+  return k == 0 ? 1 : k;
+}
+
+// walk/<wl>/<size>/{phyr_packed,scatterlist}: walk_bench.cpp's loop body, `k` walks per run,
+// each sum checked against the input's bytes; the unit is one walk.
+template <class List, class Sum>
+std::function<bool()> walk_run(const input* in, const List* l, Sum sum_of, double& units,
+                               std::uint64_t entries) {
+  if (l == nullptr) return [] { return false; };
+  const std::uint64_t k = walks_for(entries);
+  units = static_cast<double>(k);
+  return [in, l, sum_of, k] {
+    bool ok = true;
+    for (std::uint64_t i = 0; i < k; ++i) {
+      std::uint64_t sum = sum_of(*l);
+      benchmark::DoNotOptimize(sum);
+      ok = ok && sum == in->bytes;
+    }
+    return ok;
+  };
+}
+
+void add_walk_cases(std::vector<ir_case>& out) {
+  const std::pair<const char*, const char*> shapes[] = {
+      {"frag", "1GiB"}, {"contig", "1GiB"}, {"2m", "1GiB"},         {"1g", "1GiB"},
+      {"1g", "8GiB"},   {"dio512", "1GiB"}, {"trace_4k", "256MiB"}, {"trace_thp", "256MiB"}};
+  for (const auto& [wl, sz] : shapes) {
+    const std::string w = wl, size = sz;
+    const std::string stem = "walk/" + w + "/" + size + "/";
+    out.push_back({stem + "phyr_packed", "walk", [w, size](double& units) {
+                     const input* in = &get_input(w, size);
+                     const packed* l = shared_packed(*in);
+                     return walk_run(
+                         in, l, [](const packed& p) { return packed_sum(p); }, units,
+                         l == nullptr ? 1 : l->size());
+                   }});
+    out.push_back({stem + "scatterlist", "walk", [w, size](double& units) {
+                     const input* in = &get_input(w, size);
+                     const sg::sg_table* t = shared_sg(*in);
+                     return walk_run(
+                         in, t, [](const sg::sg_table& x) { return sg_sum(x); }, units,
+                         t == nullptr ? 1 : t->nents);
+                   }});
+  }
+}
+
+}  // namespace
+
 void add_step_cases(std::vector<ir_case>& out) {
+  add_walk_cases(out);
   // The 4 KiB I/O step by step: each case runs the path up to a step, so the difference
   // between consecutive cases is that step's cost (io_steps/<wl>/4KiB/<impl>_<n>).
   for (const char* wl : {"contig", "frag"}) {

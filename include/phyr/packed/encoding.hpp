@@ -304,6 +304,12 @@ constexpr void put_u64(std::uint32_t* w, std::uint64_t v) noexcept {
 [[nodiscard]] constexpr packed_mode head_mode(std::uint64_t head) noexcept {
   return get<packed_format::mode>(head);
 }
+/// Whether a head word is mode 0: the mode is the top two bits, so one compare.
+[[nodiscard]] constexpr bool is_block_head(std::uint64_t head) noexcept {
+  static_assert(packed_format::mode::offset == 62 && packed_format::mode::width == 2 &&
+                static_cast<unsigned>(packed_mode::block) == 0);
+  return head < (std::uint64_t{1} << packed_format::mode::offset);
+}
 /// Byte address of the page a head word names.
 [[nodiscard]] constexpr std::uint64_t head_page_addr(std::uint64_t head) noexcept {
   static_assert(packed_format::pfn::offset == 0 &&
@@ -335,6 +341,15 @@ constexpr void put_u64(std::uint32_t* w, std::uint64_t v) noexcept {
                 bytes_offset::offset == 0 && bytes_offset::width == page_shift);
   constexpr std::uint64_t high_bits = std::uint64_t{order::max} << bytes_len_low::width;
   return ((head >> 32) & high_bits) | (w2 >> bytes_len_low::offset);
+}
+
+/// Mode 2: the length from the head's high word (w[1]) and the word after the head (w[2]).
+[[nodiscard]] constexpr std::uint64_t bytes_len_words(std::uint32_t w1,
+                                                      std::uint32_t w2) noexcept {
+  using namespace packed_format;
+  static_assert(order::offset - 32 == bytes_len_low::width && bytes_len_low::offset == 12);
+  constexpr std::uint32_t high_bits = std::uint32_t{order::max} << bytes_len_low::width;
+  return std::uint64_t{(w1 & high_bits) | (w2 >> bytes_len_low::offset)};
 }
 
 /// Writes a mode 0 entry: the block of 2^order pages at byte address `start` (aligned to it).

@@ -32,9 +32,11 @@
 /// last range, and exported that way by `try_copy_words`. `try_append_pages` writes runs of
 /// discontiguous pages 8 at a time without a per-page branch (see there).
 ///
-/// Walking. `for_each` and `try_for_each_block` are tight loops per segment with modes 0 and 2
-/// decoded inline from the words: use them on hot paths. The iterators (`begin`/`end`,
-/// `try_blocks()`) carry more state and are slower (see bench/packed_bench.cpp).
+/// Walking. `for_each` and `try_for_each_block` are tight loops per segment with modes 0, 1
+/// and 2 decoded inline from the words, and with no per-entry mode test at all on lists whose
+/// entries share one mode (all pages, all byte-granular chunks): use them on hot paths. The
+/// iterators (`begin`/`end`, `try_blocks()`) carry more state and are slower (see
+/// bench/packed_bench.cpp).
 ///
 /// Alignment. `alignment()` is the largest power of two dividing every interior boundary
 /// (the end of each range but the last, the start of each but the first), tracked in O(1):
@@ -412,6 +414,7 @@ class packed_list {
           ++n_.ranges;
           n_.align_acc |= b;
           n_.flags_seen |= fl;
+          n_.modes_seen |= close_fast_mode_bit(k);
           n_.tail = r;
           n_.total += len;
           return {};
@@ -584,6 +587,7 @@ class packed_list {
         if (const std::uint32_t k = close_fast(st.wp, st.t_addr, st.t_len, st.t_fl); k != 0) {
           st.wp += k;
           ++st.closed;
+          st.modes |= close_fast_mode_bit(k);
           st.acc |= b;
           st.seen |= fl;
           st.t_addr = a;
@@ -693,25 +697,13 @@ class packed_list {
   }
 
   /// Calls `f(range_type)` for every range: the fastest walk (a tight loop per segment).
-  /// Inlined into the caller, so that what `f` accumulates stays in registers.
+  /// A list of one range costs a few instructions and no call; longer lists are walked by
+  /// walk_committed (see there for why it is out of line and how `f`'s accumulator still
+  /// stays in a register).
   template <class F>
   PHYR_ALWAYS_INLINE void for_each(F&& f) const noexcept {
     if (!has_tail()) return;
-    if (n_.ranges != 0) {
-      // Every live segment, head to cur_, holds only committed entries. The first range
-      // (trimmed by the header) is decoded on its own so the loop carries no "first" test.
-      cursor c{head_, detail::seg_words(head_), detail::seg_words(head_) + head_->used};
-      {
-        const packed_format::packed_entry x = next_entry(c);
-        f(range_type{address_type{x.start + n_.first_offset}, x.len - n_.first_offset,
-                     static_cast<range_flags>(x.flags)});
-      }
-      if (n_.flags_seen == 0) {
-        walk_committed<false>(f, c);
-      } else {
-        walk_committed<true>(f, c);
-      }
-    }
+    if (n_.ranges != 0) walk_committed(f);
     f(n_.tail);
   }
 
@@ -829,6 +821,10 @@ class packed_list {
     // OR of the flags of every range appended since the list was last empty (a superset of
     // the committed entries' flags): when it is 0, for_each builds ranges with constant flags.
     std::uint8_t flags_seen = 0;
+    // Bit (1 << mode) of each mode among the committed entries: exactly the modes present,
+    // since entries leave only through clear() and rollback, which reset or restore this whole
+    // aggregate. for_each walks a single-mode list with no per-entry mode test.
+    std::uint8_t modes_seen = 0;
   };
 
   struct mark {
@@ -892,27 +888,177 @@ class packed_list {
     cursor c;
   };
 
-  // for_each's loop over the committed entries from `c` on. Modes 0 and 2 (page lists,
-  // byte-granular chunks) and 1 (runs of blocks: hugepage-backed buffers whose runs are
-  // not one power-of-two block) are decoded inline straight from the words; the branches on
-  // the mode predict well on real lists, so the next entry's address never waits for this
-  // entry's load. Only mode 3 goes out of line (an escape chain may end in a later segment,
-  // hence the cursor round trip). Without `Flags` (no range ever had flags) the ranges get
-  // constant flags, which lets the compiler drop the flag packing when `f` reads only the
-  // length or the address.
-  // Always inlined into for_each (itself inlined into its caller): called, `f`'s captures
-  // (typically an accumulator the caller declared) live in memory and every entry pays a
-  // load and a store on them.
-  template <bool Flags, class F>
-  PHYR_ALWAYS_INLINE void walk_committed(F& f, cursor c) const noexcept {
+  // for_each over the committed entries (all ranges but the open tail).
+  //
+  // Trust. The words decoded here were all written by this class's own encoder (appends,
+  // clones of such words; from_words validates its input completely and then re-encodes it
+  // through append_one, never copying foreign words in), and no word changes after it is
+  // committed. So they are well formed by construction and are decoded without checks;
+  // untrusted words go through from_words / detail::parse_packed, which checks every one.
+  //
+  // Shape. One of five variants (walk_from), chosen once per walk from the list's counters;
+  // each decodes the first entry (trimmed by the header) on its own, so its loop carries no
+  // "first" test. When no range ever had flags (`Flags` false: the ranges get constant flags
+  // and the compiler drops the flag packing when `f` reads only the length or the address)
+  // and every committed entry has one mode (counters::modes_seen), a loop for mode 0 only
+  // (page lists) or mode 2 only (byte-granular chunks) with a fixed stride and no mode test;
+  // otherwise the general loop, which decodes modes 0, 1 and 2 inline (the branches on the
+  // mode predict well on real lists, so the next entry's address never waits for this
+  // entry's load), with or without flags. Lists holding mode 3 take the general loop with a
+  // test for it, which leaves the inner loop to decode the escape out of line (a chain may
+  // end in a later segment).
+  //
+  // Out of line, while for_each itself is a few instructions: a list of one range (the open
+  // tail: one contiguous buffer, one hugepage) is walked without a call, and callers such as
+  // a sum stay small enough for the compiler to inline. In here `f`'s captures are reached
+  // through a pointer, so the inner loops contain no call and load the words as 32-bit
+  // values (never through memcpy, whose accesses may alias anything): then nothing in an
+  // inner loop can alias an accumulator of another type, and the compiler keeps it in a
+  // register for the whole segment.
+  template <class F>
+  [[gnu::noinline]] void walk_committed(F& f) const noexcept {
+    constexpr std::uint8_t block_only = mode_bit(packed_mode::block);
+    constexpr std::uint8_t bytes_only = mode_bit(packed_mode::bytes);
+    constexpr std::uint8_t no_escape = 0xf & ~mode_bit(packed_mode::escape);
+    // Each variant is a function of its own, entered by a jump: the ones without escapes
+    // make no call and need few registers, so a short list pays little to enter them.
+    if (PHYR_UNLIKELY((n_.modes_seen & ~no_escape) != 0)) return walk_from<true, 0xf>(f);
+    if (n_.flags_seen != 0) return walk_from<true, no_escape>(f);
+    if (n_.modes_seen == block_only) return walk_from<false, block_only>(f);
+    if (n_.modes_seen == bytes_only) return walk_from<false, bytes_only>(f);
+    return walk_from<false, no_escape>(f);
+  }
+
+  // One variant of walk_committed: the first entry, trimmed by the header, then the loop.
+  template <bool Flags, std::uint8_t Modes, class F>
+  [[gnu::noinline]] void walk_from(F& f) const noexcept {
+    cursor c{head_, detail::seg_words(head_), detail::seg_words(head_) + head_->used};
+    std::uint64_t start, len;
+    std::uint8_t fl = 0;
+    if constexpr ((Modes & mode_bit(packed_mode::escape)) != 0) {
+      const packed_format::packed_entry x = next_entry(c);
+      start = x.start;
+      len = x.len;
+      fl = x.flags;
+    } else {
+      if (PHYR_UNLIKELY(c.w == c.e)) {  // not reached: the first commit lands in head_
+        c.s = c.s->next;
+        c.w = detail::seg_words(c.s);
+        c.e = c.w + c.s->used;
+      }
+      const std::uint64_t head = load_head(c.w);
+      PHYR_ASSERT((Modes & mode_bit(detail::head_mode(head))) != 0,
+                  "packed_list: modes_seen disagrees with the stored entries");
+      if constexpr (Modes == mode_bit(packed_mode::block)) {
+        start = detail::head_page_addr(head);
+        len = detail::block_len(head);
+        c.w += 2;
+      } else if constexpr (Modes == mode_bit(packed_mode::bytes)) {
+        start = detail::bytes_start(head, c.w[2]);
+        len = detail::bytes_len_words(c.w[1], c.w[2]);
+        c.w += 3;
+      } else {
+        c.w += decode_inline(c.w, head, start, len);
+      }
+      if constexpr (Flags) fl = detail::head_flags(head);
+    }
+    f(range_type::make_unchecked(start + n_.first_offset, len - n_.first_offset,
+                                 static_cast<range_flags>(fl)));
+    walk_loop<Flags, Modes>(f, c);
+  }
+
+  // A head word as two 32-bit loads (compilers merge them into one 64-bit load), typed as
+  // the words are: see walk_committed.
+  [[nodiscard]] PHYR_ALWAYS_INLINE static std::uint64_t load_head(
+      const std::uint32_t* w) noexcept {
+    if constexpr (std::endian::native == std::endian::little) {
+      return std::uint64_t{w[0]} | (std::uint64_t{w[1]} << 32);
+    } else {
+      return detail::get_u64(w);
+    }
+  }
+
+  // Start and length of the committed mode 0, 1 or 2 entry at `w` with head word `head`;
+  // returns the words it takes.
+  PHYR_ALWAYS_INLINE static unsigned decode_inline(const std::uint32_t* w, std::uint64_t head,
+                                                   std::uint64_t& start,
+                                                   std::uint64_t& len) noexcept {
+    const packed_mode mode = detail::head_mode(head);
+    start = detail::head_page_addr(head);
+    if (PHYR_LIKELY(detail::is_block_head(head))) {
+      len = detail::block_len(head);
+      return 2;
+    }
+    const std::uint32_t w2 = w[2];
+    if (mode == packed_mode::bytes) {
+      start = detail::bytes_start(head, w2);
+      len = detail::bytes_len(head, w2);
+    } else {
+      len = detail::run_len(head, w2);
+    }
+    return 3;
+  }
+
+  // The entries from `c` to the end of cur_'s words. `Modes` is the set of modes that may
+  // occur (bits 1 << mode); a mode outside it is never tested for.
+  template <bool Flags, std::uint8_t Modes, class F>
+  PHYR_ALWAYS_INLINE void walk_loop(F& f, cursor c) const noexcept {
+    constexpr bool single = (Modes & (Modes - 1)) == 0;
     const seg* s = c.s;
     const std::uint32_t* w = c.w;
     const std::uint32_t* e = c.e;
     for (;;) {
-      while (w != e) {
-        const std::uint64_t head = detail::get_u64(w);
-        const packed_mode mode = detail::head_mode(head);
-        if (PHYR_UNLIKELY(mode == packed_mode::escape)) {
+      if constexpr (single) {
+        constexpr packed_mode m = static_cast<packed_mode>(std::countr_zero(Modes));
+        static_assert(m == packed_mode::block || m == packed_mode::bytes);
+        while (w != e) {
+          PHYR_ASSERT(detail::head_mode(load_head(w)) == m,
+                      "packed_list: modes_seen disagrees with the stored entries");
+          if constexpr (m == packed_mode::block) {
+            const std::uint64_t head = load_head(w);
+            w += 2;
+            f(range_type::make_unchecked(
+                detail::head_page_addr(head), detail::block_len(head),
+                Flags ? static_cast<range_flags>(detail::head_flags(head)) : range_flags::none));
+          } else {
+            // The length needs only words 1 and 2 (a walk that reads lengths never loads
+            // word 0), and no load crosses a cache line (a 12-byte entry's 8-byte head does,
+            // every 16 entries).
+            const std::uint32_t w1 = w[1], w2 = w[2];
+            const std::uint64_t head = std::uint64_t{w[0]} | (std::uint64_t{w1} << 32);
+            w += 3;
+            f(range_type::make_unchecked(
+                detail::bytes_start(head, w2), detail::bytes_len_words(w1, w2),
+                Flags ? static_cast<range_flags>(detail::head_flags(head)) : range_flags::none));
+          }
+        }
+      } else {
+        // do-while under an if: as a plain while, compilers fold this loop and the segment
+        // loop into one, and then no longer keep an accumulator in a register.
+        if (w != e) {
+          do {
+            const std::uint64_t head = load_head(w);
+            PHYR_ASSERT((Modes & mode_bit(detail::head_mode(head))) != 0,
+                        "packed_list: modes_seen disagrees with the stored entries");
+            if constexpr ((Modes & mode_bit(packed_mode::escape)) != 0) {
+              if (PHYR_UNLIKELY(detail::head_mode(head) == packed_mode::escape)) break;
+            }
+            const range_flags fl =
+                Flags ? static_cast<range_flags>(detail::head_flags(head)) : range_flags::none;
+            // Each mode advances `w` and calls `f` on its own path, so the stride is a
+            // constant on each (no select between 2 and 3 words after the branches join).
+            if (PHYR_LIKELY(detail::is_block_head(head))) {
+              w += 2;
+              f(range_type::make_unchecked(detail::head_page_addr(head), detail::block_len(head),
+                                           fl));
+            } else {
+              std::uint64_t start, len;
+              w += decode_inline(w, head, start, len);
+              f(range_type::make_unchecked(start, len, fl));
+            }
+          } while (w != e);
+        }
+        if ((Modes & mode_bit(packed_mode::escape)) != 0 && w != e) {  // an escape at w
           const decoded st = decode_at(cursor{s, w, e});
           s = st.c.s;
           w = st.c.w;
@@ -921,24 +1067,6 @@ class packed_list {
                                        static_cast<range_flags>(st.x.flags)));
           continue;
         }
-        std::uint64_t start = detail::head_page_addr(head);
-        std::uint64_t len;
-        if (PHYR_LIKELY(mode == packed_mode::block)) {
-          len = detail::block_len(head);
-          w += 2;
-        } else {
-          const std::uint32_t w2 = w[2];
-          if (mode == packed_mode::bytes) {
-            start = detail::bytes_start(head, w2);
-            len = detail::bytes_len(head, w2);
-          } else {
-            len = detail::run_len(head, w2);
-          }
-          w += 3;
-        }
-        f(range_type::make_unchecked(
-            start, len,
-            Flags ? static_cast<range_flags>(detail::head_flags(head)) : range_flags::none));
       }
       if (s == cur_) break;
       s = s->next;
@@ -987,7 +1115,7 @@ class packed_list {
     std::uint64_t t_addr, t_len, total, acc, closed;
     std::uint32_t* wp;
     std::uint32_t* wend;
-    std::uint8_t t_fl, seen;
+    std::uint8_t t_fl, seen, modes;
     bool first;  // the tail is the list's first range
   };
   [[nodiscard]] append_state load_append_state() const noexcept {
@@ -999,6 +1127,7 @@ class packed_list {
     st.acc = n_.align_acc;
     st.closed = 0;
     st.seen = n_.flags_seen;
+    st.modes = n_.modes_seen;
     st.first = n_.ranges == 0;
     st.wp = cur_ == nullptr ? nullptr : detail::seg_words(cur_) + cur_->used;
     st.wend = cur_ == nullptr ? nullptr : detail::seg_words(cur_) + cur_->capacity;
@@ -1015,6 +1144,7 @@ class packed_list {
     n_.total = st.total;
     n_.align_acc = st.acc;
     n_.flags_seen = st.seen;
+    n_.modes_seen = st.modes;
     n_.tail = range_type::make_unchecked(st.t_addr, st.t_len, static_cast<range_flags>(st.t_fl));
   }
   // Out of line so the fast loop's state stays in registers.
@@ -1045,6 +1175,14 @@ class packed_list {
       return 0;
     detail::write_block(w, addr, static_cast<unsigned>(std::countr_zero(len)) - page_shift, fl);
     return 2;
+  }
+
+  [[nodiscard]] static constexpr std::uint8_t mode_bit(packed_mode m) noexcept {
+    return static_cast<std::uint8_t>(1u << static_cast<unsigned>(m));
+  }
+  // The mode of the entry close_fast wrote, from the words it returned (2: block, 3: bytes).
+  [[nodiscard]] static constexpr std::uint8_t close_fast_mode_bit(std::uint32_t words) noexcept {
+    return mode_bit(words == 2 ? packed_mode::block : packed_mode::bytes);
   }
 
   [[nodiscard]] static constexpr std::uint8_t flag_bits(range_flags f) noexcept {
@@ -1109,6 +1247,7 @@ class packed_list {
     }
     n_.words += p.words;
     n_.entries += p.pieces;
+    n_.modes_seen |= mode_bit(p.mode);
     if (first) n_.first_offset = p.front_trim;
     ++n_.ranges;
     return true;
@@ -1154,6 +1293,8 @@ class packed_list {
       n_.words += used - cur_->used;
       cur_->used = used;
     }
+    // Every entry try_append_pages writes itself (not through commit_range) is a mode 0 block.
+    if (entries != 0) n_.modes_seen |= mode_bit(packed_mode::block);
     n_.entries += entries;
     n_.ranges += entries;
     entries = 0;
