@@ -475,6 +475,23 @@ class range_list {
       return {};
     }
 
+    // A short input into an empty list without limits or spare segments (a fresh per-I/O
+    // list) with more runs than inline entries: one pass to count, one allocation, one pass to
+    // write, no checkpoint. It saves the general path's fixed cost (about 260 instructions for
+    // 4 scattered pages) but writes a run in about 15 instructions against append_runs' 10,
+    // so past fresh_max_pages the general path is the faster one.
+    if (n <= fresh_max_pages && n_.size == 0 && spare_ == nullptr &&
+        max_segment_ == Range::max_len && boundary_shift_ == 0) {
+      const fresh f = append_pages_fresh(pfns.data(), n, first_offset,
+                                         span_bytes - first_offset - total_len, flags);
+      if (f == fresh::done) {
+        n_.total = total_len;
+        return {};
+      }
+      if (f == fresh::bad_frame) return errc::invalid_argument;
+      if (f == fresh::no_memory) return errc::out_of_memory;
+    }
+
     const checkpoint cp = save();
     const std::uint64_t* p = pfns.data();
     const std::uint64_t tail_cut = span_bytes - first_offset - total_len;
@@ -831,6 +848,8 @@ class range_list {
 
   // Inputs of at most this many pages are counted before they are appended (reserve_for_runs).
   static constexpr std::size_t hint_max_pages = 4096;
+  // Inputs of at most this many pages into a fresh list take append_pages_fresh.
+  static constexpr std::size_t fresh_max_pages = 16;
 
   // For try_append_pages of a small input (an I/O) into a list with no spare segment: counts
   // the input's runs (the entries it makes without limits; a lower bound with them) and, when
@@ -1010,6 +1029,63 @@ class range_list {
     n_.lowest = lo;
     n_.highest = hi;
     return true;
+  }
+
+  enum class fresh : std::uint8_t { done, bad_frame, no_memory, not_here };
+
+  // try_append_pages into an empty list with no limits and no spare segment, for an input of
+  // at most fresh_max_pages pages: counts the runs (and ORs the frames, so a frame >= 2^52 is
+  // found before anything is allocated), allocates one segment for the runs past the inline
+  // entries, and writes one entry per run. The list is untouched until it succeeds (entries
+  // written past the count are not part of it). not_here: more runs than inline entries plus
+  // one page-sized segment hold (the general path takes those). Sets all counters but the
+  // byte total (the caller's). Makes the same entries as the general path: one per run.
+  [[nodiscard]] fresh append_pages_fresh(const std::uint64_t* p, std::size_t n,
+                                         std::uint64_t first_offset, std::uint64_t tail_cut,
+                                         range_flags flags) noexcept {
+    std::size_t runs = 1;
+    std::uint64_t frames = p[0];
+    for (std::size_t i = 1; i < n; ++i) {
+      runs += static_cast<std::size_t>(p[i] - p[i - 1] != 1);
+      frames |= p[i];
+    }
+    if ((frames >> pfn_bits) != 0) return fresh::bad_frame;
+    if (runs <= inline_capacity || runs - inline_capacity > capacity_of(max_segment_bytes))
+      return fresh::not_here;
+    const std::size_t rest = runs - inline_capacity;
+    const std::size_t b = sizeof(segment_header) + rest * sizeof(Range);
+    void* q = alloc_.allocate(b, alignof(segment_header));
+    if (q == nullptr) return fresh::no_memory;
+    auto* seg = static_cast<segment_header*>(q);
+    seg->next = nullptr;
+    seg->count = static_cast<std::uint32_t>(rest);
+    seg->capacity = static_cast<std::uint32_t>(rest);
+    std::uint64_t lo = ~std::uint64_t{0}, hi = 0;
+    std::size_t i = 0;
+    // The run from p[i] as an entry; a one-page run (fragmented memory's every one) needs
+    // no scan.
+    auto put = [&](Range& dst) noexcept {
+      std::size_t j = i + 1;
+      if (j < n && p[j] == p[i] + 1) j = detail::pfn_run_end(p, j + 1, n);
+      const std::uint64_t a = pfn_to_addr(p[i]) + (i == 0 ? first_offset : 0);
+      const std::uint64_t len = pfn_to_addr(p[j - 1]) + page_size - (j == n ? tail_cut : 0) - a;
+      dst = Range::make_unchecked(a, len, flags);
+      lo = a < lo ? a : lo;
+      hi = a + (len - 1) > hi ? a + (len - 1) : hi;
+      i = j;
+    };
+    for (std::uint32_t c = 0; c < inline_capacity; ++c) put(head_.e[c]);
+    Range* more = detail::seg_entries<Range>(seg);
+    for (std::size_t c = 0; c < rest; ++c) put(more[c]);
+    head_.h.count = inline_capacity;
+    head_.h.next = seg;
+    tail_ = seg;
+    heap_bytes_ += b;
+    n_.live_heap_bytes += b;
+    n_.size = runs;
+    n_.lowest = lo;
+    n_.highest = hi;
+    return fresh::done;
   }
 
   // Runs p[i..n) of try_append_pages after the first (each starts at a discontinuity, so

@@ -900,6 +900,17 @@ TEST_CASE("range_list: bad frames into an empty list are rejected unchanged, the
   CHECK(l.try_append_pages(big_run, 0, 2 * 4096).error() == errc::invalid_argument);
   const std::vector<std::uint64_t> wrap{~0ull, 0};
   CHECK(l.try_append_pages(wrap, 0, 2 * 4096).error() == errc::invalid_argument);
+  // More runs than inline entries (the counting path): the bad frame is found before anything
+  // is allocated, wherever it is.
+  for (std::size_t at = 0; at < 5; ++at) {
+    phyr::fault_state fs;
+    flist f{phyr::fault_injecting_allocator{&fs}};
+    std::vector<std::uint64_t> runs{5, 9, 13, 17, 21};
+    runs[at] = 1ull << 52;
+    CHECK(f.try_append_pages(runs, 0, 5 * 4096).error() == errc::invalid_argument);
+    CHECK(f.empty());
+    CHECK(fs.calls == 0);
+  }
   CHECK(l.empty());
   CHECK(l.total_bytes() == 0);
   // The last page below 2^64: its entry ends exactly at 2^64.
