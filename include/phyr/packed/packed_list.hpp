@@ -702,8 +702,13 @@ class packed_list {
   /// stays in a register).
   template <class F>
   PHYR_ALWAYS_INLINE void for_each(F&& f) const noexcept {
-    if (!has_tail()) return;
-    if (n_.ranges != 0) walk_committed(f);
+    // Tested first: for one range (or none) the walk is this branch and at most one call of
+    // `f`, and a sum over it folds the emptiness test away (an empty tail adds 0).
+    if (PHYR_LIKELY(n_.ranges == 0)) {
+      if (has_tail()) f(n_.tail);
+      return;
+    }
+    walk_committed(f);
     f(n_.tail);
   }
 
