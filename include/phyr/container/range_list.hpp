@@ -846,8 +846,11 @@ class range_list {
     { a.pool().block_size() } -> std::convertible_to<std::size_t>;
   };
 
-  // Inputs of at most this many pages are counted before they are appended (reserve_for_runs).
-  static constexpr std::size_t hint_max_pages = 4096;
+  // Inputs of at most this many pages (2 MiB: an I/O) are counted before they are appended
+  // (reserve_for_runs). The count reads every page, while the build skips long runs eight
+  // frames per step: at 4096 it doubled the build of a 16 MiB buffer in 2 MiB runs and cost a
+  // scattered one 23%, for one allocation saved.
+  static constexpr std::size_t hint_max_pages = 512;
   // Inputs of at most this many pages into a fresh list take append_pages_fresh.
   static constexpr std::size_t fresh_max_pages = 16;
 
