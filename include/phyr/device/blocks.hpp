@@ -39,6 +39,7 @@
 #include <utility>
 
 #include <phyr/config.hpp>
+#include <phyr/container/range_source.hpp>
 #include <phyr/core/address.hpp>
 #include <phyr/core/error.hpp>
 #include <phyr/core/page.hpp>
@@ -178,39 +179,48 @@ try_blocks(L&& list, std::uint64_t block_size) noexcept {
   using view = run_block_view<detail::source_iterator_t<std::remove_cvref_t<L>>>;
   if (block_size == 0 || (block_size & (block_size - 1)) != 0) return errc::invalid_argument;
   const std::uint64_t m = block_size - 1;
-  auto it = list.begin();
-  const auto end = list.end();
-  if (it == end) return errc::invalid_argument;
   detail::block_layout v;
   v.block_size = block_size;
   std::uint64_t prev_last = 0;  // last byte of the previous range
-  {
-    const source_range_t<std::remove_cvref_t<L>> r = *it;
-    if (r.len() == 0) return errc::invalid_argument;
-    prev_last = r.last().value();
-    v.first_block = r.addr().value() & ~m;
-    v.first_stop = prev_last & ~m;
-    v.first_offset = r.addr().value() & m;
-    v.bytes = r.len();
-  }
-  for (++it; it != end; ++it) {
-    const source_range_t<std::remove_cvref_t<L>> r = *it;
-    const std::uint64_t a = r.addr().value();
-    const std::uint64_t len = r.len();
-    // One test for both a zero length (len - 1 wraps to ~0) and a total past 2^64 - 1.
-    if (PHYR_UNLIKELY(len - 1 >= ~v.bytes)) {
-      return len == 0 ? errc::invalid_argument : errc::overflow;
-    }
-    v.bytes += len;
-    // At a gap the run before must end on a boundary (prev_last + 1 wraps to 0 at 2^64, which
-    // is one) and the next must start on one. Tested in the cheap order: page lists rarely
-    // have an unaligned junction at all.
-    if ((((prev_last + 1) | a) & m) != 0 &&
-        (prev_last == ~std::uint64_t{0} || a != prev_last + 1)) {
-      return errc::misaligned;
-    }
-    prev_last = a + (len - 1);
-  }
+  bool first = true;
+  errc err{};
+  // for_each_range: a segmented source (a list, a mapping) is read a heap segment at a time.
+  const bool done =
+      for_each_range(list, [&](const source_range_t<std::remove_cvref_t<L>>& r) noexcept {
+        const std::uint64_t a = r.addr().value();
+        const std::uint64_t len = r.len();
+        if (first) {
+          if (len == 0) {
+            err = errc::invalid_argument;
+            return false;
+          }
+          first = false;
+          prev_last = r.last().value();
+          v.first_block = a & ~m;
+          v.first_stop = prev_last & ~m;
+          v.first_offset = a & m;
+          v.bytes = len;
+          return true;
+        }
+        // One test for both a zero length (len - 1 wraps to ~0) and a total past 2^64 - 1.
+        if (PHYR_UNLIKELY(len - 1 >= ~v.bytes)) {
+          err = len == 0 ? errc::invalid_argument : errc::overflow;
+          return false;
+        }
+        v.bytes += len;
+        // At a gap the run before must end on a boundary (prev_last + 1 wraps to 0 at 2^64,
+        // which is one) and the next must start on one. Tested in the cheap order: page lists
+        // rarely have an unaligned junction at all.
+        if ((((prev_last + 1) | a) & m) != 0 &&
+            (prev_last == ~std::uint64_t{0} || a != prev_last + 1)) {
+          err = errc::misaligned;
+          return false;
+        }
+        prev_last = a + (len - 1);
+        return true;
+      });
+  if (!done) return err;
+  if (first) return errc::invalid_argument;
   // With every gap on a boundary the runs tile whole blocks, except for the offset in the
   // first block and the tail of the last: the count is ceil((first_offset + bytes) / size),
   // computed without forming a sum that could pass 2^64.

@@ -26,6 +26,7 @@
 #include <cstdint>
 
 #include <phyr/config.hpp>
+#include <phyr/container/range_source.hpp>
 #include <phyr/core/error.hpp>
 #include <phyr/core/page.hpp>
 #include <phyr/core/range.hpp>
@@ -47,11 +48,15 @@ template <range_source L>
   std::uint64_t total = 0;
   std::uint64_t prev_last = 0;
   bool any = false;
-  for (const source_range_t<L> r : list) {
+  errc err{};
+  // for_each_range: a segmented source (a list, a mapping) is read a heap segment at a time.
+  const bool done = for_each_range(list, [&](const source_range_t<L>& r) noexcept {
     const std::uint64_t a = r.addr().value();
     const std::uint64_t len = r.len();
-    if (len == 0) return errc::invalid_argument;
-    if (len > ~total) return errc::overflow;
+    if (len == 0 || len > ~total) {
+      err = len == 0 ? errc::invalid_argument : errc::overflow;
+      return false;
+    }
     const bool contiguous = any && prev_last != ~std::uint64_t{0} && a == prev_last + 1;
     if (!contiguous) {
       mask |= a ^ va;
@@ -62,7 +67,9 @@ template <range_source L>
     total += len;
     prev_last = r.last().value();
     any = true;
-  }
+    return true;
+  });
+  if (!done) return err;
   if (!any) return errc::invalid_argument;
   if (total - 1 > ~iova) return errc::overflow;
   // The smallest supported size covering the whole IOVA range caps the answer.
