@@ -294,16 +294,24 @@ requires std::same_as<source_space_t<L>, dma_space<Bus>>
     if (!p) return p.error();
     plan = *p;
   }
+  // The short answers are built in the returned object from registers: built in a local and
+  // copied, GCC reads the local back with 16-byte loads over its 8-byte stores, which the CPU
+  // cannot forward (a stall on every 4 KiB I/O).
+  if (plan.entries == 1) {
+    return result<prp_result<Bus>>{std::in_place, dma_addr<Bus>{plan.first_addr},
+                                   dma_addr<Bus>{}, prp2_use::none, plan.entries,
+                                   std::uint64_t{0}, std::uint64_t{0}, plan.bytes};
+  }
+  if (plan.entries == 2 && one_range) {
+    return result<prp_result<Bus>>{
+        std::in_place, dma_addr<Bus>{plan.first_addr},
+        dma_addr<Bus>{(plan.first_addr & ~(cfg.page_size - 1)) + cfg.page_size}, prp2_use::data,
+        plan.entries, std::uint64_t{0}, std::uint64_t{0}, plan.bytes};
+  }
   prp_result<Bus> out;
   out.prp1 = dma_addr<Bus>{plan.first_addr};
   out.entries = plan.entries;
   out.bytes = plan.bytes;
-  if (plan.entries == 1) return out;
-  if (plan.entries == 2 && one_range) {
-    out.prp2 = dma_addr<Bus>{(plan.first_addr & ~(cfg.page_size - 1)) + cfg.page_size};
-    out.prp2_kind = prp2_use::data;
-    return out;
-  }
   if (plan.entries == 2) {
     // The second page: the one after PRP1's, or the next range's first.
     detail::for_each_prp_page_run(list, cfg.page_size, [&](std::uint64_t p, std::uint64_t) {
