@@ -869,17 +869,7 @@ class range_list {
       if (n > hint_max_pages) return false;
       const std::size_t room = tail_->capacity - tail_->count;
       const std::size_t most = capacity_of(max_segment_bytes);
-      // A branch-free count, four pages per step: a run starts at every page that does not
-      // follow its predecessor.
-      std::size_t runs = 1;
-      std::size_t i = 1;
-      for (; i + 4 <= n; i += 4) {
-        runs += static_cast<std::size_t>(p[i] - p[i - 1] != 1) +
-                static_cast<std::size_t>(p[i + 1] - p[i] != 1) +
-                static_cast<std::size_t>(p[i + 2] - p[i + 1] != 1) +
-                static_cast<std::size_t>(p[i + 3] - p[i + 2] != 1);
-      }
-      for (; i < n; ++i) runs += static_cast<std::size_t>(p[i] - p[i - 1] != 1);
+      const std::size_t runs = detail::pfn_run_count(p, n);
       if (runs <= room) return false;
       const std::size_t want = runs - room < most ? runs - room : most;
       const std::size_t b = sizeof(segment_header) + want * sizeof(Range);

@@ -301,12 +301,7 @@ class split_view {
             return false;
           It next = first.src_;
           ++next;
-          return for_each_range(next, first.end_, [&](const range_type& r) noexcept {
-            const std::uint64_t a = r.addr().value();
-            const std::uint64_t len = r.len();
-            if (len == 0) return true;
-            return first.cut_all(a, len, first.cut(a, len), r.flags(), f);
-          });
+          return first.cut_source(next, first.end_, f);
         }
       }
       for (iterator it = first; it != last; ++it) {
@@ -361,6 +356,17 @@ class split_view {
         left_ += n.len();
         last = n.last().value();
       }
+    }
+    // Calls f on the segments of every entry of [from, to), read with the source's segment
+    // walk; zero-length entries (an unplanned span) are skipped.
+    template <class F>
+    PHYR_ALWAYS_INLINE constexpr bool cut_source(It from, It to, F& f) const noexcept {
+      return for_each_range(from, to, [&](const range_type& r) noexcept {
+        const std::uint64_t a = r.addr().value();
+        const std::uint64_t len = r.len();
+        if (len == 0) return true;
+        return cut_all(a, len, cut(a, len), r.flags(), f);
+      });
     }
     // Calls f on the segments of [a, a + left), the first `piece` bytes long.
     template <class F>
@@ -421,12 +427,7 @@ class split_view {
     } else {
       // Straight from the source, with no iterator built: the per-I/O form.
       const iterator cutter{last_, typename iterator::at_end{}, limit_, mask_};
-      return for_each_range(first_, last_, [&](const range_type& r) noexcept {
-        const std::uint64_t a = r.addr().value();
-        const std::uint64_t len = r.len();
-        if (len == 0) return true;
-        return cutter.cut_all(a, len, cutter.cut(a, len), r.flags(), f);
-      });
+      return cutter.cut_source(first_, last_, f);
     }
   }
   /// True when no segment would be yielded. O(entries) in the worst case (skips zero-length
