@@ -83,8 +83,15 @@ namespace phyr::inline v0::detail {
 // For a loop helper that takes a callback writing the caller's locals: inlined, the locals stay
 // in registers; called, every write goes through memory.
 #  define PHYR_ALWAYS_INLINE [[gnu::always_inline]] inline
+// Keeps the integer `v` in a general register here, so the compiler cannot merge the load that
+// produced it with a neighbour's into one 16-byte vector load. Such a load of two fields that
+// two 8-byte stores wrote moments before (a list's counters right after an append) cannot take
+// its data from the store buffer on x86: forwarding fails and the load waits until both stores
+// have left it, some 10-15 cycles. Costs nothing else (an empty asm); not for constexpr code.
+#  define PHYR_KEEP_SCALAR(v) __asm__("" : "+r"(v))
 #else
 #  define PHYR_LIKELY(x) (x)
 #  define PHYR_UNLIKELY(x) (x)
 #  define PHYR_ALWAYS_INLINE inline
+#  define PHYR_KEEP_SCALAR(v) ((void)0)
 #endif

@@ -452,6 +452,28 @@ class range_list {
       n_.highest = a + (total_len - 1);
       return {};
     }
+    return append_pages_general(pfns, first_offset, total_len, flags);
+  }
+
+  /// Longest entry that later appends may produce (bytes); 0 restores the default (no limit:
+  /// `Range::max_len`). Errors: invalid_argument below one page (4096), which would let one
+  /// append make an entry per few bytes (see the file comment). Larger values need not be
+  /// page multiples (e.g. 0xffff). Affects later appends only.
+  result<void> try_set_max_segment(std::uint64_t bytes) noexcept {
+    assert_unborrowed();
+    if (bytes != 0 && bytes < page_size) return errc::invalid_argument;
+    max_segment_ = (bytes == 0 || bytes > Range::max_len) ? Range::max_len : bytes;
+    return {};
+  }
+  [[nodiscard]] std::uint64_t max_segment() const noexcept { return max_segment_; }
+
+ private:
+  // try_append_pages past its one-page case, out of line: the caller's inlined fast path then
+  // carries none of this path's register saves.
+  result<void> append_pages_general(std::span<const std::uint64_t> pfns,
+                                    std::uint64_t first_offset, std::uint64_t total_len,
+                                    range_flags flags) noexcept {
+    const std::size_t n = pfns.size();
     if (n == 0 || first_offset >= page_size || total_len == 0) return errc::invalid_argument;
     // Every page must carry data: (first_offset + total_len) rounds up to exactly n pages.
     if (n > (~std::uint64_t{0} >> page_shift)) return errc::too_long;
@@ -527,17 +549,7 @@ class range_list {
     return {};
   }
 
-  /// Longest entry that later appends may produce (bytes); 0 restores the default (no limit:
-  /// `Range::max_len`). Errors: invalid_argument below one page (4096), which would let one
-  /// append make an entry per few bytes (see the file comment). Larger values need not be
-  /// page multiples (e.g. 0xffff). Affects later appends only.
-  result<void> try_set_max_segment(std::uint64_t bytes) noexcept {
-    assert_unborrowed();
-    if (bytes != 0 && bytes < page_size) return errc::invalid_argument;
-    max_segment_ = (bytes == 0 || bytes > Range::max_len) ? Range::max_len : bytes;
-    return {};
-  }
-  [[nodiscard]] std::uint64_t max_segment() const noexcept { return max_segment_; }
+ public:
   /// No entry produced by later appends crosses a multiple of `bytes`; 0 removes the
   /// boundary. Errors: invalid_argument unless a power of two of at least one page (the
   /// hardware rule is a mask, and the block layer's minimum is PAGE_SIZE).
@@ -624,9 +636,16 @@ class range_list {
     v.last_len_ = b.len();
     v.back_addr_ = b.addr().value();
     v.back_flags_ = b.flags();
-    v.total_ = n_.total;
-    v.lowest_ = n_.lowest;
-    v.highest_ = n_.highest;
+    // Read one by one: an append has just written them one by one (config.hpp).
+    std::uint64_t total = n_.total;
+    std::uint64_t lowest = n_.lowest;
+    std::uint64_t highest = n_.highest;
+    PHYR_KEEP_SCALAR(total);
+    PHYR_KEEP_SCALAR(lowest);
+    PHYR_KEEP_SCALAR(highest);
+    v.total_ = total;
+    v.lowest_ = lowest;
+    v.highest_ = highest;
     v.borrows_ = &borrows_;
     return v;
   }

@@ -122,12 +122,15 @@ namespace detail {
 
 namespace detail {
 
-// try_plan_split's pass. Merge is a template parameter so the default (no merging) keeps the
-// tight one-entry-at-a-time loop: with Merge false the run bookkeeping compiles away.
+// try_plan_split's pass; on success (errc{}) the plan is in `out`. Merge is a template
+// parameter so the default (no merging) keeps the tight one-entry-at-a-time loop: with Merge
+// false the run bookkeeping compiles away. The plan goes out through a reference, not in a
+// result: try_split, the per-I/O caller, only needs to know the list fits, and copying a
+// result that was just written field by field costs a failed store-to-load forward (config.hpp).
 template <bool Merge, class L>
-[[nodiscard]] constexpr result<split_plan> plan_split_pass(const L& list, const dma_constraints& c,
-                                                          gap_policy gaps,
-                                                          std::uint64_t* segments_needed) noexcept {
+[[nodiscard]] constexpr errc plan_split_pass(const L& list, const dma_constraints& c,
+                                             gap_policy gaps, std::uint64_t* segments_needed,
+                                             split_plan& out) noexcept {
   const std::uint64_t limit = c.segment_limit();
   const std::uint64_t bmask = c.segment_boundary_mask;
   const std::uint64_t amask = c.alignment - 1;
@@ -200,7 +203,36 @@ template <bool Merge, class L>
     if (segments_needed != nullptr) *segments_needed = s.segments;
     return errc::too_many_segments;
   }
-  return s;
+  // Field by field: the loop may have spilled them to the stack one at a time (config.hpp).
+  std::uint64_t entries = s.entries, segments = s.segments, bytes = s.bytes;
+  std::uint64_t gap_count = s.gaps, first_gap = s.first_gap;
+  if (!std::is_constant_evaluated()) {
+    PHYR_KEEP_SCALAR(entries);
+    PHYR_KEEP_SCALAR(segments);
+    PHYR_KEEP_SCALAR(bytes);
+    PHYR_KEEP_SCALAR(gap_count);
+    PHYR_KEEP_SCALAR(first_gap);
+  }
+  out.entries = entries;
+  out.segments = segments;
+  out.bytes = bytes;
+  out.gaps = gap_count;
+  out.first_gap = first_gap;
+  return errc{};
+}
+
+// try_plan_split without the result: the policies checked, then the pass for the merge policy.
+template <class L>
+[[nodiscard]] constexpr errc plan_split_into(const L& list, const dma_constraints& c,
+                                             split_options opt, std::uint64_t* segments_needed,
+                                             split_plan& out) noexcept {
+  if (opt.gaps != gap_policy::reject && opt.gaps != gap_policy::report)
+    return errc::invalid_argument;
+  if (opt.merge == merge_policy::keep_entries)
+    return plan_split_pass<false>(list, c, opt.gaps, segments_needed, out);
+  if (opt.merge == merge_policy::merge_contiguous)
+    return plan_split_pass<true>(list, c, opt.gaps, segments_needed, out);
+  return errc::invalid_argument;
 }
 
 }  // namespace detail
@@ -222,13 +254,11 @@ template <range_source L>
 [[nodiscard]] constexpr result<split_plan> try_plan_split(
     const L& list, const checked_constraints& c, split_options opt = {},
     std::uint64_t* segments_needed = nullptr) noexcept {
-  if (opt.gaps != gap_policy::reject && opt.gaps != gap_policy::report)
-    return errc::invalid_argument;
-  if (opt.merge == merge_policy::keep_entries)
-    return detail::plan_split_pass<false>(list, c.get(), opt.gaps, segments_needed);
-  if (opt.merge == merge_policy::merge_contiguous)
-    return detail::plan_split_pass<true>(list, c.get(), opt.gaps, segments_needed);
-  return errc::invalid_argument;
+  // Planned straight into the returned result.
+  result<split_plan> r{split_plan{}};
+  if (const errc e = detail::plan_split_into(list, c.get(), opt, segments_needed, *r); e != errc{})
+    return e;
+  return r;
 }
 template <range_source L>
 [[nodiscard]] constexpr result<split_plan> try_plan_split(
@@ -463,7 +493,11 @@ template <merge_policy Merge = merge_policy::keep_entries, class L>
   requires viewable_source<L>
 [[nodiscard]] constexpr result<split_view<detail::source_iterator_t<std::remove_cvref_t<L>>, Merge>>
 try_split(L&& list, const checked_constraints& c) noexcept {
-  if (auto s = try_plan_split(list, c, split_options{.merge = Merge}); !s) return s.error();
+  split_plan unused;
+  if (const errc e = detail::plan_split_into(list, c.get(), split_options{.merge = Merge}, nullptr,
+                                             unused);
+      e != errc{})
+    return e;
   return split_view<detail::source_iterator_t<std::remove_cvref_t<L>>, Merge>{list.begin(),
                                                                                list.end(), c};
 }

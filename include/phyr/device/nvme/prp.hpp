@@ -66,10 +66,12 @@ enum class prp2_use : std::uint8_t {
 
 /// The command's DPTR for a PRP transfer, and what the builder used.
 template <class Bus>
+// The words in 16-byte aligned pairs and the byte last: the builder writes a pair with one
+// store, and a caller reading a pair (PRP1 and PRP2 into the command, the entry count) gets
+// it forwarded from that store; a pair straddling two stores would wait for both to retire.
 struct prp_result {
   dma_addr<Bus> prp1{};
   dma_addr<Bus> prp2{};
-  prp2_use prp2_kind = prp2_use::none;
   /// PRP entries describing data: PRP1 plus one per further page (SPDK's `prp_index`).
   std::uint64_t entries = 0;
   /// PRP list pages used (0 unless prp2_kind == list).
@@ -78,6 +80,7 @@ struct prp_result {
   std::uint64_t words_used = 0;
   /// Bytes the entries describe (the transfer length).
   std::uint64_t bytes = 0;
+  prp2_use prp2_kind = prp2_use::none;
 };
 
 /// Data entries that fit in one list page of `page_size` bytes.
@@ -298,15 +301,16 @@ requires std::same_as<source_space_t<L>, dma_space<Bus>>
   // copied, GCC reads the local back with 16-byte loads over its 8-byte stores, which the CPU
   // cannot forward (a stall on every 4 KiB I/O).
   if (plan.entries == 1) {
-    return result<prp_result<Bus>>{std::in_place, dma_addr<Bus>{plan.first_addr},
-                                   dma_addr<Bus>{}, prp2_use::none, plan.entries,
-                                   std::uint64_t{0}, std::uint64_t{0}, plan.bytes};
+    return result<prp_result<Bus>>{std::in_place,    dma_addr<Bus>{plan.first_addr},
+                                   dma_addr<Bus>{},   plan.entries,
+                                   std::uint64_t{0},  std::uint64_t{0},
+                                   plan.bytes,        prp2_use::none};
   }
   if (plan.entries == 2 && one_range) {
     return result<prp_result<Bus>>{
         std::in_place, dma_addr<Bus>{plan.first_addr},
-        dma_addr<Bus>{(plan.first_addr & ~(cfg.page_size - 1)) + cfg.page_size}, prp2_use::data,
-        plan.entries, std::uint64_t{0}, std::uint64_t{0}, plan.bytes};
+        dma_addr<Bus>{(plan.first_addr & ~(cfg.page_size - 1)) + cfg.page_size}, plan.entries,
+        std::uint64_t{0}, std::uint64_t{0}, plan.bytes, prp2_use::data};
   }
   prp_result<Bus> out;
   out.prp1 = dma_addr<Bus>{plan.first_addr};
