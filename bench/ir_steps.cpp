@@ -1,4 +1,4 @@
-// The io_steps/... cases of phyr_bench_ir (bench/ir_driver.cpp): the 4 KiB I/O of
+// The io_steps/... cases of phyr_bench_ir (bench/ir_driver.cpp): the 4 KiB and 16 KiB I/Os of
 // bench/io_path.hpp run up to each step, so the difference between consecutive cases is that
 // step's instructions. Also the walk/... cases: walk_bench.cpp's sums (packed_sum, sg_sum) over
 // the same shared lists, counted per walk.
@@ -75,10 +75,11 @@ void add_walk_cases(std::vector<ir_case>& out) {
 
 void add_step_cases(std::vector<ir_case>& out) {
   add_walk_cases(out);
-  // The 4 KiB I/O step by step: each case runs the path up to a step, so the difference
-  // between consecutive cases is that step's cost (io_steps/<wl>/4KiB/<impl>_<n>).
-  for (const char* wl : {"contig", "frag"}) {
-    const std::string w = wl, size = "4KiB";
+  // The 4 KiB and 16 KiB I/Os step by step: each case runs the path up to a step, so the
+  // difference between consecutive cases is that step's cost (io_steps/<wl>/<size>/<impl>_<n>).
+  for (const auto& [wl, sz] : {std::pair{"contig", "4KiB"}, std::pair{"frag", "4KiB"},
+                               std::pair{"frag", "16KiB"}}) {
+    const std::string w = wl, size = sz;
     const std::string stem = "io_steps/" + w + "/" + size + "/";
     auto phyr_case = [&]<int Upto>(std::integral_constant<int, Upto>) {
       out.push_back({stem + "phyr_range_list_" + std::to_string(Upto), "io",
