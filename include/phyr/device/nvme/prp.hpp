@@ -217,22 +217,22 @@ template <class L>
   return p;
 }
 
-/// Checks that descriptor memory holds a list of `list_entries` entries; returns the pages.
+/// Checks that descriptor memory holds a list of `list_entries` entries, starting in `pg` (the
+/// first list page) and going on with the pages `cur` yields after it; returns the pages. The
+/// cursor is a copy, so the writer can take the same pages from its own.
 template <class Bus>
-[[nodiscard]] constexpr result<std::uint64_t> plan_prp_pages(
-    std::span<const descriptor_chunk<Bus>> chunks, std::uint64_t page_size,
-    std::uint64_t list_entries) noexcept {
-  prp_page_cursor<Bus> cur(chunks, page_size);
+[[nodiscard]] constexpr result<std::uint64_t> plan_prp_pages(prp_page_cursor<Bus> cur,
+                                                             prp_page_slot pg,
+                                                             std::uint64_t list_entries) noexcept {
   std::uint64_t left = list_entries;
-  std::uint64_t pages = 0;
-  prp_page_slot pg;
-  while (cur.next(pg)) {
-    ++pages;
+  std::uint64_t pages = 1;
+  for (;;) {
     if (left <= pg.slots) return pages;
     if (!pg.full) return errc::exhausted;  // only a whole aligned page may chain
     left -= pg.slots - 1;
+    if (!cur.next(pg)) return errc::exhausted;
+    ++pages;
   }
-  return errc::exhausted;
 }
 
 /// Calls f(first_page, last_page) for the pages after PRP1, in order, run by run: each range's
@@ -312,33 +312,37 @@ requires std::same_as<source_space_t<L>, dma_space<Bus>>
         dma_addr<Bus>{(plan.first_addr & ~(cfg.page_size - 1)) + cfg.page_size}, plan.entries,
         std::uint64_t{0}, std::uint64_t{0}, plan.bytes, prp2_use::data};
   }
-  prp_result<Bus> out;
-  out.prp1 = dma_addr<Bus>{plan.first_addr};
-  out.entries = plan.entries;
-  out.bytes = plan.bytes;
   if (plan.entries == 2) {
+    result<prp_result<Bus>> r{std::in_place, dma_addr<Bus>{plan.first_addr}, dma_addr<Bus>{},
+                              plan.entries, std::uint64_t{0}, std::uint64_t{0}, plan.bytes,
+                              prp2_use::data};
     // The second page: the one after PRP1's, or the next range's first.
     detail::for_each_prp_page_run(list, cfg.page_size, [&](std::uint64_t p, std::uint64_t) {
-      out.prp2 = dma_addr<Bus>{p};
-      out.prp2_kind = prp2_use::data;
+      r->prp2 = dma_addr<Bus>{p};
       return false;  // the first page after PRP1's is all PRP2 needs
     });
-    return out;
+    return r;
   }
   if (auto c = detail::check_chunks(mem, cfg.page_size); !c) return c.error();
   const std::uint64_t list_entries = plan.entries - 1;
-  auto pages = detail::plan_prp_pages(mem, cfg.page_size, list_entries);
-  if (!pages) return pages.error();
-
-  // Everything checked: write. The state lives in locals (a store through `slot` cannot
-  // alias them), and a run is written page by page with no check per entry.
+  // The first list page is found once, for the check and for the writer.
   detail::prp_page_cursor<Bus> cur(mem, cfg.page_size);
   detail::prp_page_slot pg;
-  (void)cur.next(pg);
-  out.prp2 = dma_addr<Bus>{pg.dma};
-  out.prp2_kind = prp2_use::list;
-  out.list_pages = *pages;
-  out.words_used = list_entries + (*pages - 1);  // data entries plus one chain pointer per page
+  if (!cur.next(pg)) return errc::exhausted;
+  auto pages = detail::plan_prp_pages(cur, pg, list_entries);
+  if (!pages) return pages.error();
+
+  // Everything checked: write. The answer is built in the returned object (see above); the
+  // state lives in locals (a store through `slot` cannot alias them), and a run is written
+  // page by page with no check per entry.
+  result<prp_result<Bus>> r{std::in_place,
+                            dma_addr<Bus>{plan.first_addr},
+                            dma_addr<Bus>{pg.dma},
+                            plan.entries,
+                            *pages,
+                            list_entries + (*pages - 1),  // data, a chain word per extra page
+                            plan.bytes,
+                            prp2_use::list};
   const unsigned shift = static_cast<unsigned>(std::countr_zero(cfg.page_size));
   std::uint64_t left = list_entries;  // data entries not yet written
   std::uint64_t* slot = mem[pg.chunk].words.data() + pg.word;
@@ -369,7 +373,7 @@ requires std::same_as<source_space_t<L>, dma_space<Bus>>
       if (todo == 0) return true;
     }
   });
-  return out;
+  return r;
 }
 
 /// As above, with the limits given as a page size only (no MDTS check).
