@@ -46,6 +46,7 @@
 #include <phyr/device/constraints.hpp>
 #include <phyr/device/nvme/common.hpp>
 #include <span>
+#include <type_traits>
 
 namespace phyr::inline v0::nvme {
 
@@ -213,8 +214,14 @@ template <class L>
   if (!done) return err;
   if (first) return errc::invalid_argument;
   if (cfg.max_transfer != 0 && p.bytes > cfg.max_transfer) return errc::too_long;
-  p.entries = prp_entry_count(p.first_addr, p.bytes, cfg.page_size);
-  return p;
+  // Field by field into the result: the walk kept them on the stack (config.hpp).
+  std::uint64_t first_addr = p.first_addr;
+  std::uint64_t bytes = p.bytes;
+  if (!std::is_constant_evaluated()) {
+    PHYR_KEEP_SCALAR(first_addr);
+    PHYR_KEEP_SCALAR(bytes);
+  }
+  return prp_plan{first_addr, bytes, prp_entry_count(first_addr, bytes, cfg.page_size)};
 }
 
 /// Checks that descriptor memory holds a list of `list_entries` entries, starting in `pg` (the
@@ -313,15 +320,15 @@ requires std::same_as<source_space_t<L>, dma_space<Bus>>
         std::uint64_t{0}, std::uint64_t{0}, plan.bytes, prp2_use::data};
   }
   if (plan.entries == 2) {
-    result<prp_result<Bus>> r{std::in_place, dma_addr<Bus>{plan.first_addr}, dma_addr<Bus>{},
-                              plan.entries, std::uint64_t{0}, std::uint64_t{0}, plan.bytes,
-                              prp2_use::data};
     // The second page: the one after PRP1's, or the next range's first.
+    std::uint64_t prp2 = 0;
     detail::for_each_prp_page_run(list, cfg.page_size, [&](std::uint64_t p, std::uint64_t) {
-      r->prp2 = dma_addr<Bus>{p};
+      prp2 = p;
       return false;  // the first page after PRP1's is all PRP2 needs
     });
-    return r;
+    return result<prp_result<Bus>>{
+        std::in_place,    dma_addr<Bus>{plan.first_addr}, dma_addr<Bus>{prp2}, plan.entries,
+        std::uint64_t{0}, std::uint64_t{0},               plan.bytes,          prp2_use::data};
   }
   if (auto c = detail::check_chunks(mem, cfg.page_size); !c) return c.error();
   const std::uint64_t list_entries = plan.entries - 1;
@@ -332,17 +339,9 @@ requires std::same_as<source_space_t<L>, dma_space<Bus>>
   auto pages = detail::plan_prp_pages(cur, pg, list_entries);
   if (!pages) return pages.error();
 
-  // Everything checked: write. The answer is built in the returned object (see above); the
-  // state lives in locals (a store through `slot` cannot alias them), and a run is written
-  // page by page with no check per entry.
-  result<prp_result<Bus>> r{std::in_place,
-                            dma_addr<Bus>{plan.first_addr},
-                            dma_addr<Bus>{pg.dma},
-                            plan.entries,
-                            *pages,
-                            list_entries + (*pages - 1),  // data, a chain word per extra page
-                            plan.bytes,
-                            prp2_use::list};
+  // Everything checked: write. The state lives in locals (a store through `slot` cannot alias
+  // them), and a run is written page by page with no check per entry.
+  const std::uint64_t list_dma = pg.dma;
   const unsigned shift = static_cast<unsigned>(std::countr_zero(cfg.page_size));
   std::uint64_t left = list_entries;  // data entries not yet written
   std::uint64_t* slot = mem[pg.chunk].words.data() + pg.word;
@@ -373,7 +372,15 @@ requires std::same_as<source_space_t<L>, dma_space<Bus>>
       if (todo == 0) return true;
     }
   });
-  return r;
+  // Built in the returned object (see above).
+  return result<prp_result<Bus>>{std::in_place,
+                                 dma_addr<Bus>{plan.first_addr},
+                                 dma_addr<Bus>{list_dma},
+                                 plan.entries,
+                                 *pages,
+                                 list_entries + (*pages - 1),  // data, a chain word a page more
+                                 plan.bytes,
+                                 prp2_use::list};
 }
 
 /// As above, with the limits given as a page size only (no MDTS check).
