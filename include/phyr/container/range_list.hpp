@@ -149,6 +149,24 @@ struct borrow_counter {
 #endif
 }  // namespace PHYR_BORROW_ABI_NAMESPACE
 
+/// What a range_list knows about its entries, in one aggregate so that clearing, moving,
+/// checkpointing and rolling back are single assignments.
+struct list_counters {
+  std::size_t size = 0;
+  std::uint64_t total = 0;
+  std::uint64_t lowest = ~std::uint64_t{0};
+  std::uint64_t highest = 0;
+  std::size_t live_heap_bytes = 0;  // heap segments in the chain (the rest are spares)
+};
+
+/// Where a whole list's entries and counters live, whatever its allocator: what an aliasing
+/// user that must stay small (an identity mapping, two words) keeps instead of a view.
+struct list_core_ref {
+  const segment_header* head = nullptr;
+  const list_counters* n = nullptr;
+  const borrow_counter* borrows = nullptr;
+};
+
 }  // namespace detail
 
 inline namespace PHYR_BORROW_ABI_NAMESPACE {
@@ -255,6 +273,36 @@ class range_list_view {
   [[nodiscard]] Range back() const noexcept {
     PHYR_ASSERT(count_ != 0, "back() of an empty view");
     return Range{address<space_type>{back_addr_}, last_len_, back_flags_};
+  }
+
+  /// The first entry of the whole list behind `c` (an aliasing user's core_ref), as an
+  /// iterator of this view type; `end()` is its end.
+  [[nodiscard]] static iterator begin_of(const detail::list_core_ref& c) noexcept {
+    iterator it;
+    if (c.n == nullptr) return it;
+    it.seg_ = c.head;
+    it.left_ = c.n->size;
+    return it;
+  }
+  /// The whole list behind `c` as a view. O(heap segments): the last entry is found by
+  /// following the chain.
+  [[nodiscard]] static range_list_view whole(const detail::list_core_ref& c) noexcept {
+    range_list_view v;
+    v.borrows_ = c.borrows;
+    if (c.n == nullptr || c.n->size == 0) return v;
+    // The segment holding entry size - 1: counted, not assumed to end the chain.
+    const detail::segment_header* last = c.head;
+    for (std::size_t seen = last->count; seen < c.n->size; seen += last->count) last = last->next;
+    const Range& b = detail::seg_entries<Range>(last)[last->count - 1];
+    v.seg_ = c.head;
+    v.count_ = c.n->size;
+    v.last_len_ = b.len();
+    v.back_addr_ = b.addr().value();
+    v.back_flags_ = b.flags();
+    v.total_ = c.n->total;
+    v.lowest_ = c.n->lowest;
+    v.highest_ = c.n->highest;
+    return v;
   }
 
   /// Borrow tracking for aliasing users (identity mappings); no-ops without
@@ -652,6 +700,12 @@ class range_list {
   // NOLINTNEXTLINE(google-explicit-constructor): a list is usable wherever a view is.
   operator view_type() const noexcept { return view(); }
 
+  /// Where the entries and counters live, for an aliasing user that keeps pointers instead of
+  /// a view (the identity mapping); valid while the list is alive and unchanged.
+  [[nodiscard]] detail::list_core_ref core_ref() const noexcept {
+    return {&head_.h, &n_, &borrows_};
+  }
+
   /// The bytes [byte_offset, byte_offset + len) of the list's concatenated ranges, as a
   /// view with its first and last entries trimmed. O(entries up to the slice end).
   /// Errors: invalid_argument (len == 0), out_of_range (past total_bytes()).
@@ -757,15 +811,7 @@ class range_list {
   static_assert(offsetof(inline_segment, e) == sizeof(segment_header),
                 "entries must follow the header as in heap segments");
 
-  // What the list knows about its entries, in one aggregate so that clearing, moving,
-  // checkpointing and rolling back are single assignments.
-  struct counters {
-    std::size_t size = 0;
-    std::uint64_t total = 0;
-    std::uint64_t lowest = ~std::uint64_t{0};
-    std::uint64_t highest = 0;
-    std::size_t live_heap_bytes = 0;  // heap segments in the chain (the rest are spares)
-  };
+  using counters = detail::list_counters;
 
   struct checkpoint {
     segment_header* tail;

@@ -230,7 +230,7 @@ struct bounce_record {
 /// mapper.
 template <class Inner, phys_memory_accessor Accessor, segment_allocator Alloc>
 class bounce_mapping {
-  using inner_mapping = mapping_t<Inner>;
+  using inner_mapping = slice_mapping_t<Inner>;  // the inner mapper maps views
   using pool_type = bounce_pool<Accessor, Alloc>;
   using list_type = range_list<phys_range, Alloc>;
 

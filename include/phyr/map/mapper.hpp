@@ -199,6 +199,18 @@ inline constexpr bool is_result_of_v<result<T, E>, T> = true;
 template <class R, class T>
 concept result_of = is_result_of_v<R, T>;
 
+/// The mapping a mapper gives for a view: its `slice_mapping` when it names one, else its
+/// `mapping`.
+template <class M>
+struct slice_mapping_of {
+  using type = typename M::mapping;
+};
+template <class M>
+  requires requires { typename M::slice_mapping; }
+struct slice_mapping_of<M> {
+  using type = typename M::slice_mapping;
+};
+
 template <class M>
 concept mapper_maps = requires(M& m, const range_list<range<typename M::source_space>>& list,
                                range_list_view<range<typename M::source_space>> view,
@@ -206,25 +218,33 @@ concept mapper_maps = requires(M& m, const range_list<range<typename M::source_s
   { m.try_map(list, dir) }
   noexcept->result_of<typename M::mapping>;
   { m.try_map(view, dir) }
-  noexcept->result_of<typename M::mapping>;
+  noexcept->result_of<typename slice_mapping_of<M>::type>;
 }
 || unsatisfied<
        "dma_mapper: needs noexcept `result<mapping> try_map(const "
-       "range_list<range<source_space>>&, dma_direction)` and the same for "
-       "range_list_view<range<source_space>>",
+       "range_list<range<source_space>>&, dma_direction)` and `result<slice_mapping>` (or "
+       "`result<mapping>`) for range_list_view<range<source_space>>",
        M>();
 
 template <class M>
-concept mapper_unmaps = requires(M& m, typename M::mapping& mp) {
+concept mapper_unmaps = requires(M& m, typename M::mapping& mp,
+                                 typename slice_mapping_of<M>::type& sp) {
   { m.try_unmap(std::move(mp)) }
   noexcept->result_of<void>;
+  { m.try_unmap(std::move(sp)) }
+  noexcept->result_of<void>;
 }
-|| unsatisfied<"dma_mapper: needs noexcept `result<void> try_unmap(mapping&&)`", M>();
+|| unsatisfied<"dma_mapper: needs noexcept `result<void> try_unmap(mapping&&)` (and for "
+               "slice_mapping&& when it names one)",
+               M>();
 
 template <class M>
-concept mapper_output_is_mapping = dma_mapping<typename M::mapping, typename M::space_type> ||
-    unsatisfied<"dma_mapper: `mapping` must satisfy phyr::dma_mapping<mapping, space_type>",
-                       M>();
+concept mapper_output_is_mapping =
+    (dma_mapping<typename M::mapping, typename M::space_type> &&
+     dma_mapping<typename slice_mapping_of<M>::type, typename M::space_type>) ||
+    unsatisfied<"dma_mapper: `mapping` (and `slice_mapping`, when named) must satisfy "
+                "phyr::dma_mapping<..., space_type>",
+                M>();
 
 }  // namespace detail
 
@@ -232,12 +252,16 @@ concept mapper_output_is_mapping = dma_mapping<typename M::mapping, typename M::
 ///  1. it opts in with `using mapper_concept = phyr::dma_mapper_tag;`;
 ///  2. it names `bus_type`, `space_type` (= `dma_space<bus_type>`) and `mapping`;
 ///  3. it names `source_space`, a CPU-accessible space (`cpu_phys` or `cpu_virt`);
-///  4. `mapping` is a `dma_mapping` of `space_type`;
-///  5. `m.try_map(list_or_view, dir)` is noexcept and returns `result<mapping>` for both a
-///     `const range_list<range<source_space>>&` and a `range_list_view<range<source_space>>`
-///     (real mappers take any allocator), and for lists of no other space;
-///  6. `m.try_unmap(std::move(mapping))` is noexcept and returns `result<void>`; a mapping this
-///     mapper did not make, or already unmapped, gives `errc::foreign_mapping` and is left as is.
+///  4. `mapping` (and `slice_mapping`, when it names one) is a `dma_mapping` of `space_type`;
+///  5. `m.try_map(list, dir)` is noexcept and returns `result<mapping>` for a
+///     `const range_list<range<source_space>>&` (real mappers take any allocator), and
+///     `m.try_map(view, dir)` returns `result<slice_mapping_t<M>>` for a
+///     `range_list_view<range<source_space>>`: the mapper's `slice_mapping` when it names one
+///     (the identity mapper: a whole list maps to two pointers, a slice to a copy of the view),
+///     else `mapping`; lists of no other space do not map;
+///  6. `m.try_unmap(std::move(mp))` is noexcept and returns `result<void>` for both mapping
+///     types; a mapping this mapper did not make, or already unmapped, gives
+///     `errc::foreign_mapping` and is left as is.
 /// In 5 and 6 the result may carry a richer error than `errc` (`result<mapping, sys_error>`
 /// for an OS back end that keeps the errno); `if (!r) return r.error();` works either way.
 /// It does not check thread safety, what a mapping borrows, or that destroying a mapping
@@ -382,6 +406,9 @@ class owned_dma_list {
 /// The mapping type of mapper `M`.
 template <dma_mapper M>
 using mapping_t = typename M::mapping;
+/// What `M` gives for a view: its `slice_mapping` if it names one, else `mapping_t<M>`.
+template <dma_mapper M>
+using slice_mapping_t = typename detail::slice_mapping_of<M>::type;
 /// The CPU space mapper `M` takes lists of.
 template <dma_mapper M>
 using mapper_source_space_t = typename M::source_space;
@@ -440,9 +467,8 @@ enum class sync_for : bool { device, cpu };
 
 /// The body of both free sync calls: the mapper's own member when it has sync members; for
 /// any other mapper nothing at all, not even a range check.
-template <sync_for To, class M>
-[[nodiscard]] constexpr result<void> sync(const M& m, const typename M::mapping& mp,
-                                          dma_sync_range r) noexcept {
+template <sync_for To, class M, class Mp>
+[[nodiscard]] constexpr result<void> sync(const M& m, const Mp& mp, dma_sync_range r) noexcept {
   if constexpr (!mapper_syncs<M>) {
     (void)m, (void)mp, (void)r;
     return {};
@@ -466,11 +492,25 @@ template <dma_mapper M>
                                                          dma_sync_range r = {}) noexcept {
   return detail::sync<detail::sync_for::device>(m, mp, r);
 }
+/// The same for a mapping of a view, when the mapper gives those their own type.
+template <dma_mapper M>
+  requires(!std::same_as<slice_mapping_t<M>, mapping_t<M>>)
+[[nodiscard]] constexpr result<void> try_sync_for_device(const M& m, const slice_mapping_t<M>& mp,
+                                                         dma_sync_range r = {}) noexcept {
+  return detail::sync<detail::sync_for::device>(m, mp, r);
+}
 
 /// Makes `r`'s bytes the device wrote visible to the CPU (see the rule above). Same contract
 /// as try_sync_for_device.
 template <dma_mapper M>
 [[nodiscard]] constexpr result<void> try_sync_for_cpu(const M& m, const mapping_t<M>& mp,
+                                                      dma_sync_range r = {}) noexcept {
+  return detail::sync<detail::sync_for::cpu>(m, mp, r);
+}
+/// The same for a mapping of a view, when the mapper gives those their own type.
+template <dma_mapper M>
+  requires(!std::same_as<slice_mapping_t<M>, mapping_t<M>>)
+[[nodiscard]] constexpr result<void> try_sync_for_cpu(const M& m, const slice_mapping_t<M>& mp,
                                                       dma_sync_range r = {}) noexcept {
   return detail::sync<detail::sync_for::cpu>(m, mp, r);
 }

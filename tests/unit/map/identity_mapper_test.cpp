@@ -3,15 +3,20 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <csignal>
 #include <cstdint>
 #include <cstdlib>
+#include <iterator>
 #include <new>
 #include <phyr/container/range_list.hpp>
+#include <phyr/container/range_source.hpp>
 #include <phyr/map/identity_mapper.hpp>
+#include <phyr/map/mapper.hpp>
 #include <random>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -182,6 +187,56 @@ TEST_CASE("a view or slice maps, and its mask check uses the slice's own highest
   must(m.try_unmap(std::move(*mp)));
 }
 
+TEST_CASE("a whole list maps to two pointers into it, a view to a copy of the view") {
+  // Release layout: head pointer, counters pointer, owner stamp; borrow checks add a pointer.
+  STATIC_REQUIRE(sizeof(identity_mapping<nic>) == (PHYR_ENABLE_BORROW_CHECKS ? 32 : 24));
+  STATIC_REQUIRE(sizeof(identity_slice_mapping<nic>) > sizeof(range_list_view<phys_range>));
+  STATIC_REQUIRE(std::is_same_v<mapping_t<identity_mapper<nic>>, identity_mapping<nic>>);
+  STATIC_REQUIRE(
+      std::is_same_v<slice_mapping_t<identity_mapper<nic>>, identity_slice_mapping<nic>>);
+  STATIC_REQUIRE(dma_mapper<identity_mapper<nic>>);
+
+  // 600 entries: the inline ones and several heap segments, so cpu_ranges() must follow the
+  // chain to find the last entry.
+  auto cpu = fragmented(600);
+  identity_mapper<nic> m;
+  auto whole = must(m.try_map(cpu, to_dev));
+  auto viewed = must(m.try_map(cpu.view(), to_dev));
+  STATIC_REQUIRE(std::is_same_v<decltype(viewed), identity_slice_mapping<nic>>);
+  CHECK(whole.size() == 600);
+  CHECK(whole.total_bytes() == cpu.total_bytes());
+  CHECK(whole.lowest().value() == cpu.lowest().value());
+  CHECK(whole.highest().value() == cpu.highest().value());
+  const auto v = whole.cpu_ranges();
+  const auto w = cpu.view();
+  CHECK(v.size() == w.size());
+  CHECK(v.total_bytes() == w.total_bytes());
+  CHECK(v.back() == w.back());
+  CHECK(v.front() == w.front());
+  CHECK(std::equal(whole.begin(), whole.end(), viewed.begin(), viewed.end()));
+  std::size_t n = 0;
+  CHECK(for_each_range(whole, [&](const dma_range<nic>& r) noexcept {
+    const phys_range& c = *std::next(cpu.begin(), static_cast<std::ptrdiff_t>(n++));
+    return r.addr().value() == c.addr().value() && r.len() == c.len();
+  }));
+  CHECK(n == 600);
+
+  // Each type unmaps with its own overload, and a mapping of either is foreign to another
+  // mapper.
+  identity_mapper<nic> other;
+  CHECK(other.try_unmap(std::move(viewed)).error() == errc::foreign_mapping);
+  CHECK(m.owns(viewed));
+  CHECK(m.owns(whole));
+  must(try_sync_for_device(m, viewed));  // coherent: nothing to do, for either type
+  must(try_sync_for_cpu(m, whole));
+  must(m.try_unmap(std::move(viewed)));
+  must(m.try_unmap(std::move(whole)));
+  CHECK_FALSE(whole.mapped());
+  CHECK(whole.size() == 0);
+  CHECK(whole.begin() == whole.end());
+  CHECK(whole.cpu_ranges().size() == 0);
+}
+
 TEST_CASE("identity unmap rejects foreign, unmapped, moved-from and empty mappings") {
   auto cpu = fragmented(10);
   identity_mapper<nic> a;
@@ -300,6 +355,11 @@ TEST_CASE("debug builds trap when a borrowed CPU list is changed or destroyed") 
     auto cpu = fragmented(3);
     auto mp = must(m.try_map(cpu, to_dev));
     range_list<phys_range> thief{std::move(cpu)};
+  }));
+  CHECK(dies([&] {  // a slice mapping borrows the list behind the view just the same
+    auto cpu = fragmented(3);
+    auto mp = must(m.try_map(must(cpu.try_slice(0, 0x1000)), to_dev));
+    cpu.clear();
   }));
   // Control: the same steps after unmap do not trap.
   CHECK_FALSE(dies([&] {

@@ -129,7 +129,7 @@ class p2p_mapper;
 template <class Bus, phys_dma_mapper Inner, segment_allocator Alloc = default_allocator>
 class p2p_mapping : public detail::owned_dma_list<Bus, Alloc> {
   using base = detail::owned_dma_list<Bus, Alloc>;
-  using inner_mapping = typename Inner::mapping;
+  using inner_mapping = slice_mapping_t<Inner>;  // Inner maps views (the caller's, or scratch)
   using scratch_list = range_list<phys_range, Alloc>;
 
  public:
@@ -196,7 +196,7 @@ template <class Bus, phys_dma_mapper Inner, class Registry = p2p_registry<>,
 class p2p_mapper : public detail::mapper_names<Bus, cpu_phys> {
   static_assert(std::is_same_v<typename Inner::bus_type, Bus>,
                 "p2p_mapper: the Inner mapper must map for the same bus");
-  using inner_mapping = typename Inner::mapping;
+  using inner_mapping = slice_mapping_t<Inner>;  // Inner maps views (the caller's, or scratch)
   using scratch_list = range_list<phys_range, Alloc>;
 
  public:
@@ -306,7 +306,7 @@ class p2p_mapper : public detail::mapper_names<Bus, cpu_phys> {
     // of each input range: view.size() + inner_n covers any Inner whose output has no more
     // entries than its input.
     if (auto r = reserve_output(m, view.size() + inner_n); !r) return undo(m, r.error());
-    if (auto r = map_inner(m, *m.scratch_, dir); !r) return undo(m, r.error());
+    if (auto r = map_inner(m, m.scratch_->view(), dir); !r) return undo(m, r.error());
     if (m.inner().total_bytes() != m.scratch_->total_bytes()) {
       PHYR_ASSERT(false, "Inner mapper changed the byte count of what it mapped");
       return undo(m, errc::invalid_argument);
