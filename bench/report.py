@@ -313,8 +313,9 @@ def metric_mem_within(report, impl, min_entries):
     if not out:
         return None, "no rows"
     worst = max(out, key=lambda x: x[1])
-    return worst[1], (f"worst {worst[0]}: {fmt_ratio(worst[1])} of scatterlist; "
-                      + ", ".join(f"{n}: {fmt_ratio(v)}" for n, v in out if v > 1.1))
+    over = [f"{n}: {fmt_ratio(v)}" for n, v in out if v > 1.1]
+    return worst[1], (f"worst {worst[0]}: {fmt_ratio(worst[1])} of scatterlist over "
+                      f"{len(out)} lists; " + (", ".join(over) if over else "none above 1.1x"))
 
 
 def metric_o1(report):
