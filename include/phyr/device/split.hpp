@@ -254,7 +254,7 @@ template <range_source L>
 [[nodiscard]] constexpr result<split_plan> try_plan_split(
     const L& list, const checked_constraints& c, split_options opt = {},
     std::uint64_t* segments_needed = nullptr) noexcept {
-  // Planned straight into the returned result.
+  // The pass writes the plan into the result's value, field by field.
   result<split_plan> r{split_plan{}};
   if (const errc e = detail::plan_split_into(list, c.get(), opt, segments_needed, *r); e != errc{})
     return e;

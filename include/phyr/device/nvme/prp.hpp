@@ -67,10 +67,10 @@ enum class prp2_use : std::uint8_t {
 
 /// The command's DPTR for a PRP transfer, and what the builder used.
 template <class Bus>
-// The words in 16-byte aligned pairs and the byte last: the builder writes a pair with one
-// store, and a caller reading a pair (PRP1 and PRP2 into the command, the entry count) gets
-// it forwarded from that store; a pair straddling two stores would wait for both to retire.
 struct prp_result {
+  // The words in pairs at offsets 0, 16 and 32, the byte last: the builder writes a pair with
+  // one store, and a caller reading a pair (PRP1 and PRP2 into the command, the entry count)
+  // gets it forwarded from that store; a pair straddling two stores waits for both to retire.
   dma_addr<Bus> prp1{};
   dma_addr<Bus> prp2{};
   /// PRP entries describing data: PRP1 plus one per further page (SPDK's `prp_index`).
@@ -378,7 +378,7 @@ requires std::same_as<source_space_t<L>, dma_space<Bus>>
                                  dma_addr<Bus>{list_dma},
                                  plan.entries,
                                  *pages,
-                                 list_entries + (*pages - 1),  // data, a chain word a page more
+                                 list_entries + (*pages - 1),  // data entries + chain words
                                  plan.bytes,
                                  prp2_use::list};
 }
