@@ -147,7 +147,20 @@ template <bool Merge, class L>
     err = e;
     return false;
   };
-  const bool done = for_each_range(list, [&](const source_range_t<L>& r) noexcept {
+  // A device whose only limits are the segment size and boundary (no DMA mask below 2^64, no
+  // excluded window, alignment, transfer unit or virtual boundary): nothing but a zero length
+  // or an overflow can fail, so the pass only counts.
+  const bool counts_only = !Merge && amask == 0 && umask == 0 && vmask == 0 && !windows &&
+                           c.dma_mask == ~std::uint64_t{0};
+  const bool done = counts_only ? for_each_range(list, [&](const source_range_t<L>& r) noexcept {
+    const std::uint64_t len = r.len();
+    if (len == 0) return fail(errc::invalid_argument);
+    if (len > ~s.bytes) return fail(errc::overflow);
+    s.segments += segments_in(r.addr().value(), len, limit, bmask);
+    s.bytes += len;
+    ++s.entries;
+    return true;
+  }) : for_each_range(list, [&](const source_range_t<L>& r) noexcept {
     const std::uint64_t a = r.addr().value();
     const std::uint64_t len = r.len();
     if (len == 0) return fail(errc::invalid_argument);

@@ -277,6 +277,8 @@ TEST_CASE("try_plan_split reports bad lists with the errc of the first offending
   SECTION("a zero-length entry (a default range in a span)") {
     const std::array<phys_range, 2> a{pr(0x1000, 512), phys_range{}};
     CHECK(phyr::try_plan_split(std::span{a}, c).error() == errc::invalid_argument);
+    // and with only a segment size and boundary (the pass's counting-only loop)
+    CHECK(phyr::try_plan_split(std::span{a}, dma_constraints{}).error() == errc::invalid_argument);
   }
   SECTION("a byte above the DMA mask") {
     CHECK(phyr::try_plan_split(std::array{pr(0xfffffe00, 512)}, c).has_value());
@@ -428,7 +430,7 @@ TEST_CASE("split keeps iterators only into lvalues or borrowed views, never a te
 
 TEST_CASE("split and try_plan_split match the byte-level model on seeded random lists") {
   std::mt19937_64 g(0x5eed5117ull);
-  int planned = 0, merged_differs = 0, too_many = 0;
+  int planned = 0, merged_differs = 0, too_many = 0, counts_only = 0;
   for (int iter = 0; iter < 4000; ++iter) {
     const dma_constraints c = random_constraints(g);
     REQUIRE(c.check());
@@ -437,6 +439,11 @@ TEST_CASE("split and try_plan_split match the byte-level model on seeded random 
         .gaps = pick(g, 0, 1) == 0 ? gap_policy::reject : gap_policy::report,
         .merge = pick(g, 0, 1) == 0 ? merge_policy::keep_entries : merge_policy::merge_contiguous};
     INFO("iteration " << iter);
+    // The pass's counting-only loop (only the segment size and boundary limit the device):
+    // the same model must hold for it.
+    if (o.merge == merge_policy::keep_entries && c.alignment == 1 && c.min_transfer_unit == 1 &&
+        c.virt_boundary_mask == 0 && c.excluded.empty() && c.dma_mask == ~0ull)
+      ++counts_only;
 
     const auto want = model_split(in, c, o.merge);
     CHECK(segments(in, c, o.merge) == want);
@@ -468,6 +475,7 @@ TEST_CASE("split and try_plan_split match the byte-level model on seeded random 
   CHECK(planned > 300);  // the generator reaches the success path often enough
   CHECK(merged_differs > 50);
   CHECK(too_many > 50);
+  CHECK(counts_only > 30);
 }
 
 // ---- FreeBSD busdma anchors (sys/x86/x86/busdma_bounce.c, sys/x86/x86/busdma_machdep.c) -------
