@@ -99,6 +99,11 @@ class identity_iterator {
 
 }  // namespace detail
 
+// A whole-list mapping's layout depends on PHYR_ENABLE_BORROW_CHECKS (it keeps the borrow
+// counter's address only where borrows are counted), so both mappings live in the
+// namespace that setting selects, as range_list does: mixing the two layouts fails to link.
+inline namespace PHYR_BORROW_ABI_NAMESPACE {
+
 /// What `identity_mapper<Bus>::try_map` returns for a whole list: the list itself, read as
 /// `dma_range<Bus>` entries. Two pointers into the list and the mapper's stamp (24 bytes; a
 /// debug build with borrow checks adds a third pointer): no entry and no counter is copied,
@@ -250,6 +255,8 @@ class identity_slice_mapping {
   cpu_view cpu_{};
   std::uint64_t owner_ = 0;  // detail::mapper_id of the mapper that made it; 0 = none
 };
+
+}  // namespace PHYR_BORROW_ABI_NAMESPACE
 
 /// The identity mapper of bus `Bus`. Default-constructed with a 64-bit DMA mask.
 template <class Bus>
