@@ -26,6 +26,8 @@
 #  error "phyr needs C++20 (concepts, consteval, constexpr std::bit_cast): compile with -std=c++20 or newer"
 #endif
 
+#include <type_traits>
+
 #include <phyr/version.hpp>
 
 #if !defined(NDEBUG) || defined(PHYR_ENABLE_ASSERTS)
@@ -83,15 +85,24 @@ namespace phyr::inline v0::detail {
 // For a loop helper that takes a callback writing the caller's locals: inlined, the locals stay
 // in registers; called, every write goes through memory.
 #  define PHYR_ALWAYS_INLINE [[gnu::always_inline]] inline
-// Keeps the integer `v` in a general register here, so the compiler cannot merge the load that
-// produced it with a neighbour's into one 16-byte vector load. Such a load of two fields that
-// two 8-byte stores wrote moments before (a list's counters right after an append) cannot take
-// its data from the store buffer on x86: forwarding fails and the load waits until both stores
-// have left it, some 10-15 cycles. Costs nothing else (an empty asm); not for constexpr code.
-#  define PHYR_KEEP_SCALAR(v) __asm__("" : "+r"(v))
 #else
 #  define PHYR_LIKELY(x) (x)
 #  define PHYR_UNLIKELY(x) (x)
 #  define PHYR_ALWAYS_INLINE inline
-#  define PHYR_KEEP_SCALAR(v) ((void)0)
 #endif
+
+namespace phyr::inline v0::detail {
+/// `v`, passed through a general register, so the compiler cannot merge the load that produced
+/// it with a neighbour's into one 16-byte vector load. Such a load of two fields that two 8-byte
+/// stores wrote moments before (a list's counters right after an append) cannot take its data
+/// from the store buffer on x86: forwarding fails and the load waits until both stores have
+/// left it, some 10-15 cycles. Costs nothing else (an empty asm; nothing at compile time or on
+/// other compilers).
+template <class T>
+[[nodiscard]] PHYR_ALWAYS_INLINE constexpr T keep_scalar(T v) noexcept {
+#if defined(__GNUC__) || defined(__clang__)
+  if (!std::is_constant_evaluated()) __asm__("" : "+r"(v));
+#endif
+  return v;
+}
+}  // namespace phyr::inline v0::detail

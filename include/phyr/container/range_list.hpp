@@ -684,16 +684,10 @@ class range_list {
     v.last_len_ = b.len();
     v.back_addr_ = b.addr().value();
     v.back_flags_ = b.flags();
-    // Read one by one: an append has just written them one by one (config.hpp).
-    std::uint64_t total = n_.total;
-    std::uint64_t lowest = n_.lowest;
-    std::uint64_t highest = n_.highest;
-    PHYR_KEEP_SCALAR(total);
-    PHYR_KEEP_SCALAR(lowest);
-    PHYR_KEEP_SCALAR(highest);
-    v.total_ = total;
-    v.lowest_ = lowest;
-    v.highest_ = highest;
+    // Read one by one: an append has just written them one by one (detail::keep_scalar).
+    v.total_ = detail::keep_scalar(n_.total);
+    v.lowest_ = detail::keep_scalar(n_.lowest);
+    v.highest_ = detail::keep_scalar(n_.highest);
     v.borrows_ = &borrows_;
     return v;
   }

@@ -216,21 +216,13 @@ template <bool Merge, class L>
     if (segments_needed != nullptr) *segments_needed = s.segments;
     return errc::too_many_segments;
   }
-  // Field by field: the loop may have spilled them to the stack one at a time (config.hpp).
-  std::uint64_t entries = s.entries, segments = s.segments, bytes = s.bytes;
-  std::uint64_t gap_count = s.gaps, first_gap = s.first_gap;
-  if (!std::is_constant_evaluated()) {
-    PHYR_KEEP_SCALAR(entries);
-    PHYR_KEEP_SCALAR(segments);
-    PHYR_KEEP_SCALAR(bytes);
-    PHYR_KEEP_SCALAR(gap_count);
-    PHYR_KEEP_SCALAR(first_gap);
-  }
-  out.entries = entries;
-  out.segments = segments;
-  out.bytes = bytes;
-  out.gaps = gap_count;
-  out.first_gap = first_gap;
+  // Field by field: the loop may have spilled them to the stack one at a time
+  // (detail::keep_scalar).
+  out.entries = detail::keep_scalar(s.entries);
+  out.segments = detail::keep_scalar(s.segments);
+  out.bytes = detail::keep_scalar(s.bytes);
+  out.gaps = detail::keep_scalar(s.gaps);
+  out.first_gap = detail::keep_scalar(s.first_gap);
   return errc{};
 }
 

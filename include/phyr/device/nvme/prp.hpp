@@ -46,7 +46,6 @@
 #include <phyr/device/constraints.hpp>
 #include <phyr/device/nvme/common.hpp>
 #include <span>
-#include <type_traits>
 
 namespace phyr::inline v0::nvme {
 
@@ -214,13 +213,9 @@ template <class L>
   if (!done) return err;
   if (first) return errc::invalid_argument;
   if (cfg.max_transfer != 0 && p.bytes > cfg.max_transfer) return errc::too_long;
-  // Field by field into the result: the walk kept them on the stack (config.hpp).
-  std::uint64_t first_addr = p.first_addr;
-  std::uint64_t bytes = p.bytes;
-  if (!std::is_constant_evaluated()) {
-    PHYR_KEEP_SCALAR(first_addr);
-    PHYR_KEEP_SCALAR(bytes);
-  }
+  // Field by field into the result: the walk kept them on the stack (detail::keep_scalar).
+  const std::uint64_t first_addr = phyr::detail::keep_scalar(p.first_addr);
+  const std::uint64_t bytes = phyr::detail::keep_scalar(p.bytes);
   return prp_plan{first_addr, bytes, prp_entry_count(first_addr, bytes, cfg.page_size)};
 }
 
