@@ -85,10 +85,14 @@ namespace phyr::inline v0::detail {
 // For a loop helper that takes a callback writing the caller's locals: inlined, the locals stay
 // in registers; called, every write goes through memory.
 #  define PHYR_ALWAYS_INLINE [[gnu::always_inline]] inline
+// For a long pass behind a short common case: kept out of line, the caller inlines the short
+// case instead of the compiler inlining both or neither.
+#  define PHYR_NOINLINE [[gnu::noinline]]
 #else
 #  define PHYR_LIKELY(x) (x)
 #  define PHYR_UNLIKELY(x) (x)
 #  define PHYR_ALWAYS_INLINE inline
+#  define PHYR_NOINLINE
 #endif
 
 namespace phyr::inline v0::detail {

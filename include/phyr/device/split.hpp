@@ -44,6 +44,7 @@
 /// caller can decide to bounce the I/O (map/bounce_mapper.hpp) or use another descriptor format.
 #pragma once
 
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <iterator>
@@ -128,9 +129,11 @@ namespace detail {
 // result: try_split, the per-I/O caller, only needs to know the list fits, and copying a
 // result that was just written field by field costs a failed store-to-load forward (config.hpp).
 template <bool Merge, class L>
-[[nodiscard]] constexpr errc plan_split_pass(const L& list, const dma_constraints& c,
-                                             gap_policy gaps, std::uint64_t* segments_needed,
-                                             split_plan& out) noexcept {
+[[nodiscard]] PHYR_NOINLINE constexpr errc plan_split_pass(const L& list,
+                                                         const dma_constraints& c,
+                                                         gap_policy gaps,
+                                                         std::uint64_t* segments_needed,
+                                                         split_plan& out) noexcept {
   const std::uint64_t limit = c.segment_limit();
   const std::uint64_t bmask = c.segment_boundary_mask;
   const std::uint64_t amask = c.alignment - 1;
@@ -226,13 +229,55 @@ template <bool Merge, class L>
   return errc{};
 }
 
-// try_plan_split without the result: the policies checked, then the pass for the merge policy.
+// The pass for a list of one entry, which is a run on its own under either merge policy and
+// has no junction: its checks in the pass's order, without the pass's setup and loop (every
+// 4 KiB I/O and every physically contiguous one: 57 of a 4 KiB I/O's 425 instructions). The
+// pass stays out of line (PHYR_NOINLINE) so that callers inline this instead.
+template <class R>
+[[nodiscard]] constexpr errc plan_one_entry(const R& r, const dma_constraints& c,
+                                            std::uint64_t* segments_needed,
+                                            split_plan& out) noexcept {
+  const std::uint64_t a = r.addr().value();
+  const std::uint64_t len = r.len();
+  if (len == 0) return errc::invalid_argument;
+  const std::uint64_t last = r.last().value();
+  if (last > c.dma_mask) return errc::not_addressable;
+  if (!c.excluded.empty() && c.excluded.hits(a, last)) [[unlikely]]
+    return errc::not_addressable;
+  if ((a & (c.alignment - 1)) != 0) return errc::misaligned;
+  if (!whole_units(a, len, c.min_transfer_unit - 1, c.segment_boundary_mask))
+    return errc::misaligned;
+  const std::uint64_t segments = segments_in(a, len, c.segment_limit(), c.segment_boundary_mask);
+  if (len > c.max_total_bytes) return errc::too_long;
+  if (segments > c.max_segments) {
+    if (segments_needed != nullptr) *segments_needed = segments;
+    return errc::too_many_segments;
+  }
+  out.entries = 1;
+  out.segments = segments;
+  out.bytes = len;
+  out.gaps = 0;
+  out.first_gap = 0;
+  return errc{};
+}
+
+// try_plan_split without the result: the policies checked, then the pass for the merge policy
+// (a list that knows its size and holds one entry skips the pass).
 template <class L>
-[[nodiscard]] constexpr errc plan_split_into(const L& list, const dma_constraints& c,
-                                             split_options opt, std::uint64_t* segments_needed,
-                                             split_plan& out) noexcept {
+[[nodiscard]] PHYR_ALWAYS_INLINE constexpr errc plan_split_into(const L& list,
+                                                               const dma_constraints& c,
+                                                               split_options opt,
+                                                               std::uint64_t* segments_needed,
+                                                               split_plan& out) noexcept {
   if (opt.gaps != gap_policy::reject && opt.gaps != gap_policy::report)
     return errc::invalid_argument;
+  if constexpr (requires {
+                  { list.size() } -> std::convertible_to<std::size_t>;
+                }) {
+    if (opt.merge != merge_policy::keep_entries && opt.merge != merge_policy::merge_contiguous)
+      return errc::invalid_argument;
+    if (list.size() == 1) return plan_one_entry(*list.begin(), c, segments_needed, out);
+  }
   if (opt.merge == merge_policy::keep_entries)
     return plan_split_pass<false>(list, c, opt.gaps, segments_needed, out);
   if (opt.merge == merge_policy::merge_contiguous)
@@ -496,7 +541,8 @@ template <merge_policy Merge = merge_policy::keep_entries, class L>
 /// first, once.
 template <merge_policy Merge = merge_policy::keep_entries, class L>
   requires viewable_source<L>
-[[nodiscard]] constexpr result<split_view<detail::source_iterator_t<std::remove_cvref_t<L>>, Merge>>
+[[nodiscard]] PHYR_ALWAYS_INLINE constexpr result<
+    split_view<detail::source_iterator_t<std::remove_cvref_t<L>>, Merge>>
 try_split(L&& list, const checked_constraints& c) noexcept {
   split_plan unused;
   if (const errc e = detail::plan_split_into(list, c.get(), split_options{.merge = Merge}, nullptr,

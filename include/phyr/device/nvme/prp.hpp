@@ -268,70 +268,36 @@ PHYR_ALWAYS_INLINE constexpr void for_each_prp_page_run(const L& list, std::uint
 
 }  // namespace detail
 
-/// Builds PRP1/PRP2 and, when needed, PRP list pages in `mem` for the DMA list `list`.
-/// See the file comment for the rules and errors. Strong guarantee: on failure nothing is
-/// written.
-template <class Bus, range_source L>
-requires std::same_as<source_space_t<L>, dma_space<Bus>>
-[[nodiscard]] constexpr result<prp_result<Bus>> try_build_prp(
-    const L& list, const prp_config& cfg, std::span<const descriptor_chunk<Bus>> mem) noexcept {
-  if (!valid_page_size(cfg.page_size)) return errc::invalid_argument;
-  // One range (every 4 KiB I/O, any physically contiguous one): the plan follows from its
-  // address and length, with plan_prp's checks in its order, and no walk.
-  detail::prp_plan plan;
-  bool one_range = false;
-  if constexpr (requires {
-                  { list.size() } -> std::convertible_to<std::size_t>;
-                }) {
-    if (list.size() == 1) {
-      const auto r = *list.begin();
-      plan.first_addr = r.addr().value();
-      plan.bytes = r.len();
-      if (plan.bytes == 0) return errc::invalid_argument;
-      if ((plan.first_addr & 3) != 0) return errc::misaligned;
-      if (cfg.max_transfer != 0 && plan.bytes > cfg.max_transfer) return errc::too_long;
-      plan.entries = prp_entry_count(plan.first_addr, plan.bytes, cfg.page_size);
-      one_range = true;
-    }
-  }
-  if (!one_range) {
-    auto p = detail::plan_prp(list, cfg);
-    if (!p) return p.error();
-    plan = *p;
-  }
-  // The short answers are built in the returned object from registers: built in a local and
-  // copied, GCC reads the local back with 16-byte loads over its 8-byte stores, which the CPU
-  // cannot forward (a stall on every 4 KiB I/O).
-  if (plan.entries == 1) {
-    return result<prp_result<Bus>>{std::in_place,    dma_addr<Bus>{plan.first_addr},
-                                   dma_addr<Bus>{},   plan.entries,
-                                   std::uint64_t{0},  std::uint64_t{0},
-                                   plan.bytes,        prp2_use::none};
-  }
-  if (plan.entries == 2 && one_range) {
-    return result<prp_result<Bus>>{
-        std::in_place, dma_addr<Bus>{plan.first_addr},
-        dma_addr<Bus>{(plan.first_addr & ~(cfg.page_size - 1)) + cfg.page_size}, plan.entries,
-        std::uint64_t{0}, std::uint64_t{0}, plan.bytes, prp2_use::data};
-  }
-  if (plan.entries == 2) {
-    // The second page: the one after PRP1's, or the next range's first.
-    std::uint64_t prp2 = 0;
-    detail::for_each_prp_page_run(list, cfg.page_size, [&](std::uint64_t p, std::uint64_t) {
-      prp2 = p;
-      return false;  // the first page after PRP1's is all PRP2 needs
-    });
-    return result<prp_result<Bus>>{
-        std::in_place,    dma_addr<Bus>{plan.first_addr}, dma_addr<Bus>{prp2}, plan.entries,
-        std::uint64_t{0}, std::uint64_t{0},               plan.bytes,          prp2_use::data};
-  }
-  if (auto c = detail::check_chunks(mem, cfg.page_size); !c) return c.error();
+namespace detail {
+
+// The answers without a list, built in the returned object from registers: built in a local
+// and copied, GCC reads the local back with 16-byte loads over its 8-byte stores, which the CPU
+// cannot forward (a stall on every 4 KiB I/O).
+template <class Bus>
+[[nodiscard]] PHYR_ALWAYS_INLINE constexpr result<prp_result<Bus>> prp_without_list(
+    std::uint64_t prp1, std::uint64_t prp2, std::uint64_t entries, std::uint64_t bytes) noexcept {
+  return result<prp_result<Bus>>{std::in_place,
+                                 dma_addr<Bus>{prp1},
+                                 dma_addr<Bus>{prp2},
+                                 entries,
+                                 std::uint64_t{0},
+                                 std::uint64_t{0},
+                                 bytes,
+                                 entries == 1 ? prp2_use::none : prp2_use::data};
+}
+
+// The list case of try_build_prp: `plan` accepted, more than two entries.
+template <class Bus, class L>
+[[nodiscard]] PHYR_ALWAYS_INLINE constexpr result<prp_result<Bus>> write_prp_list(
+    const L& list, const prp_config& cfg, std::span<const descriptor_chunk<Bus>> mem,
+    prp_plan plan) noexcept {
+  if (auto c = check_chunks(mem, cfg.page_size); !c) return c.error();
   const std::uint64_t list_entries = plan.entries - 1;
   // The first list page is found once, for the check and for the writer.
-  detail::prp_page_cursor<Bus> cur(mem, cfg.page_size);
-  detail::prp_page_slot pg;
+  prp_page_cursor<Bus> cur(mem, cfg.page_size);
+  prp_page_slot pg;
   if (!cur.next(pg)) return errc::exhausted;
-  auto pages = detail::plan_prp_pages(cur, pg, list_entries);
+  auto pages = plan_prp_pages(cur, pg, list_entries);
   if (!pages) return pages.error();
 
   // Everything checked: write. The state lives in locals (a store through `slot` cannot alias
@@ -342,9 +308,9 @@ requires std::same_as<source_space_t<L>, dma_space<Bus>>
   std::uint64_t* slot = mem[pg.chunk].words.data() + pg.word;
   // Data slots left in this page: all of them in the last page, else all but the chain slot.
   std::uint64_t room = left <= pg.slots ? left : pg.slots - 1;
-  detail::for_each_prp_page_run(list, cfg.page_size, [&](std::uint64_t p, std::uint64_t stop) {
+  for_each_prp_page_run(list, cfg.page_size, [&](std::uint64_t p, std::uint64_t stop) {
     if (p == stop && room != 0) {  // one page with a free slot: fragmented memory's every step
-      *slot++ = detail::to_le64(p);
+      *slot++ = to_le64(p);
       --left;
       --room;
       return true;
@@ -352,14 +318,14 @@ requires std::same_as<source_space_t<L>, dma_space<Bus>>
     std::uint64_t todo = ((stop - p) >> shift) + 1;
     for (;;) {
       if (room == 0) {  // this page's data slots are full and entries remain: chain
-        detail::prp_page_slot next;
+        prp_page_slot next;
         (void)cur.next(next);
-        *slot = detail::to_le64(next.dma);
+        *slot = to_le64(next.dma);
         slot = mem[next.chunk].words.data() + next.word;
         room = left <= next.slots ? left : next.slots - 1;
       }
       const std::uint64_t n = todo < room ? todo : room;
-      for (std::uint64_t k = 0; k < n; ++k, p += cfg.page_size) slot[k] = detail::to_le64(p);
+      for (std::uint64_t k = 0; k < n; ++k, p += cfg.page_size) slot[k] = to_le64(p);
       slot += n;
       left -= n;
       room -= n;
@@ -367,7 +333,7 @@ requires std::same_as<source_space_t<L>, dma_space<Bus>>
       if (todo == 0) return true;
     }
   });
-  // Built in the returned object (see above).
+  // Built in the returned object (see try_build_prp).
   return result<prp_result<Bus>>{std::in_place,
                                  dma_addr<Bus>{plan.first_addr},
                                  dma_addr<Bus>{list_dma},
@@ -378,13 +344,77 @@ requires std::same_as<source_space_t<L>, dma_space<Bus>>
                                  prp2_use::list};
 }
 
+// try_build_prp for a list of several ranges (or one that does not know its size): the pass
+// that plans, then the answer for the entry count.
+template <class Bus, class L>
+[[nodiscard]] PHYR_NOINLINE constexpr result<prp_result<Bus>> build_prp_walk(
+    const L& list, const prp_config& cfg, std::span<const descriptor_chunk<Bus>> mem) noexcept {
+  auto p = plan_prp(list, cfg);
+  if (!p) return p.error();
+  const prp_plan plan = *p;
+  if (plan.entries == 1) return prp_without_list<Bus>(plan.first_addr, 0, 1, plan.bytes);
+  if (plan.entries == 2) {
+    // The second page: the one after PRP1's, or the next range's first.
+    std::uint64_t prp2 = 0;
+    for_each_prp_page_run(list, cfg.page_size, [&](std::uint64_t pg, std::uint64_t) {
+      prp2 = pg;
+      return false;  // the first page after PRP1's is all PRP2 needs
+    });
+    return prp_without_list<Bus>(plan.first_addr, prp2, 2, plan.bytes);
+  }
+  return write_prp_list<Bus>(list, cfg, mem, plan);
+}
+
+// The list case for one range. Out of line (as is build_prp_walk), so try_build_prp's callers
+// inline the short answers (every 4 KiB I/O) without the list case's setup.
+template <class Bus, class L>
+[[nodiscard]] PHYR_NOINLINE constexpr result<prp_result<Bus>> build_prp_list(
+    const L& list, const prp_config& cfg, std::span<const descriptor_chunk<Bus>> mem,
+    prp_plan plan) noexcept {
+  return write_prp_list<Bus>(list, cfg, mem, plan);
+}
+
+}  // namespace detail
+
+/// Builds PRP1/PRP2 and, when needed, PRP list pages in `mem` for the DMA list `list`.
+/// See the file comment for the rules and errors. Strong guarantee: on failure nothing is
+/// written.
+template <class Bus, range_source L>
+requires std::same_as<source_space_t<L>, dma_space<Bus>>
+[[nodiscard]] PHYR_ALWAYS_INLINE constexpr result<prp_result<Bus>> try_build_prp(
+    const L& list, const prp_config& cfg, std::span<const descriptor_chunk<Bus>> mem) noexcept {
+  if (!valid_page_size(cfg.page_size)) return errc::invalid_argument;
+  // One range (every 4 KiB I/O, any physically contiguous one): the plan follows from its
+  // address and length, with plan_prp's checks in its order, and no walk; the answers for one
+  // or two entries are inlined into the caller.
+  if constexpr (requires {
+                  { list.size() } -> std::convertible_to<std::size_t>;
+                }) {
+    if (list.size() == 1) {
+      const auto r = *list.begin();
+      const std::uint64_t a = r.addr().value();
+      const std::uint64_t bytes = r.len();
+      if (bytes == 0) return errc::invalid_argument;
+      if ((a & 3) != 0) return errc::misaligned;
+      if (cfg.max_transfer != 0 && bytes > cfg.max_transfer) return errc::too_long;
+      const std::uint64_t entries = prp_entry_count(a, bytes, cfg.page_size);
+      if (entries == 1) return detail::prp_without_list<Bus>(a, 0, 1, bytes);
+      if (entries == 2) {
+        return detail::prp_without_list<Bus>(a, (a & ~(cfg.page_size - 1)) + cfg.page_size, 2,
+                                             bytes);
+      }
+      return detail::build_prp_list<Bus>(list, cfg, mem, detail::prp_plan{a, bytes, entries});
+    }
+  }
+  return detail::build_prp_walk<Bus>(list, cfg, mem);
+}
+
 /// As above, with the limits given as a page size only (no MDTS check).
 template <class Bus, range_source L>
 requires std::same_as<source_space_t<L>, dma_space<Bus>>
-[[nodiscard]] constexpr result<prp_result<Bus>> try_build_prp(const L& list,
-                                                              std::uint64_t page_size,
-                                                              std::span<std::uint64_t> words,
-                                                              dma_addr<Bus> words_dma) noexcept {
+[[nodiscard]] PHYR_ALWAYS_INLINE constexpr result<prp_result<Bus>> try_build_prp(
+    const L& list, std::uint64_t page_size, std::span<std::uint64_t> words,
+    dma_addr<Bus> words_dma) noexcept {
   const detail::single_chunk<Bus> one{{words, words_dma}};
   return try_build_prp<Bus>(list, prp_config{.page_size = page_size}, one.chunks());
 }
@@ -392,9 +422,9 @@ requires std::same_as<source_space_t<L>, dma_space<Bus>>
 /// One contiguous piece of descriptor memory, with full limits.
 template <class Bus, range_source L>
 requires std::same_as<source_space_t<L>, dma_space<Bus>>
-[[nodiscard]] constexpr result<prp_result<Bus>> try_build_prp(const L& list, const prp_config& cfg,
-                                                              std::span<std::uint64_t> words,
-                                                              dma_addr<Bus> words_dma) noexcept {
+[[nodiscard]] PHYR_ALWAYS_INLINE constexpr result<prp_result<Bus>> try_build_prp(
+    const L& list, const prp_config& cfg, std::span<std::uint64_t> words,
+    dma_addr<Bus> words_dma) noexcept {
   const detail::single_chunk<Bus> one{{words, words_dma}};
   return try_build_prp<Bus>(list, cfg, one.chunks());
 }
