@@ -646,8 +646,8 @@ class Report:
                 "mapping object alone; identity_mapper takes range_lists only, and with no IOMMU "
                 "a packed_list is itself what the device is given (its blocks() are DMA "
                 "addresses), so phyr_packed counts no DMA bytes. Small lists are dominated by "
-                "fixed costs (the range_list object holds two entries inline; its heap segments "
-                "are 4 KiB).\n\n" +
+                "fixed costs (the range_list object holds four entries inline; its heap segments "
+                "grow from 96 bytes to 4 KiB).\n\n" +
                 table(["workload", "size", "impl", "CPU B/page", "DMA B/page", "total B/page",
                        "of which entries", "entries", "vs scatterlist"], body) + "\n")
 

@@ -424,7 +424,8 @@ TEST_CASE("range_list: segment pool backs a list without the heap and reports ex
           "[range_list][alloc]") {
   phyr::segment_pool<4096, 2> pool;
   phyr::range_list<phys_range, phyr::pool_allocator> l{pool.allocator()};
-  std::vector<std::uint64_t> pfns(2 + 2 * 255);
+  // The inline entries and two full pool segments of 255 entries each.
+  std::vector<std::uint64_t> pfns(list::inline_capacity + 2 * 255);
   for (std::size_t i = 0; i < pfns.size(); ++i) pfns[i] = 2 * i;
   REQUIRE(l.try_append_pages(pfns, 0, pfns.size() * 4096));
   CHECK(pool.available() == 0);
@@ -595,16 +596,17 @@ TEST_CASE("range_list: try_splice_back into a full tail fails cleanly when memor
   phyr::fault_state fs;
   flist a{phyr::fault_injecting_allocator{&fs}};
   flist b{phyr::fault_injecting_allocator{&fs}};
-  REQUIRE(a.try_append(phys_range{phys_addr{0x1000}, 1}));
-  REQUIRE(a.try_append(phys_range{phys_addr{0x3000}, 1}));  // inline head full
-  REQUIRE(b.try_append(phys_range{phys_addr{0x5000}, 1}));
+  constexpr std::uint64_t k = flist::inline_capacity;
+  for (std::uint64_t i = 0; i < k; ++i)
+    REQUIRE(a.try_append(phys_range{phys_addr{0x1000 + 0x2000 * i}, 1}));  // inline head full
+  REQUIRE(b.try_append(phys_range{phys_addr{0x100000}, 1}));
   fs.fail_at = fs.calls + 1;
   CHECK(a.try_splice_back(std::move(b)).error() == errc::out_of_memory);
-  CHECK(a.size() == 2);
+  CHECK(a.size() == k);
   CHECK(b.size() == 1);
   fs.fail_at = 0;
   REQUIRE(a.try_splice_back(std::move(b)));
-  CHECK(a.size() == 3);
+  CHECK(a.size() == k + 1);
 }
 
 TEST_CASE("range_list: the list type fixes the address space", "[range_list][compile-fail]") {
@@ -709,31 +711,43 @@ TEST_CASE("range_list: heap segments grow geometrically from a small first one",
           "[range_list][alloc]") {
   phyr::fault_state fs;
   flist l{phyr::fault_injecting_allocator{&fs}};
-  for (std::uint64_t i = 0; i < 3; ++i) REQUIRE(l.try_append(pr(i * 0x2000, 0x1000)));
-  // 2 inline entries + one in the first heap segment of 64 bytes
+  constexpr std::uint64_t k = flist::inline_capacity;
+  STATIC_REQUIRE(flist::first_segment_bytes == 96);  // 1.25x the 80-byte inline head
+  for (std::uint64_t i = 0; i < k + 1; ++i) REQUIRE(l.try_append(pr(i * 0x2000, 0x1000)));
+  // the inline entries + one in the first heap segment
   CHECK(l.heap_bytes() == flist::first_segment_bytes);
-  for (std::uint64_t i = 3; i < 7; ++i) REQUIRE(l.try_append(pr(i * 0x2000, 0x1000)));
-  // 3 entries in the first segment, then one of 80 bytes (1.25x)
-  CHECK(l.heap_bytes() == flist::first_segment_bytes + 80);
+  const std::uint64_t first = flist::capacity_of(flist::first_segment_bytes);
+  CHECK(first == 5);
+  for (std::uint64_t i = k + 1; i < k + first + 1; ++i)
+    REQUIRE(l.try_append(pr(i * 0x2000, 0x1000)));
+  // the first segment full, then one of 112 bytes (1.25x, rounded down to whole entries)
+  CHECK(l.heap_bytes() == flist::first_segment_bytes + 112);
 }
 
 TEST_CASE("range_list: try_append_pages of an I/O takes one heap segment sized to its runs",
           "[range_list][alloc]") {
   phyr::fault_state fs;
   flist l{phyr::fault_injecting_allocator{&fs}};
-  std::vector<std::uint64_t> pfns(3);
+  constexpr std::size_t ki = flist::inline_capacity;
+  // Up to the inline capacity, a scattered I/O allocates nothing.
+  std::vector<std::uint64_t> pfns(ki);
   for (std::size_t i = 0; i < pfns.size(); ++i) pfns[i] = 2 * i;
   REQUIRE(l.try_append_pages(pfns, 0, pfns.size() * 4096));
-  // 2 inline entries + one in a heap segment of exactly one entry
+  CHECK(l.heap_bytes() == 0);
+  CHECK(fs.calls == 0);
+  l.clear();
+  pfns.push_back(2 * ki);
+  REQUIRE(l.try_append_pages(pfns, 0, pfns.size() * 4096));
+  // the inline entries + one in a heap segment of exactly one entry
   CHECK(l.heap_bytes() == 16 + 16);
   CHECK(fs.calls == 1);
-  // 256 scattered pages (a 1 MiB I/O): 254 entries past the inline ones, one allocation
+  // 256 scattered pages (a 1 MiB I/O): the entries past the inline ones, one allocation
   flist io{phyr::fault_injecting_allocator{&fs}};
   std::vector<std::uint64_t> mib(256);
   for (std::size_t i = 0; i < mib.size(); ++i) mib[i] = 3 * i;
   REQUIRE(io.try_append_pages(mib, 0x10, mib.size() * 4096 - 0x20));
   CHECK(io.size() == 256);
-  CHECK(io.heap_bytes() == 16 + 254 * 16);
+  CHECK(io.heap_bytes() == 16 + (256 - ki) * 16);
   CHECK(fs.calls == 2);
   // 49 entries (the THP trace's count): 32 bytes per entry is what an exactly sized
   // scatterlist costs; the list stays within 1.1x of that.
@@ -741,7 +755,7 @@ TEST_CASE("range_list: try_append_pages of an I/O takes one heap segment sized t
   std::vector<std::uint64_t> frag(49);
   for (std::size_t i = 0; i < frag.size(); ++i) frag[i] = 2 * i;
   REQUIRE(m.try_append_pages(frag, 0, frag.size() * 4096));
-  CHECK(m.bytes_used() == sizeof(flist) + 16 + 47 * 16);
+  CHECK(m.bytes_used() == sizeof(flist) + 16 + (49 - ki) * 16);
   CHECK(m.bytes_used() <= (32 * 49 + 16) * 11 / 10);
   // A long list (no count: more than 512 pages) is almost all full page-sized segments:
   // under 16.3 bytes per entry.
@@ -761,7 +775,7 @@ TEST_CASE("range_list: try_append_pages of an I/O takes one heap segment sized t
   flist fb{phyr::fault_injecting_allocator{&fs}};
   REQUIRE(fb.try_append_pages(mib, 0, mib.size() * 4096));
   CHECK(fb.size() == 256);
-  CHECK(fb.heap_bytes() > 16 + 254 * 16);
+  CHECK(fb.heap_bytes() > 16 + (256 - ki) * 16);
   fs.fail_at = 0;
   // ...and an append that fails after taking it (500 runs after one entry: the page-sized
   // first segment, then one more) gives it back: the list is as it was and the allocator even.
