@@ -286,8 +286,9 @@ template <class Bus>
                                  entries == 1 ? prp2_use::none : prp2_use::data};
 }
 
-// The list case of try_build_prp: `plan` accepted, more than two entries.
-template <class Bus, class L>
+// The list case of try_build_prp: `plan` accepted, more than two entries. OneRange: the list
+// is one range, whose pages after PRP1's are one run known from the plan, so no walk.
+template <class Bus, bool OneRange, class L>
 [[nodiscard]] PHYR_ALWAYS_INLINE constexpr result<prp_result<Bus>> write_prp_list(
     const L& list, const prp_config& cfg, std::span<const descriptor_chunk<Bus>> mem,
     prp_plan plan) noexcept {
@@ -308,7 +309,7 @@ template <class Bus, class L>
   std::uint64_t* slot = mem[pg.chunk].words.data() + pg.word;
   // Data slots left in this page: all of them in the last page, else all but the chain slot.
   std::uint64_t room = left <= pg.slots ? left : pg.slots - 1;
-  for_each_prp_page_run(list, cfg.page_size, [&](std::uint64_t p, std::uint64_t stop) {
+  auto write = [&](std::uint64_t p, std::uint64_t stop) {
     if (p == stop && room != 0) {  // one page with a free slot: fragmented memory's every step
       *slot++ = to_le64(p);
       --left;
@@ -332,7 +333,14 @@ template <class Bus, class L>
       todo -= n;
       if (todo == 0) return true;
     }
-  });
+  };
+  if constexpr (OneRange) {
+    const std::uint64_t mask = cfg.page_size - 1;
+    (void)write((plan.first_addr & ~mask) + cfg.page_size,
+                (plan.first_addr + (plan.bytes - 1)) & ~mask);
+  } else {
+    for_each_prp_page_run(list, cfg.page_size, write);
+  }
   // Built in the returned object (see try_build_prp).
   return result<prp_result<Bus>>{std::in_place,
                                  dma_addr<Bus>{plan.first_addr},
@@ -362,7 +370,7 @@ template <class Bus, class L>
     });
     return prp_without_list<Bus>(plan.first_addr, prp2, 2, plan.bytes);
   }
-  return write_prp_list<Bus>(list, cfg, mem, plan);
+  return write_prp_list<Bus, false>(list, cfg, mem, plan);
 }
 
 // The list case for one range. Out of line (as is build_prp_walk), so try_build_prp's callers
@@ -371,7 +379,7 @@ template <class Bus, class L>
 [[nodiscard]] PHYR_NOINLINE constexpr result<prp_result<Bus>> build_prp_list(
     const L& list, const prp_config& cfg, std::span<const descriptor_chunk<Bus>> mem,
     prp_plan plan) noexcept {
-  return write_prp_list<Bus>(list, cfg, mem, plan);
+  return write_prp_list<Bus, true>(list, cfg, mem, plan);
 }
 
 }  // namespace detail
