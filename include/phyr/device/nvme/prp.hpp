@@ -341,7 +341,7 @@ template <class Bus, bool OneRange, class L>
   } else {
     for_each_prp_page_run(list, cfg.page_size, write);
   }
-  // Built in the returned object (see try_build_prp).
+  // Built in the returned object (see prp_without_list).
   return result<prp_result<Bus>>{std::in_place,
                                  dma_addr<Bus>{plan.first_addr},
                                  dma_addr<Bus>{list_dma},
