@@ -35,6 +35,7 @@
 
 #include <phyr/config.hpp>
 #include <phyr/container/range_list.hpp>
+#include <phyr/container/range_source.hpp>
 #include <phyr/core/address.hpp>
 #include <phyr/core/allocator.hpp>
 #include <phyr/core/error.hpp>
@@ -257,6 +258,12 @@ class identity_slice_mapping {
 };
 
 }  // namespace PHYR_BORROW_ABI_NAMESPACE
+
+// Both alias a range_list (or a view of one) and read its counters.
+template <class Bus>
+inline constexpr bool enable_counted_source<identity_mapping<Bus>> = true;
+template <class Bus>
+inline constexpr bool enable_counted_source<identity_slice_mapping<Bus>> = true;
 
 /// The identity mapper of bus `Bus`. Default-constructed with a 64-bit DMA mask.
 template <class Bus>

@@ -497,6 +497,67 @@ TEST_CASE("split and try_plan_split match the byte-level model on seeded random 
   CHECK(one_entry > 300);
 }
 
+TEST_CASE("try_split answers from a counted source's counters when only size and boundary limit") {
+  STATIC_REQUIRE(phyr::enable_counted_source<list>);
+  STATIC_REQUIRE(phyr::enable_counted_source<phyr::range_list_view<phys_range>>);
+  STATIC_REQUIRE(phyr::enable_counted_source<phyr::identity_mapping<nvme0>>);
+  STATIC_REQUIRE_FALSE(phyr::enable_counted_source<std::vector<phys_range>>);
+  STATIC_REQUIRE_FALSE(phyr::enable_counted_source<std::span<const phys_range>>);
+  const phyr::identity_mapper<nvme0> m;
+  std::mt19937_64 g(0xc0a7edull);
+  int counted_ok = 0, counted_errors = 0, other = 0;
+  for (int iter = 0; iter < 3000; ++iter) {
+    INFO("iteration " << iter);
+    dma_constraints c = random_constraints(g);
+    // Half the time the family the counters answer for: any size, boundary, mask and total,
+    // nothing else.
+    const bool counted = pick(g, 0, 1) == 0;
+    if (counted) {
+      c.alignment = 1;
+      c.min_transfer_unit = 1;
+      c.virt_boundary_mask = 0;
+      c.excluded = {};
+      c.max_segments = ~0ull;
+      c.max_segment_size = pick(g, 1, 900);
+    }
+    REQUIRE(c.check());
+    list l;
+    bool appended = true;
+    for (const phys_range& r : random_list(g)) appended = appended && l.try_append(r).has_value();
+    if (!appended) continue;
+    // The same entries (appending may have merged some) as a source with no counters: the pass.
+    const std::vector<phys_range> entries(l.begin(), l.end());
+    const auto want = phyr::try_plan_split(sizeless{&entries}, c);
+    const auto got = phyr::try_split(l, ok(c));
+    REQUIRE(got.has_value() == want.has_value());
+    auto mp = phyr::must(m.try_map(l, phyr::dma_direction::to_device));
+    const auto got_dma = phyr::try_split(mp, ok(c));
+    REQUIRE(got_dma.has_value() == want.has_value());
+    if (!want) {
+      CHECK(got.error() == want.error());
+      CHECK(got_dma.error() == want.error());
+      if (counted) ++counted_errors;
+    } else {
+      std::vector<phys_range> segs, dma_segs;
+      got->for_each([&](const phys_range& x) { segs.push_back(x); });
+      got_dma->for_each([&](const phyr::dma_range<nvme0>& x) {
+        dma_segs.push_back(pr(x.addr().value(), x.len(), x.flags()));
+      });
+      CHECK(segs == model_split(entries, c));
+      CHECK(dma_segs == segs);
+      if (counted) ++counted_ok;
+    }
+    if (!counted) ++other;
+    phyr::must(m.try_unmap(std::move(mp)));
+  }
+  CHECK(counted_ok > 300);
+  CHECK(counted_errors > 100);  // above the DMA mask, over the total
+  CHECK(other > 1000);
+  // An empty list is refused as the pass refuses it.
+  const list empty;
+  CHECK(phyr::try_split(empty, ok(dma_constraints{})).error() == errc::invalid_argument);
+}
+
 // ---- FreeBSD busdma anchors (sys/x86/x86/busdma_bounce.c, sys/x86/x86/busdma_machdep.c) -------
 
 TEST_CASE("busdma: boundary 64K / maxsegsz 64K cuts 0x1F000+0x3000 at the 64K line") {
