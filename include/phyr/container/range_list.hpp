@@ -157,8 +157,15 @@ struct list_counters {
   std::uint64_t total = 0;
   std::uint64_t lowest = ~std::uint64_t{0};
   std::uint64_t highest = 0;
+  std::uint64_t gaps = 0;  // gap_bits(): see range_list
   std::size_t live_heap_bytes = 0;  // heap segments in the chain (the rest are spares)
 };
+
+/// The bits a junction from a range whose last byte is `prev_last` to one starting at `next`
+/// adds to gap_bits(): none when the next range continues the previous one.
+[[nodiscard]] constexpr std::uint64_t gap_at(std::uint64_t prev_last, std::uint64_t next) noexcept {
+  return prev_last != ~std::uint64_t{0} && prev_last + 1 == next ? 0 : (prev_last + 1) | next;
+}
 
 /// Where a whole list's entries and counters live, whatever its allocator: what an aliasing
 /// user that must stay small (an identity mapping, two words) keeps instead of a view.
@@ -257,6 +264,8 @@ class range_list_view {
   [[nodiscard]] std::size_t size() const noexcept { return count_; }
   [[nodiscard]] bool empty() const noexcept { return count_ == 0; }
   [[nodiscard]] std::uint64_t total_bytes() const noexcept { return total_; }
+  /// As range_list::gap_bits, for the view's entries.
+  [[nodiscard]] std::uint64_t gap_bits() const noexcept { return gaps_; }
   /// Smallest start address; the view must not be empty.
   [[nodiscard]] address<space_type> lowest() const noexcept {
     PHYR_ASSERT(count_ != 0, "lowest() of an empty view");
@@ -303,6 +312,7 @@ class range_list_view {
     v.total_ = c.n->total;
     v.lowest_ = c.n->lowest;
     v.highest_ = c.n->highest;
+    v.gaps_ = c.n->gaps;
     return v;
   }
 
@@ -330,6 +340,7 @@ class range_list_view {
   std::uint64_t total_ = 0;
   std::uint64_t lowest_ = 0;
   std::uint64_t highest_ = 0;
+  std::uint64_t gaps_ = 0;
   const detail::borrow_counter* borrows_ = nullptr;
 };
 
@@ -468,6 +479,9 @@ class range_list {
         }
       }
       if (c != tail_->capacity) {
+        if (c != 0)
+          n_.gaps |= detail::gap_at(detail::seg_entries<Range>(tail_)[c - 1].last().value(),
+                                    r.addr().value());
         ::new (static_cast<void*>(detail::seg_entries<Range>(tail_) + c)) Range(r);
         tail_->count = c + 1;
         ++n_.size;
@@ -621,6 +635,12 @@ class range_list {
   [[nodiscard]] std::size_t size() const noexcept { return n_.size; }
   [[nodiscard]] bool empty() const noexcept { return n_.size == 0; }
   [[nodiscard]] std::uint64_t total_bytes() const noexcept { return n_.total; }
+  /// The addresses at the list's gaps ORed together (a gap: a range that does not start where
+  /// the previous one ended; its address pair is that end and that start), possibly with more
+  /// bits set: `(gap_bits() & (2^k - 1)) == 0` proves every gap 2^k aligned, the converse may
+  /// not hold. O(1): what lets a PRP list or a virtual-boundary check skip its pass over the
+  /// entries (device/).
+  [[nodiscard]] std::uint64_t gap_bits() const noexcept { return n_.gaps; }
   /// Smallest start address. The list must not be empty.
   [[nodiscard]] address<space_type> lowest() const noexcept {
     PHYR_ASSERT(n_.size != 0, "lowest() of an empty list");
@@ -693,6 +713,7 @@ class range_list {
     v.total_ = detail::keep_scalar(n_.total);
     v.lowest_ = detail::keep_scalar(n_.lowest);
     v.highest_ = detail::keep_scalar(n_.highest);
+    v.gaps_ = detail::keep_scalar(n_.gaps);
     v.borrows_ = &borrows_;
     return v;
   }
@@ -720,6 +741,8 @@ class range_list {
     std::uint64_t pos = 0;  // byte offset of the current entry's start
     const std::uint64_t stop = byte_offset + len;
     bool started = false;
+    std::uint64_t prev_last = 0;  // last byte of the previous entry in the slice (untrimmed:
+                                  // a trim moves only the slice's outer ends, never a junction)
     for (const segment_header* s = &head_.h; s != nullptr; s = s->next) {
       const Range* e = detail::seg_entries<Range>(s);
       for (std::uint32_t i = 0; i < s->count; ++i) {
@@ -738,6 +761,8 @@ class range_list {
         const std::uint64_t from = v.count_ == 1 ? v.head_trim_ : 0;
         const std::uint64_t to = stop - pos < l ? stop - pos : l;  // exclusive, within entry
         const std::uint64_t a = e[i].addr().value();
+        if (v.count_ != 1) v.gaps_ |= detail::gap_at(prev_last, a);
+        prev_last = e[i].last().value();
         if (a + from < v.lowest_) v.lowest_ = a + from;
         if (a + to - 1 > v.highest_) v.highest_ = a + to - 1;
         if (pos + l >= stop) {
@@ -789,6 +814,8 @@ class range_list {
     n_.total = cp.n.total + other.n_.total;
     if (other.n_.lowest < n_.lowest) n_.lowest = other.n_.lowest;
     if (other.n_.highest > n_.highest) n_.highest = other.n_.highest;
+    // The junction with this list went through append_split; other's own gaps come along.
+    n_.gaps |= other.n_.gaps;
     other.head_.h.count = 0;
     other.tail_ = &other.head_.h;
     other.n_ = counters{};
@@ -988,7 +1015,13 @@ class range_list {
 
   // Appends without coalescing (the caller knows it cannot merge or does not want it).
   [[nodiscard]] bool push_raw(const Range& r) noexcept {
+    // The previous entry ends the tail segment (a non-empty list's tail is never empty).
+    const std::uint64_t gap =
+        n_.size == 0 ? 0
+                     : detail::gap_at(detail::seg_entries<Range>(tail_)[tail_->count - 1].last().value(),
+                                      r.addr().value());
     if (PHYR_UNLIKELY(tail_->count == tail_->capacity) && !grow()) return false;
+    n_.gaps |= gap;
     ::new (static_cast<void*>(detail::seg_entries<Range>(tail_) + tail_->count)) Range(r);
     ++tail_->count;
     ++n_.size;
@@ -1085,6 +1118,8 @@ class range_list {
     n_.size = c;
     n_.lowest = lo;
     n_.highest = hi;
+    // Runs meet at frame boundaries: every gap is a multiple of the page.
+    n_.gaps = c > 1 ? page_size : 0;
     return true;
   }
 
@@ -1142,6 +1177,7 @@ class range_list {
     n_.size = runs;
     n_.lowest = lo;
     n_.highest = hi;
+    n_.gaps = page_size;  // more than one run, meeting at frame boundaries
     return fresh::done;
   }
 
@@ -1261,6 +1297,9 @@ class range_list {
     if (has_full && pfn_to_addr(mx) + page_mask > hi) hi = pfn_to_addr(mx) + page_mask;
     if (lo < n_.lowest) n_.lowest = lo;
     if (hi > n_.highest) n_.highest = hi;
+    // Every run here starts a page after a discontinuity, so each gap it makes is a multiple
+    // of the page (the first run's junction with the list went through append_split).
+    n_.gaps |= page_size;
     return {};
   }
 

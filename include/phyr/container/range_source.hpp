@@ -81,10 +81,11 @@ template <any_range R, std::size_t N>
 inline constexpr bool enable_borrowed_source<std::span<const R, N>> = true;
 
 /// True for source types whose `size()`, `total_bytes()` and `highest()` are kept exact as the
-/// source changes and whose ranges are never empty: phyr's lists, their views and the identity
-/// mappings of them. device/ code may then answer from those counters instead of walking (a
-/// try_split for a device that limits only segment size and boundary is O(1)). Specialise it
-/// only for a source that keeps both promises.
+/// source changes, whose `gap_bits()` covers every gap (range_list::gap_bits), and whose ranges
+/// are never empty: phyr's lists, their views and the identity mappings of them. device/ code
+/// may then answer from those counters instead of walking (a try_split for a device that
+/// limits only segment size and boundary is O(1), and so is planning PRPs for a list whose gaps
+/// fall on page boundaries). Specialise it only for a source that keeps these promises.
 template <class L>
 inline constexpr bool enable_counted_source = false;
 template <any_range R>

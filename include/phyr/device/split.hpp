@@ -539,22 +539,24 @@ template <merge_policy Merge = merge_policy::keep_entries, class L>
 /// Errors are try_plan_split's (gap_policy::reject: split() cannot fix a gap). The per-I/O
 /// form takes `checked_constraints` (limits checked once, at setup); the other checks `c`
 /// first, once. O(1) for a counted source (`enable_counted_source`: phyr's lists, views and
-/// identity mappings) when the device limits only the segment size and boundary, the DMA mask
-/// and the total length (no segment count, alignment, transfer unit, virtual boundary or
-/// excluded window); otherwise one pass over the list (one check for a list of one range).
+/// identity mappings) when the device limits only the segment size and boundary, the DMA mask,
+/// the total length and a virtual boundary the list's gap_bits() shows every gap respects (no
+/// segment count, alignment, transfer unit or excluded window); otherwise one pass over the
+/// list (one check for a list of one range).
 template <merge_policy Merge = merge_policy::keep_entries, class L>
   requires viewable_source<L>
 [[nodiscard]] PHYR_ALWAYS_INLINE constexpr result<
     split_view<detail::source_iterator_t<std::remove_cvref_t<L>>, Merge>>
 try_split(L&& list, const checked_constraints& c) noexcept {
   using view = split_view<detail::source_iterator_t<std::remove_cvref_t<L>>, Merge>;
-  // A device that limits only the segment size and boundary (with any DMA mask and total) and
-  // a list whose counters are exact and whose ranges are never empty: the pass could fail only
-  // on an empty list, a byte above the mask or the total, in that order, and those are O(1).
+  // A device that limits only the segment size and boundary (with any DMA mask and total, and
+  // a virtual boundary every gap of the list provably respects) and a list whose counters are
+  // exact and whose ranges are never empty: the pass could fail only on an empty list, a byte
+  // above the mask or the total, in that order, and those are O(1).
   if constexpr (enable_counted_source<std::remove_cvref_t<L>>) {
     const dma_constraints& d = c.get();
-    if (d.alignment == 1 && d.min_transfer_unit == 1 && d.virt_boundary_mask == 0 &&
-        d.excluded.empty() && d.max_segments == ~std::uint64_t{0}) {
+    if (d.alignment == 1 && d.min_transfer_unit == 1 && d.excluded.empty() &&
+        d.max_segments == ~std::uint64_t{0} && (list.gap_bits() & d.virt_boundary_mask) == 0) {
       if (list.size() == 0) return errc::invalid_argument;
       if (list.highest().value() > d.dma_mask) return errc::not_addressable;
       if (list.total_bytes() > d.max_total_bytes) return errc::too_long;

@@ -142,6 +142,10 @@ class identity_mapping {
   [[nodiscard]] std::uint64_t total_bytes() const noexcept {
     return core_.n == nullptr ? 0 : core_.n->total;
   }
+  /// The list's gap_bits() (range_list): its gaps are the mapping's.
+  [[nodiscard]] std::uint64_t gap_bits() const noexcept {
+    return core_.n == nullptr ? 0 : core_.n->gaps;
+  }
   /// Smallest DMA address and largest last DMA byte (O(1)); the mapping must not be empty.
   [[nodiscard]] dma_addr<Bus> lowest() const noexcept {
     PHYR_ASSERT(!empty(), "lowest() of an empty mapping");
@@ -230,6 +234,7 @@ class identity_slice_mapping {
   [[nodiscard]] std::size_t size() const noexcept { return cpu_.size(); }
   [[nodiscard]] bool empty() const noexcept { return cpu_.empty(); }
   [[nodiscard]] std::uint64_t total_bytes() const noexcept { return cpu_.total_bytes(); }
+  [[nodiscard]] std::uint64_t gap_bits() const noexcept { return cpu_.gap_bits(); }
   /// Smallest DMA address and largest last DMA byte (O(1)); the mapping must not be empty.
   [[nodiscard]] dma_addr<Bus> lowest() const noexcept {
     return dma_addr<Bus>{cpu_.lowest().value()};

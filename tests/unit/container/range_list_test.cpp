@@ -934,3 +934,109 @@ TEST_CASE("range_list: bad frames into an empty list are rejected unchanged, the
                                                         2 * 4096 - 0x10}});
   CHECK(l.highest() == phys_addr{~0ull});
 }
+
+namespace {
+// The gaps of a sequence of entries, exactly: the address pair of every junction where a range
+// does not start right after the previous one.
+std::vector<std::uint64_t> model_gaps(const std::vector<phys_range>& v) {
+  std::vector<std::uint64_t> g;
+  for (std::size_t i = 1; i < v.size(); ++i) {
+    const std::uint64_t pl = v[i - 1].last().value();
+    if (pl == ~0ull || pl + 1 != v[i].addr().value()) g.push_back((pl + 1) | v[i].addr().value());
+  }
+  return g;
+}
+// gap_bits' promise: for every 2^k, a summary with no bit below 2^k means every gap is 2^k
+// aligned. Returns the first k it fails for, or 64.
+template <class L>
+unsigned gap_bits_broken_at(const L& l) {
+  const std::vector<std::uint64_t> gaps = model_gaps(to_vec(l));
+  for (unsigned k = 1; k < 64; ++k) {
+    const std::uint64_t m = (std::uint64_t{1} << k) - 1;
+    if ((l.gap_bits() & m) != 0) continue;
+    for (const std::uint64_t x : gaps)
+      if ((x & m) != 0) return k;
+  }
+  return 64;
+}
+}  // namespace
+
+TEST_CASE("range_list: gap_bits covers every gap through appends, page arrays, splices, slices",
+          "[range_list]") {
+  std::mt19937_64 g(0x9a95ull);
+  auto pick = [&](std::uint64_t lo, std::uint64_t hi) {
+    return std::uniform_int_distribution<std::uint64_t>{lo, hi}(g);
+  };
+  int exact = 0, page_lists = 0, spliced = 0, sliced = 0;
+  for (int iter = 0; iter < 2000; ++iter) {
+    INFO("iteration " << iter);
+    list l, other;
+    const bool limited = pick(0, 2) == 0;
+    if (limited) {
+      REQUIRE(l.try_set_max_segment(4096 * pick(1, 4)));
+      REQUIRE(other.try_set_max_segment(l.max_segment()));
+    }
+    std::uint64_t a = pick(0, 3) == 0 ? ~0ull - (1 << 20) : pick(0, 1 << 24);
+    bool pages_used = false;
+    for (int op = static_cast<int>(pick(1, 12)); op > 0; --op) {
+      list& dst = pick(0, 3) == 0 ? other : l;
+      if (pick(0, 2) == 0) {
+        // A page array: scattered or consecutive frames, a first offset and a cut last page.
+        std::vector<std::uint64_t> pfns(pick(1, 9));
+        std::uint64_t f = pick(1, 1 << 20);
+        for (auto& p : pfns) {
+          p = f;
+          f += pick(0, 1) == 0 ? 1 : pick(2, 50);
+        }
+        const std::uint64_t off = pick(0, 1) == 0 ? 0 : pick(0, 4095);
+        const std::uint64_t span = pfns.size() * 4096 - off;
+        const std::uint64_t len = span - (pick(0, 1) == 0 ? 0 : pick(0, 4095 - (pfns.size() == 1 ? off : 0)));
+        if (dst.try_append_pages(pfns, off, len)) pages_used = true;
+      } else {
+        const std::uint64_t len = pick(1, 9000);
+        if (a > ~0ull - len) a = pick(0, 1 << 24);
+        (void)dst.try_append(pr(a, len, pick(0, 3) == 0 ? range_flags::pinned : range_flags::none));
+        switch (pick(0, 3)) {
+          case 0: a += len; break;                               // contiguous
+          case 1: a = ((a + len) | 4095) + 1; break;             // next page
+          case 2: a += len + pick(1, 5000); break;               // anywhere
+          default: a = ((a + len) & ~511ull) + 512 * pick(1, 8);  // 512-aligned
+        }
+      }
+      CHECK(gap_bits_broken_at(dst) == 64);
+    }
+    if (!pages_used && !limited) {
+      // Built by try_append alone the summary is exact: the OR of the gaps.
+      std::uint64_t want = 0;
+      for (const std::uint64_t x : model_gaps(to_vec(l))) want |= x;
+      CHECK(l.gap_bits() == want);
+      ++exact;
+    }
+    if (pages_used) ++page_lists;
+    if (pick(0, 1) == 0 && l.try_splice_back(std::move(other))) {
+      ++spliced;
+      CHECK(gap_bits_broken_at(l) == 64);
+    }
+    CHECK(gap_bits_broken_at(l.view()) == 64);
+    CHECK(l.view().gap_bits() == l.gap_bits());
+    if (l.total_bytes() > 1) {
+      const std::uint64_t off = pick(0, l.total_bytes() - 1);
+      const auto s = l.try_slice(off, pick(1, l.total_bytes() - off));
+      REQUIRE(s);
+      CHECK(gap_bits_broken_at(*s) == 64);
+      ++sliced;
+    }
+    l.clear();
+    CHECK(l.gap_bits() == 0);
+  }
+  CHECK(exact > 100);
+  CHECK(page_lists > 300);
+  CHECK(spliced > 300);
+  CHECK(sliced > 1000);
+  // Page arrays certify page-aligned gaps: one summary bit per page run, never lower bits.
+  list p;
+  const std::uint64_t frames[] = {0x100, 0x101, 0x200, 0x305, 0x306};
+  REQUIRE(p.try_append_pages(frames, 0x80, 5 * 4096 - 0x80 - 0x10));
+  CHECK((p.gap_bits() & 0xfff) == 0);
+  CHECK(p.gap_bits() != 0);
+}

@@ -352,14 +352,12 @@ template <class Bus, bool OneRange, class L>
                                  prp2_use::list};
 }
 
-// try_build_prp for a list of several ranges (or one that does not know its size): the pass
-// that plans, then the answer for the entry count.
+// try_build_prp's answer for the plan of a list of several ranges (or of one that does not
+// know its size).
 template <class Bus, class L>
-[[nodiscard]] PHYR_NOINLINE constexpr result<prp_result<Bus>> build_prp_walk(
-    const L& list, const prp_config& cfg, std::span<const descriptor_chunk<Bus>> mem) noexcept {
-  auto p = plan_prp(list, cfg);
-  if (!p) return p.error();
-  const prp_plan plan = *p;
+[[nodiscard]] PHYR_ALWAYS_INLINE constexpr result<prp_result<Bus>> build_prp_answer(
+    const L& list, const prp_config& cfg, std::span<const descriptor_chunk<Bus>> mem,
+    prp_plan plan) noexcept {
   if (plan.entries == 1) return prp_without_list<Bus>(plan.first_addr, 0, 1, plan.bytes);
   if (plan.entries == 2) {
     // The second page: the one after PRP1's, or the next range's first.
@@ -371,6 +369,23 @@ template <class Bus, class L>
     return prp_without_list<Bus>(plan.first_addr, prp2, 2, plan.bytes);
   }
   return write_prp_list<Bus, false>(list, cfg, mem, plan);
+}
+
+// try_build_prp for such a list: the pass that plans, then the answer.
+template <class Bus, class L>
+[[nodiscard]] PHYR_NOINLINE constexpr result<prp_result<Bus>> build_prp_walk(
+    const L& list, const prp_config& cfg, std::span<const descriptor_chunk<Bus>> mem) noexcept {
+  auto p = plan_prp(list, cfg);
+  if (!p) return p.error();
+  return build_prp_answer<Bus>(list, cfg, mem, *p);
+}
+
+// The same for a plan read off a counted source's counters (try_build_prp).
+template <class Bus, class L>
+[[nodiscard]] PHYR_NOINLINE constexpr result<prp_result<Bus>> build_prp_planned(
+    const L& list, const prp_config& cfg, std::span<const descriptor_chunk<Bus>> mem,
+    prp_plan plan) noexcept {
+  return build_prp_answer<Bus>(list, cfg, mem, plan);
 }
 
 // The list case for one range. Out of line (as is build_prp_walk), so try_build_prp's callers
@@ -412,6 +427,21 @@ requires std::same_as<source_space_t<L>, dma_space<Bus>>
                                              bytes);
       }
       return detail::build_prp_list<Bus>(list, cfg, mem, detail::prp_plan{a, bytes, entries});
+    }
+  }
+  // Several ranges of a counted source whose gap summary puts every gap on a page boundary
+  // (a list built from page arrays): nothing the pass checks can fail but the first range's
+  // dword alignment and the length, so the plan is read off the counters.
+  if constexpr (enable_counted_source<L> && requires {
+                  { list.gap_bits() } -> std::convertible_to<std::uint64_t>;
+                }) {
+    if (list.size() > 1 && (list.gap_bits() & (cfg.page_size - 1)) == 0) {
+      const std::uint64_t a = (*list.begin()).addr().value();
+      const std::uint64_t bytes = list.total_bytes();
+      if ((a & 3) != 0) return errc::misaligned;
+      if (cfg.max_transfer != 0 && bytes > cfg.max_transfer) return errc::too_long;
+      return detail::build_prp_planned<Bus>(
+          list, cfg, mem, detail::prp_plan{a, bytes, prp_entry_count(a, bytes, cfg.page_size)});
     }
   }
   return detail::build_prp_walk<Bus>(list, cfg, mem);
