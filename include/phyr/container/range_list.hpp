@@ -635,11 +635,13 @@ class range_list {
   [[nodiscard]] std::size_t size() const noexcept { return n_.size; }
   [[nodiscard]] bool empty() const noexcept { return n_.size == 0; }
   [[nodiscard]] std::uint64_t total_bytes() const noexcept { return n_.total; }
-  /// The addresses at the list's gaps ORed together (a gap: a range that does not start where
-  /// the previous one ended; its address pair is that end and that start), possibly with more
-  /// bits set: `(gap_bits() & (2^k - 1)) == 0` proves every gap 2^k aligned, the converse may
-  /// not hold. O(1): what lets a PRP list or a virtual-boundary check skip its pass over the
-  /// entries (device/).
+  /// A summary of how the list's gaps are aligned (a gap: a range that does not start where
+  /// the previous one ended; its address pair is that end and that start). Each gap ORs in
+  /// its address pair, or, from a page array, the page size (its runs meet at frame
+  /// boundaries), so each contributes at least the lowest set bit of its pair:
+  /// `(gap_bits() & (2^k - 1)) == 0` proves every gap 2^k aligned; the converse may not hold.
+  /// O(1): what lets a PRP list or a virtual-boundary check skip its pass over the entries
+  /// (device/).
   [[nodiscard]] std::uint64_t gap_bits() const noexcept { return n_.gaps; }
   /// Smallest start address. The list must not be empty.
   [[nodiscard]] address<space_type> lowest() const noexcept {
