@@ -479,9 +479,7 @@ class range_list {
         }
       }
       if (c != tail_->capacity) {
-        if (c != 0)
-          n_.gaps |= detail::gap_at(detail::seg_entries<Range>(tail_)[c - 1].last().value(),
-                                    r.addr().value());
+        n_.gaps |= gap_after_back(r.addr().value());
         ::new (static_cast<void*>(detail::seg_entries<Range>(tail_) + c)) Range(r);
         tail_->count = c + 1;
         ++n_.size;
@@ -1015,13 +1013,15 @@ class range_list {
     return true;
   }
 
+  // What a range starting at `next` after the last entry adds to gap_bits() (nothing into an
+  // empty list).
+  [[nodiscard]] std::uint64_t gap_after_back(std::uint64_t next) const noexcept {
+    return n_.size == 0 ? 0 : detail::gap_at(back().last().value(), next);
+  }
+
   // Appends without coalescing (the caller knows it cannot merge or does not want it).
   [[nodiscard]] bool push_raw(const Range& r) noexcept {
-    // The previous entry ends the tail segment (a non-empty list's tail is never empty).
-    const std::uint64_t gap =
-        n_.size == 0 ? 0
-                     : detail::gap_at(detail::seg_entries<Range>(tail_)[tail_->count - 1].last().value(),
-                                      r.addr().value());
+    const std::uint64_t gap = gap_after_back(r.addr().value());  // before grow() moves the tail
     if (PHYR_UNLIKELY(tail_->count == tail_->capacity) && !grow()) return false;
     n_.gaps |= gap;
     ::new (static_cast<void*>(detail::seg_entries<Range>(tail_) + tail_->count)) Range(r);

@@ -271,18 +271,16 @@ template <class L>
                                                                split_plan& out) noexcept {
   if (opt.gaps != gap_policy::reject && opt.gaps != gap_policy::report)
     return errc::invalid_argument;
+  if (opt.merge != merge_policy::keep_entries && opt.merge != merge_policy::merge_contiguous)
+    return errc::invalid_argument;
   if constexpr (requires {
                   { list.size() } -> std::convertible_to<std::size_t>;
                 }) {
-    if (opt.merge != merge_policy::keep_entries && opt.merge != merge_policy::merge_contiguous)
-      return errc::invalid_argument;
     if (list.size() == 1) return plan_one_entry(*list.begin(), c, segments_needed, out);
   }
-  if (opt.merge == merge_policy::keep_entries)
-    return plan_split_pass<false>(list, c, opt.gaps, segments_needed, out);
-  if (opt.merge == merge_policy::merge_contiguous)
-    return plan_split_pass<true>(list, c, opt.gaps, segments_needed, out);
-  return errc::invalid_argument;
+  return opt.merge == merge_policy::keep_entries
+             ? plan_split_pass<false>(list, c, opt.gaps, segments_needed, out)
+             : plan_split_pass<true>(list, c, opt.gaps, segments_needed, out);
 }
 
 }  // namespace detail

@@ -266,10 +266,6 @@ PHYR_ALWAYS_INLINE constexpr void for_each_prp_page_run(const L& list, std::uint
   });
 }
 
-}  // namespace detail
-
-namespace detail {
-
 // The answers without a list, built in the returned object from registers: built in a local
 // and copied, GCC reads the local back with 16-byte loads over its 8-byte stores, which the CPU
 // cannot forward (a stall on every 4 KiB I/O).
@@ -284,6 +280,15 @@ template <class Bus>
                                  std::uint64_t{0},
                                  bytes,
                                  entries == 1 ? prp2_use::none : prp2_use::data};
+}
+
+// What try_build_prp checks of a transfer it plans without the pass (one range, or a counted
+// source with page-aligned gaps): the first byte's dword alignment, then MDTS.
+[[nodiscard]] constexpr errc check_direct_plan(std::uint64_t first_addr, std::uint64_t bytes,
+                                               const prp_config& cfg) noexcept {
+  if ((first_addr & 3) != 0) return errc::misaligned;
+  if (cfg.max_transfer != 0 && bytes > cfg.max_transfer) return errc::too_long;
+  return errc{};
 }
 
 // The list case of try_build_prp: `plan` accepted, more than two entries. OneRange: the list
@@ -418,8 +423,7 @@ requires std::same_as<source_space_t<L>, dma_space<Bus>>
       const std::uint64_t a = r.addr().value();
       const std::uint64_t bytes = r.len();
       if (bytes == 0) return errc::invalid_argument;
-      if ((a & 3) != 0) return errc::misaligned;
-      if (cfg.max_transfer != 0 && bytes > cfg.max_transfer) return errc::too_long;
+      if (const errc e = detail::check_direct_plan(a, bytes, cfg); e != errc{}) return e;
       const std::uint64_t entries = prp_entry_count(a, bytes, cfg.page_size);
       if (entries == 1) return detail::prp_without_list<Bus>(a, 0, 1, bytes);
       if (entries == 2) {
@@ -432,14 +436,11 @@ requires std::same_as<source_space_t<L>, dma_space<Bus>>
   // Several ranges of a counted source whose gap summary puts every gap on a page boundary
   // (a list built from page arrays): nothing the pass checks can fail but the first range's
   // dword alignment and the length, so the plan is read off the counters.
-  if constexpr (enable_counted_source<L> && requires {
-                  { list.gap_bits() } -> std::convertible_to<std::uint64_t>;
-                }) {
+  if constexpr (enable_counted_source<L>) {
     if (list.size() > 1 && (list.gap_bits() & (cfg.page_size - 1)) == 0) {
       const std::uint64_t a = (*list.begin()).addr().value();
       const std::uint64_t bytes = list.total_bytes();
-      if ((a & 3) != 0) return errc::misaligned;
-      if (cfg.max_transfer != 0 && bytes > cfg.max_transfer) return errc::too_long;
+      if (const errc e = detail::check_direct_plan(a, bytes, cfg); e != errc{}) return e;
       return detail::build_prp_planned<Bus>(
           list, cfg, mem, detail::prp_plan{a, bytes, prp_entry_count(a, bytes, cfg.page_size)});
     }
