@@ -595,7 +595,7 @@ class range_list {
     std::size_t i = detail::pfn_run_end(p, 1, n);  // long runs eight frames per step
     // A run's pfns are consecutive, so checking its ends checks all of it (pfn < 2^52,
     // so the byte address fits 64 bits).
-    if ((p[0] | p[i - 1]) >> pfn_bits) return errc::invalid_argument;
+    if ((p[0] | p[i - 1]) >> pfn_bits) return fail(errc::invalid_argument);
     {
       std::uint64_t addr = pfn_to_addr(p[0]) + first_offset;
       std::uint64_t len = static_cast<std::uint64_t>(i) * page_size - first_offset;

@@ -935,6 +935,41 @@ TEST_CASE("range_list: bad frames into an empty list are rejected unchanged, the
   CHECK(l.highest() == phys_addr{~0ull});
 }
 
+TEST_CASE("range_list: a bad frame anywhere in a short page array is rejected unchanged",
+          "[range_list]") {
+  // Up to 16 pages into an empty list take one pass that checks the frames at its end: a
+  // frame >= 2^52, or a run that wraps past 2^64, must be refused wherever it sits, in one run
+  // or between runs, with or without limits, and nothing may be left behind.
+  for (std::size_t n = 2; n <= 16; ++n) {
+    for (std::size_t at = 0; at < n; ++at) {
+      for (const int shape : {0, 1, 2}) {
+        std::vector<std::uint64_t> pfns(n);
+        for (std::size_t i = 0; i < n; ++i) pfns[i] = shape == 0 ? 100 + i : 100 + 7 * (i / 4) + i;
+        if (shape == 2) {
+          pfns[at] = ~0ull;  // followed by 0: consecutive modulo 2^64, still a bad frame
+          if (at + 1 < n) pfns[at + 1] = 0;
+        } else {
+          pfns[at] = shape == 0 ? (1ull << 52) + at : (1ull << 63) | pfns[at];
+        }
+        for (const bool limited : {false, true}) {
+          CAPTURE(n, at, shape, limited);
+          phyr::fault_state fs;
+          flist l{phyr::fault_injecting_allocator{&fs}};
+          if (limited) REQUIRE(l.try_set_max_segment(8 * 4096));
+          const auto r = l.try_append_pages(pfns, 0x40, n * 4096 - 0x80);
+          REQUIRE_FALSE(r);
+          CHECK(r.error() == errc::invalid_argument);
+          CHECK(l.empty());
+          CHECK(l.total_bytes() == 0);
+          CHECK(l.gap_bits() == 0);
+          CHECK(l.begin() == l.end());
+          CHECK(fs.live == 0);
+        }
+      }
+    }
+  }
+}
+
 namespace {
 // The gaps of a sequence of entries, exactly: the address pair of every junction where a range
 // does not start right after the previous one.
