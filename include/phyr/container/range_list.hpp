@@ -517,6 +517,10 @@ class range_list {
       n_.highest = a + (total_len - 1);
       return {};
     }
+    // A few pages into an empty list (the per-I/O cases up to 64 KiB): one pass page by page.
+    if (n <= short_max_pages && n_.size == 0 &&
+        append_pages_short(pfns.data(), n, first_offset, total_len, flags))
+      return {};
     return append_pages_general(pfns, first_offset, total_len, flags);
   }
 
@@ -944,6 +948,9 @@ class range_list {
   static constexpr std::size_t hint_max_pages = 512;
   // Inputs of at most this many pages into a fresh list take append_pages_fresh.
   static constexpr std::size_t fresh_max_pages = 16;
+  // Inputs up to this many pages into an empty list try append_pages_short first: 64 KiB,
+  // where a fragmented input's runs outgrow the inline entries anyway.
+  static constexpr std::size_t short_max_pages = 16;
 
   // For try_append_pages of a small input (an I/O) into a list with no spare segment: counts
   // the input's runs (the entries it makes without limits; a lower bound with them) and, when
@@ -1118,6 +1125,63 @@ class range_list {
     }
     head_.h.count = c;
     n_.size = c;
+    n_.lowest = lo;
+    n_.highest = hi;
+    // Runs meet at frame boundaries: every gap is a multiple of the page.
+    n_.gaps = c > 1 ? page_size : 0;
+    return true;
+  }
+
+  // try_append_pages for 2..short_max_pages pages into an empty list, when the runs fit the
+  // inline entries and the limits: one pass page by page (a short input gains nothing from
+  // pfn_run_end's eight-frame steps and loses its per-run setup), writing each run as it ends,
+  // then the frames, the lengths and the limits checked once for the whole input. Makes the
+  // entries the general path makes (one per run). Returns false with the list untouched
+  // (entries written past the count are not part of it) for anything else, bad arguments
+  // included: the general path then takes it, or reports the error.
+  [[gnu::noinline]] bool append_pages_short(const std::uint64_t* p, std::size_t n,
+                                            std::uint64_t first_offset, std::uint64_t total_len,
+                                            range_flags flags) noexcept {
+    const std::uint64_t span = static_cast<std::uint64_t>(n) * page_size;  // n is small
+    if (total_len == 0 || first_offset >= page_size || total_len > span - first_offset ||
+        total_len + first_offset <= span - page_size)
+      return false;
+    Range* e = head_.e;
+    std::uint32_t c = 0;
+    std::uint64_t start = p[0];
+    std::uint64_t prev = p[0];
+    std::uint64_t frames = p[0];
+    std::uint64_t off = first_offset;  // cut from the first run only
+    for (std::size_t k = 1; k < n; ++k) {
+      const std::uint64_t x = p[k];
+      frames |= x;
+      if (x != prev + 1) {
+        if (c == inline_capacity - 1) return false;
+        // Garbage from a frame >= 2^52 is written unchecked and never counted (below).
+        e[c++] = Range::make_unchecked(pfn_to_addr(start) + off,
+                                       pfn_to_addr(prev - start + 1) - off, flags);
+        off = 0;
+        start = x;
+      }
+      prev = x;
+    }
+    // Every frame below 2^52: no address wraps, and a run that seemed to wrap (2^64 - 1
+    // followed by 0) had a frame above.
+    if ((frames >> pfn_bits) != 0) return false;
+    const std::uint64_t tail_cut = span - first_offset - total_len;  // < page_size (checked)
+    e[c++] = Range::make_unchecked(pfn_to_addr(start) + off,
+                                   pfn_to_addr(prev - start + 1) - off - tail_cut, flags);
+    std::uint64_t lo = ~std::uint64_t{0}, hi = 0;
+    for (std::uint32_t k = 0; k < c; ++k) {
+      const std::uint64_t a = e[k].addr().value();
+      const std::uint64_t len = e[k].len();
+      if (!fits_one_entry(a, len)) return false;  // a limit cuts a run: the general path splits
+      lo = a < lo ? a : lo;
+      hi = a + (len - 1) > hi ? a + (len - 1) : hi;
+    }
+    head_.h.count = c;
+    n_.size = c;
+    n_.total = total_len;
     n_.lowest = lo;
     n_.highest = hi;
     // Runs meet at frame boundaries: every gap is a multiple of the page.
