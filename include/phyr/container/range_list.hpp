@@ -596,7 +596,7 @@ class range_list {
     };
 
     // First run: may coalesce with the current tail, so it takes the general path.
-    std::size_t i = detail::pfn_run_end(p, 1, n);  // long runs eight frames per step
+    std::size_t i = detail::pfn_run_end(p, 1, n);  // long runs sixteen frames per step
     // A run's pfns are consecutive, so checking its ends checks all of it (pfn < 2^52,
     // so the byte address fits 64 bits).
     if ((p[0] | p[i - 1]) >> pfn_bits) return fail(errc::invalid_argument);
@@ -1134,7 +1134,7 @@ class range_list {
 
   // try_append_pages for 2..short_max_pages pages into an empty list, when the runs fit the
   // inline entries and the limits: one pass page by page (a short input gains nothing from
-  // pfn_run_end's eight-frame steps and loses its per-run setup), writing each run as it ends,
+  // pfn_run_end's sixteen-frame steps and loses its per-run setup), writing each run as it ends,
   // then the frames, the lengths and the limits checked once for the whole input. Makes the
   // entries the general path makes (one per run). Returns false with the list untouched
   // (entries written past the count are not part of it) for anything else, bad arguments
@@ -1250,7 +1250,7 @@ class range_list {
   // Runs p[i..n) of try_append_pages after the first (each starts at a discontinuity, so
   // none merges with what precedes it). Entries go straight into the tail segment with the
   // bookkeeping in locals (written back once). The per-page work on fragmented input is one
-  // compare, two stores and a min/max of the frame number; long runs are skipped eight frames
+  // compare, two stores and a min/max of the frame number; long runs are skipped sixteen frames
   // per step. `Limited` (a max_segment or boundary is set) changes only what a run of two
   // pages or more becomes: pieces cut at the limits. A single page is always one entry, as
   // both limits are at least a page and the boundary is a power of two, so fragmented input
