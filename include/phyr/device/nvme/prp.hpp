@@ -266,6 +266,37 @@ PHYR_ALWAYS_INLINE constexpr void for_each_prp_page_run(const L& list, std::uint
   });
 }
 
+// Writes the pages after PRP1 of a source plan_prp accepted into consecutive slots from `slot`
+// (the caller checked they fit one list page): for_each_prp_page_run's order, one page per slot.
+template <class L>
+PHYR_ALWAYS_INLINE constexpr void write_prp_run_in_page(const L& list, std::uint64_t page_size,
+                                                        std::uint64_t* slot) noexcept {
+  const std::uint64_t mask = page_size - 1;
+  bool first = true;
+  std::uint64_t last = 0;  // last byte of the previous range
+  (void)for_each_range(list, [&](const auto& r) noexcept {
+    const std::uint64_t a = r.addr().value();
+    const std::uint64_t end = a + (r.len() - 1);
+    std::uint64_t page = a & ~mask;
+    const std::uint64_t stop = end & ~mask;
+    // As in for_each_prp_page_run: PRP1's page and a page a contiguous predecessor ended in
+    // are named already.
+    const bool named =
+        first || (last != ~std::uint64_t{0} && last + 1 == a && (last & ~mask) == page);
+    first = false;
+    last = end;
+    if (named) {
+      if (page == stop) return true;
+      page += page_size;
+    }
+    for (;;) {  // compared before the step, so a last page at the top of DMA space cannot wrap
+      *slot++ = to_le64(page);
+      if (page == stop) return true;
+      page += page_size;
+    }
+  });
+}
+
 // The answers without a list, built in the returned object from registers: built in a local
 // and copied, GCC reads the local back with 16-byte loads over its 8-byte stores, which the CPU
 // cannot forward (a stall on every 4 KiB I/O).
@@ -303,6 +334,22 @@ template <class Bus, bool OneRange, class L>
   prp_page_cursor<Bus> cur(mem, cfg.page_size);
   prp_page_slot pg;
   if (!cur.next(pg)) return errc::exhausted;
+  if constexpr (!OneRange) {
+    // The list fits the first list page (up to 512 entries in a 4 KiB page: every I/O up to
+    // 2 MiB when the page is the command's own): no chain, so each range's pages go straight
+    // into consecutive slots, with none of the chaining writer's bookkeeping per range.
+    if (list_entries <= pg.slots) {
+      write_prp_run_in_page(list, cfg.page_size, mem[pg.chunk].words.data() + pg.word);
+      return result<prp_result<Bus>>{std::in_place,
+                                     dma_addr<Bus>{plan.first_addr},
+                                     dma_addr<Bus>{pg.dma},
+                                     plan.entries,
+                                     std::uint64_t{1},
+                                     list_entries,
+                                     plan.bytes,
+                                     prp2_use::list};
+    }
+  }
   auto pages = plan_prp_pages(cur, pg, list_entries);
   if (!pages) return pages.error();
 
