@@ -45,7 +45,7 @@ namespace phyr::inline v0::detail {
       if (q > last) {
         // Fewer than 16 frames left: one more step over the last 16 (overlapping ones known
         // consecutive) settles a run that goes on to the end.
-        const std::uint64_t j = static_cast<std::size_t>(last - p);
+        const std::size_t j = static_cast<std::size_t>(last - p);
         if (q == p + n || consecutive(last, v2{b + j, b + j + 1})) return n;
         break;
       }

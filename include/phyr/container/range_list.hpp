@@ -1143,7 +1143,7 @@ class range_list {
                                             std::uint64_t first_offset, std::uint64_t total_len,
                                             range_flags flags) noexcept {
     const std::uint64_t span = static_cast<std::uint64_t>(n) * page_size;  // n is small
-    if (total_len == 0 || first_offset >= page_size || total_len > span - first_offset ||
+    if (n == 0 || total_len == 0 || first_offset >= page_size || total_len > span - first_offset ||
         total_len + first_offset <= span - page_size)
       return false;
     Range* e = head_.e;

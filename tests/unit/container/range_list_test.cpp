@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <phyr/container/range_list.hpp>
 #include <random>
+#include <span>
+#include <utility>
 #include <vector>
 
 #include "support/phys_ranges.hpp"
@@ -933,6 +935,23 @@ TEST_CASE("range_list: bad frames into an empty list are rejected unchanged, the
   CHECK(to_vec(l) == std::vector<phys_range>{phys_range{phys_addr{~0ull - 0x1fff + 0x10},
                                                         2 * 4096 - 0x10}});
   CHECK(l.highest() == phys_addr{~0ull});
+}
+
+TEST_CASE("range_list: an empty page array is invalid whatever the lengths claim",
+          "[range_list]") {
+  // No frame to read: the short-input pass must not look at p[0] even when the lengths would
+  // pass its arithmetic (an offset and a length that wrap the empty span's size).
+  const std::vector<std::uint64_t> none;
+  for (const auto& [off, len] : {std::pair<std::uint64_t, std::uint64_t>{0, 4096},
+                                 {50, ~0ull - 99},
+                                 {4095, ~0ull - 4094},
+                                 {1, 1}}) {
+    list l;
+    CAPTURE(off, len);
+    CHECK(l.try_append_pages(std::span<const std::uint64_t>(none.data(), 0), off, len).error() ==
+          errc::invalid_argument);
+    CHECK(l.empty());
+  }
 }
 
 TEST_CASE("range_list: a bad frame anywhere in a short page array is rejected unchanged",
