@@ -267,28 +267,11 @@ PHYR_ALWAYS_INLINE constexpr void for_each_prp_page_run(const L& list, std::uint
 }
 
 // Writes the pages after PRP1 of a source plan_prp accepted into consecutive slots from `slot`
-// (the caller checked they fit one list page): for_each_prp_page_run's order, one page per slot.
+// (the caller checked they fit one list page), in for_each_prp_page_run's order.
 template <class L>
 PHYR_ALWAYS_INLINE constexpr void write_prp_run_in_page(const L& list, std::uint64_t page_size,
                                                         std::uint64_t* slot) noexcept {
-  const std::uint64_t mask = page_size - 1;
-  bool first = true;
-  std::uint64_t last = 0;  // last byte of the previous range
-  (void)for_each_range(list, [&](const auto& r) noexcept {
-    const std::uint64_t a = r.addr().value();
-    const std::uint64_t end = a + (r.len() - 1);
-    std::uint64_t page = a & ~mask;
-    const std::uint64_t stop = end & ~mask;
-    // As in for_each_prp_page_run: PRP1's page and a page a contiguous predecessor ended in
-    // are named already.
-    const bool named =
-        first || (last != ~std::uint64_t{0} && last + 1 == a && (last & ~mask) == page);
-    first = false;
-    last = end;
-    if (named) {
-      if (page == stop) return true;
-      page += page_size;
-    }
+  for_each_prp_page_run(list, page_size, [&](std::uint64_t page, std::uint64_t stop) noexcept {
     for (;;) {  // compared before the step, so a last page at the top of DMA space cannot wrap
       *slot++ = to_le64(page);
       if (page == stop) return true;
