@@ -311,27 +311,51 @@ template <class Bus, bool OneRange, class L>
 [[nodiscard]] PHYR_ALWAYS_INLINE constexpr result<prp_result<Bus>> write_prp_list(
     const L& list, const prp_config& cfg, std::span<const descriptor_chunk<Bus>> mem,
     prp_plan plan) noexcept {
-  if (auto c = check_chunks(mem, cfg.page_size); !c) return c.error();
   const std::uint64_t list_entries = plan.entries - 1;
+  const std::uint64_t mask = cfg.page_size - 1;
+  // Written straight into slots from `slot`, known to hold them: no chain.
+  auto write_in_page = [&](std::uint64_t* slot) noexcept {
+    if constexpr (OneRange) {
+      // One range: its pages after PRP1's are one run known from the plan.
+      std::uint64_t p = (plan.first_addr & ~mask) + cfg.page_size;
+      for (std::uint64_t k = 0; k < list_entries; ++k, p += cfg.page_size) slot[k] = to_le64(p);
+    } else {
+      write_prp_run_in_page(list, cfg.page_size, slot);
+    }
+  };
+  auto one_page_answer = [&](std::uint64_t list_dma) noexcept {
+    return result<prp_result<Bus>>{std::in_place,
+                                   dma_addr<Bus>{plan.first_addr},
+                                   dma_addr<Bus>{list_dma},
+                                   plan.entries,
+                                   std::uint64_t{1},
+                                   list_entries,
+                                   plan.bytes,
+                                   prp2_use::list};
+  };
+  // The usual caller: one piece of descriptor memory (the command's own list page) that holds
+  // the whole list (up to 512 entries in a 4 KiB page: every I/O up to 2 MiB). check_chunks'
+  // tests for that one chunk, then the entries, with no page cursor and no chain.
+  if (mem.size() == 1) {
+    const std::uint64_t a = mem[0].dma.value();
+    const std::uint64_t words = mem[0].words.size();
+    if (words == 0 || (a & 7) != 0 || words > (~a >> 3)) return errc::invalid_argument;
+    const std::uint64_t to_boundary = (cfg.page_size - (a & mask)) / 8;
+    if (list_entries <= (words < to_boundary ? words : to_boundary)) {
+      write_in_page(mem[0].words.data());
+      return one_page_answer(a);
+    }
+  }
+  if (auto c = check_chunks(mem, cfg.page_size); !c) return c.error();
   // The first list page is found once, for the check and for the writer.
   prp_page_cursor<Bus> cur(mem, cfg.page_size);
   prp_page_slot pg;
   if (!cur.next(pg)) return errc::exhausted;
-  if constexpr (!OneRange) {
-    // The list fits the first list page (up to 512 entries in a 4 KiB page: every I/O up to
-    // 2 MiB when the page is the command's own): no chain, so each range's pages go straight
-    // into consecutive slots, with none of the chaining writer's bookkeeping per range.
-    if (list_entries <= pg.slots) {
-      write_prp_run_in_page(list, cfg.page_size, mem[pg.chunk].words.data() + pg.word);
-      return result<prp_result<Bus>>{std::in_place,
-                                     dma_addr<Bus>{plan.first_addr},
-                                     dma_addr<Bus>{pg.dma},
-                                     plan.entries,
-                                     std::uint64_t{1},
-                                     list_entries,
-                                     plan.bytes,
-                                     prp2_use::list};
-    }
+  // The list fits the first list page: no chain, so the pages go straight into consecutive
+  // slots, with none of the chaining writer's bookkeeping.
+  if (list_entries <= pg.slots) {
+    write_in_page(mem[pg.chunk].words.data() + pg.word);
+    return one_page_answer(pg.dma);
   }
   auto pages = plan_prp_pages(cur, pg, list_entries);
   if (!pages) return pages.error();
@@ -370,7 +394,6 @@ template <class Bus, bool OneRange, class L>
     }
   };
   if constexpr (OneRange) {
-    const std::uint64_t mask = cfg.page_size - 1;
     (void)write((plan.first_addr & ~mask) + cfg.page_size,
                 (plan.first_addr + (plan.bytes - 1)) & ~mask);
   } else {
