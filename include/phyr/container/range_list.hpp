@@ -551,20 +551,15 @@ class range_list {
         total_len + first_offset <= span_bytes - page_size)
       return errc::invalid_argument;
     if (total_len > ~n_.total) return errc::overflow;
-    // Into an empty list, pages that are physically one run within the limits, or no more
-    // pages than inline entries (the per-I/O cases), go straight into the inline entries with
-    // no checkpoint. Anything else falls through to the general path with nothing changed; the
+    // Into an empty list, pages that are physically one run within the limits (a contiguous
+    // I/O past append_pages_short's 16 pages) become the first inline entry with no
+    // checkpoint. Anything else falls through to the general path with nothing changed; the
     // tests before the scan keep fragmented input, and a run the limits cut, from being
     // scanned twice.
-    if (n_.size == 0 &&
-        (n <= inline_capacity ||
-         (pfns[n - 1] - pfns[0] == n - 1 &&
-          fits_one_entry(pfn_to_addr(pfns[0]) + first_offset, total_len))) &&
-        append_pages_inline(pfns.data(), n, first_offset, span_bytes - first_offset - total_len,
-                            flags)) {
-      n_.total = total_len;
+    if (n_.size == 0 && pfns[n - 1] - pfns[0] == n - 1 &&
+        fits_one_entry(pfn_to_addr(pfns[0]) + first_offset, total_len) &&
+        append_pages_one_run(pfns.data(), n, first_offset, total_len, flags))
       return {};
-    }
 
     // A short input into an empty list without limits or spare segments (a fresh per-I/O
     // list) with more runs than inline entries: one pass to count, one allocation, one pass to
@@ -1099,36 +1094,30 @@ class range_list {
     return len <= max_segment_ && (a & bmask) + (len - 1) <= bmask;
   }
 
-  // try_append_pages into an empty list when every run fits one entry within the limits and
-  // the runs fit the inline entries: writes them and the counters but the byte total (the
-  // caller's), and returns true. Otherwise returns false with the list untouched (entries
-  // written beyond the count are not part of the list), and the general path takes over, which
-  // also reports bad frames. Makes the same entries as the general path: one per run.
-  [[nodiscard]] bool append_pages_inline(const std::uint64_t* p, std::size_t n,
-                                         std::uint64_t first_offset, std::uint64_t tail_cut,
-                                         range_flags flags) noexcept {
-    Range* e = head_.e;
-    std::uint32_t c = 0;
-    std::uint64_t lo = ~std::uint64_t{0}, hi = 0;
-    std::size_t i = 0;
-    while (i < n) {
-      if (c == inline_capacity) return false;
-      const std::size_t j = detail::pfn_run_end(p, i + 1, n);
-      if (((p[i] | p[j - 1]) >> pfn_bits) != 0) return false;
-      const std::uint64_t a = pfn_to_addr(p[i]) + (i == 0 ? first_offset : 0);
-      const std::uint64_t len = pfn_to_addr(p[j - 1]) + page_size - (j == n ? tail_cut : 0) - a;
-      if (!fits_one_entry(a, len)) return false;
-      e[c++] = Range::make_unchecked(a, len, flags);
-      lo = a < lo ? a : lo;
-      hi = a + (len - 1) > hi ? a + (len - 1) : hi;
-      i = j;
-    }
+  // The counters of an empty list that now holds c inline entries of pages (runs meet at
+  // frame boundaries, so every gap is a multiple of the page).
+  void set_inline_counters(std::uint32_t c, std::uint64_t total, std::uint64_t lo,
+                           std::uint64_t hi) noexcept {
     head_.h.count = c;
     n_.size = c;
+    n_.total = total;
     n_.lowest = lo;
     n_.highest = hi;
-    // Runs meet at frame boundaries: every gap is a multiple of the page.
     n_.gaps = c > 1 ? page_size : 0;
+  }
+
+  // try_append_pages into an empty list of pages whose ends are n - 1 frames apart and whose
+  // span fits one entry within the limits (the caller checked both): if they are one run, as
+  // a contiguous buffer's are, writes its entry and returns true. Otherwise returns false with
+  // the list untouched, and the general path takes over, which also reports bad frames.
+  [[nodiscard]] bool append_pages_one_run(const std::uint64_t* p, std::size_t n,
+                                          std::uint64_t first_offset, std::uint64_t total_len,
+                                          range_flags flags) noexcept {
+    // One run from p[0] to p[n - 1] = p[0] + n - 1: both below 2^52 puts every frame there.
+    if (detail::pfn_run_end(p, 1, n) != n || ((p[0] | p[n - 1]) >> pfn_bits) != 0) return false;
+    const std::uint64_t a = pfn_to_addr(p[0]) + first_offset;
+    head_.e[0] = Range::make_unchecked(a, total_len, flags);
+    set_inline_counters(1, total_len, a, a + (total_len - 1));
     return true;
   }
 
@@ -1179,13 +1168,7 @@ class range_list {
       lo = a < lo ? a : lo;
       hi = a + (len - 1) > hi ? a + (len - 1) : hi;
     }
-    head_.h.count = c;
-    n_.size = c;
-    n_.total = total_len;
-    n_.lowest = lo;
-    n_.highest = hi;
-    // Runs meet at frame boundaries: every gap is a multiple of the page.
-    n_.gaps = c > 1 ? page_size : 0;
+    set_inline_counters(c, total_len, lo, hi);
     return true;
   }
 

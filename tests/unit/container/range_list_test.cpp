@@ -875,23 +875,29 @@ TEST_CASE("range_list: short page arrays into an empty list match the model and 
 TEST_CASE("range_list: a short page array that does not fit inline fails cleanly at every "
           "allocation",
           "[range_list][alloc]") {
-  // Same span as one run, but three runs: the inline path gives up and the general path
-  // allocates a segment; each failure leaves the empty list empty and leaks nothing.
-  const std::vector<std::uint64_t> pfns{10, 12, 11, 13};
+  // Ends n - 1 frames apart as one run's are, but six runs: more than the inline entries, so
+  // the short pass and the one-run test give up and the general path allocates a segment;
+  // each failure leaves the empty list empty and leaks nothing.
+  const std::vector<std::uint64_t> pfns{10, 12, 11, 14, 13, 15};
+  STATIC_REQUIRE(list::inline_capacity < 6);
+  int failures = 0;
   for (std::uint64_t k = 1;; ++k) {
     phyr::fault_state fs;
     bool done = false;
     {
       flist l{phyr::fault_injecting_allocator{&fs}};
       fs.fail_at = k;
-      const auto r = l.try_append_pages(pfns, 0x20, 4 * 4096 - 0x40);
+      const auto r = l.try_append_pages(pfns, 0x20, 6 * 4096 - 0x40);
       if (r) {
         done = true;
         CHECK(to_vec(l) == std::vector<phys_range>{phys_range{phys_addr{0xa020}, 0xfe0},
                                                    phys_range{phys_addr{0xc000}, 0x1000},
                                                    phys_range{phys_addr{0xb000}, 0x1000},
-                                                   phys_range{phys_addr{0xd000}, 0xfe0}});
+                                                   phys_range{phys_addr{0xe000}, 0x1000},
+                                                   phys_range{phys_addr{0xd000}, 0x1000},
+                                                   phys_range{phys_addr{0xf000}, 0xfe0}});
       } else {
+        ++failures;
         CHECK(r.error() == errc::out_of_memory);
         CHECK(l.empty());
         CHECK(l.begin() == l.end());
@@ -905,6 +911,7 @@ TEST_CASE("range_list: a short page array that does not fit inline fails cleanly
     CHECK(fs.live_bytes == 0);
     if (done) break;
   }
+  CHECK(failures > 0);  // the input did reach an allocation
 }
 
 TEST_CASE("range_list: bad frames into an empty list are rejected unchanged, the top page is fine",
