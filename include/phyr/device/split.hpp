@@ -442,6 +442,10 @@ class split_view {
       return for_each_range(from, to, [&](const range_type& r) noexcept {
         const std::uint64_t a = r.addr().value();
         const std::uint64_t len = r.len();
+        // Most entries are one segment: passed on as they are, with no piece computed and no
+        // range rebuilt (a zero length wraps here, and is skipped below).
+        if (PHYR_LIKELY(len - 1 < limit_ && len - 1 <= detail::boundary_room_m1(a, mask_)))
+          return detail::call_continue(f, r);
         if (len == 0) return true;
         return cut_all(a, len, cut(a, len), r.flags(), f);
       });

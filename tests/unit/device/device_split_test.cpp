@@ -32,12 +32,20 @@ phyr::checked_constraints ok(const dma_constraints& c) {
 template <class L>
 std::vector<phys_range> segments(const L& l, const dma_constraints& c,
                                  merge_policy m = merge_policy::keep_entries) {
-  std::vector<phys_range> out;
+  // Iterated, and walked with for_each (which cuts straight from the source's walk and passes
+  // uncut entries on as they are): both must yield the same segments.
+  std::vector<phys_range> out, walked;
+  auto keep = [&](const phys_range& s) { walked.push_back(s); };
   if (m == merge_policy::merge_contiguous) {
-    for (const phys_range s : phyr::split<merge_policy::merge_contiguous>(l, ok(c))) out.push_back(s);
+    const auto v = phyr::split<merge_policy::merge_contiguous>(l, ok(c));
+    for (const phys_range s : v) out.push_back(s);
+    CHECK(v.for_each(keep));
   } else {
-    for (const phys_range s : phyr::split(l, ok(c))) out.push_back(s);
+    const auto v = phyr::split(l, ok(c));
+    for (const phys_range s : v) out.push_back(s);
+    CHECK(v.for_each(keep));
   }
+  CHECK(walked == out);
   return out;
 }
 
@@ -204,6 +212,29 @@ TEST_CASE("split passes a range within the limits through unchanged, flags inclu
   const auto s = segments(l, dma_constraints{});
   REQUIRE(s.size() == 1);
   CHECK(s[0] == pr(0x10200, 0x3000, range_flags::pinned));
+}
+
+TEST_CASE("an entry as long as the limit, or ending at a boundary, is one segment, a byte more is cut") {
+  const dma_constraints c{.max_segment_size = 0x1000, .segment_boundary_mask = 0xffff};
+  // At the limit, one byte short of it, one byte past it; ending at the boundary and crossing it
+  // by one byte; and an entry the size of the limit that crosses the boundary.
+  const std::array in{pr(0x2000, 0x1000, range_flags::pinned), pr(0x4000, 0xfff),
+                      pr(0x6000, 0x1001),  pr(0xff00, 0x100),  pr(0x1ff00, 0x101),
+                      pr(0x2f800, 0x1000)};
+  const std::vector<phys_range> want{
+      pr(0x2000, 0x1000, range_flags::pinned), pr(0x4000, 0xfff), pr(0x6000, 0x1000),
+      pr(0x7000, 0x1),  pr(0xff00, 0x100),  pr(0x1ff00, 0x100), pr(0x20000, 0x1),
+      pr(0x2f800, 0x800), pr(0x30000, 0x800)};
+  CHECK(segments(in, c) == want);  // a span: no counters
+  list l;
+  for (const phys_range& r : in) phyr::must(l.try_append(r));
+  REQUIRE(l.size() == in.size());
+  CHECK(segments(l, c) == want);  // a counted list, also through try_split
+  const auto t = phyr::try_split(l, ok(c));
+  REQUIRE(t);
+  std::vector<phys_range> got;
+  CHECK(t->for_each([&](const phys_range& s) { got.push_back(s); }));
+  CHECK(got == want);
 }
 
 TEST_CASE("split cuts a long range into max_segment_size pieces and a remainder") {
