@@ -245,19 +245,22 @@ template <class L, class F>
 PHYR_ALWAYS_INLINE constexpr void for_each_prp_page_run(const L& list, std::uint64_t page_size,
                                                        F&& f) noexcept {
   const std::uint64_t mask = page_size - 1;
-  bool first = true;
-  std::uint64_t last = 0;  // last byte of the previous range
+  // A range's first page is named already when the range continues the previous one (starts at
+  // `follow`) inside the page that one ended in (`named_page`); set up so that the first
+  // range's first page, which PRP1 names, counts too. A range that seems to continue one ending
+  // at 2^64 - 1 (follow wrapped to 0) starts in page 0, never the top page it ended in.
+  const std::uint64_t a0 = (*list.begin()).addr().value();
+  std::uint64_t follow = a0;
+  std::uint64_t named_page = a0 & ~mask;
   (void)for_each_range(list, [&](const auto& r) noexcept {
     const std::uint64_t a = r.addr().value();
     const std::uint64_t end = a + (r.len() - 1);
     std::uint64_t page = a & ~mask;
     const std::uint64_t stop = end & ~mask;
-    // PRP1 names the first range's first page; a page a contiguous predecessor ended in is
-    // named already. (page < stop, so skipping it cannot wrap.)
-    const bool named =
-        first || (last != ~std::uint64_t{0} && last + 1 == a && (last & ~mask) == page);
-    first = false;
-    last = end;
+    // (page < stop when skipping the named page, so the step cannot wrap.)
+    const bool named = a == follow && page == named_page;
+    follow = end + 1;
+    named_page = stop;
     if (named) {
       if (page == stop) return true;
       page += page_size;
@@ -305,47 +308,45 @@ template <class Bus>
   return errc{};
 }
 
-// The list case of try_build_prp: `plan` accepted, more than two entries. OneRange: the list
-// is one range, whose pages after PRP1's are one run known from the plan, so no walk.
+// Writes the list's data entries (the pages after PRP1's) into consecutive slots from `slot`,
+// known to hold them: no chain. OneRange: the list is one range, whose pages after PRP1's are
+// one run known from the plan, so no walk.
+template <bool OneRange, class L>
+PHYR_ALWAYS_INLINE constexpr void write_list_in_page(const L& list, std::uint64_t page_size,
+                                                     const prp_plan& plan,
+                                                     std::uint64_t* slot) noexcept {
+  if constexpr (OneRange) {
+    std::uint64_t p = (plan.first_addr & ~(page_size - 1)) + page_size;
+    for (std::uint64_t k = 1; k < plan.entries; ++k, p += page_size) *slot++ = to_le64(p);
+  } else {
+    write_prp_run_in_page(list, page_size, slot);
+  }
+}
+
+// The answer for a list in `pages` list pages from `list_dma` (chain words included in
+// words_used), built in the returned object (see prp_without_list).
+template <class Bus>
+[[nodiscard]] PHYR_ALWAYS_INLINE constexpr result<prp_result<Bus>> prp_list_answer(
+    const prp_plan& plan, std::uint64_t list_dma, std::uint64_t pages) noexcept {
+  return result<prp_result<Bus>>{std::in_place,
+                                 dma_addr<Bus>{plan.first_addr},
+                                 dma_addr<Bus>{list_dma},
+                                 plan.entries,
+                                 pages,
+                                 (plan.entries - 1) + (pages - 1),  // data entries + chain words
+                                 plan.bytes,
+                                 prp2_use::list};
+}
+
+// write_prp_list past its one-chunk case: descriptor memory in several chunks, or a list that
+// does not fit the one chunk's first list page. Out of line, so the usual caller's inlined
+// path carries none of the page cursor and chaining writer.
 template <class Bus, bool OneRange, class L>
-[[nodiscard]] PHYR_ALWAYS_INLINE constexpr result<prp_result<Bus>> write_prp_list(
+[[nodiscard]] PHYR_NOINLINE constexpr result<prp_result<Bus>> write_prp_list_paged(
     const L& list, const prp_config& cfg, std::span<const descriptor_chunk<Bus>> mem,
     prp_plan plan) noexcept {
   const std::uint64_t list_entries = plan.entries - 1;
   const std::uint64_t mask = cfg.page_size - 1;
-  // Written straight into slots from `slot`, known to hold them: no chain.
-  auto write_in_page = [&](std::uint64_t* slot) noexcept {
-    if constexpr (OneRange) {
-      // One range: its pages after PRP1's are one run known from the plan.
-      std::uint64_t p = (plan.first_addr & ~mask) + cfg.page_size;
-      for (std::uint64_t k = 0; k < list_entries; ++k, p += cfg.page_size) slot[k] = to_le64(p);
-    } else {
-      write_prp_run_in_page(list, cfg.page_size, slot);
-    }
-  };
-  auto one_page_answer = [&](std::uint64_t list_dma) noexcept {
-    return result<prp_result<Bus>>{std::in_place,
-                                   dma_addr<Bus>{plan.first_addr},
-                                   dma_addr<Bus>{list_dma},
-                                   plan.entries,
-                                   std::uint64_t{1},
-                                   list_entries,
-                                   plan.bytes,
-                                   prp2_use::list};
-  };
-  // The usual caller: one piece of descriptor memory (the command's own list page) that holds
-  // the whole list (up to 512 entries in a 4 KiB page: every I/O up to 2 MiB). check_chunks'
-  // tests for that one chunk, then the entries, with no page cursor and no chain.
-  if (mem.size() == 1) {
-    const std::uint64_t a = mem[0].dma.value();
-    const std::uint64_t words = mem[0].words.size();
-    if (words == 0 || (a & 7) != 0 || words > (~a >> 3)) return errc::invalid_argument;
-    const std::uint64_t to_boundary = (cfg.page_size - (a & mask)) / 8;
-    if (list_entries <= (words < to_boundary ? words : to_boundary)) {
-      write_in_page(mem[0].words.data());
-      return one_page_answer(a);
-    }
-  }
   if (auto c = check_chunks(mem, cfg.page_size); !c) return c.error();
   // The first list page is found once, for the check and for the writer.
   prp_page_cursor<Bus> cur(mem, cfg.page_size);
@@ -354,8 +355,8 @@ template <class Bus, bool OneRange, class L>
   // The list fits the first list page: no chain, so the pages go straight into consecutive
   // slots, with none of the chaining writer's bookkeeping.
   if (list_entries <= pg.slots) {
-    write_in_page(mem[pg.chunk].words.data() + pg.word);
-    return one_page_answer(pg.dma);
+    write_list_in_page<OneRange>(list, cfg.page_size, plan, mem[pg.chunk].words.data() + pg.word);
+    return prp_list_answer<Bus>(plan, pg.dma, 1);
   }
   auto pages = plan_prp_pages(cur, pg, list_entries);
   if (!pages) return pages.error();
@@ -399,15 +400,28 @@ template <class Bus, bool OneRange, class L>
   } else {
     for_each_prp_page_run(list, cfg.page_size, write);
   }
-  // Built in the returned object (see prp_without_list).
-  return result<prp_result<Bus>>{std::in_place,
-                                 dma_addr<Bus>{plan.first_addr},
-                                 dma_addr<Bus>{list_dma},
-                                 plan.entries,
-                                 *pages,
-                                 list_entries + (*pages - 1),  // data entries + chain words
-                                 plan.bytes,
-                                 prp2_use::list};
+  return prp_list_answer<Bus>(plan, list_dma, *pages);
+}
+
+// The list case of try_build_prp: `plan` accepted, more than two entries.
+template <class Bus, bool OneRange, class L>
+[[nodiscard]] PHYR_ALWAYS_INLINE constexpr result<prp_result<Bus>> write_prp_list(
+    const L& list, const prp_config& cfg, std::span<const descriptor_chunk<Bus>> mem,
+    prp_plan plan) noexcept {
+  // The usual caller: one piece of descriptor memory (the command's own list page) that holds
+  // the whole list (up to 512 entries in a 4 KiB page: every I/O up to 2 MiB). check_chunks'
+  // tests for that one chunk, then the entries, with no page cursor and no chain.
+  if (mem.size() == 1) {
+    const std::uint64_t a = mem[0].dma.value();
+    const std::uint64_t words = mem[0].words.size();
+    if (words == 0 || (a & 7) != 0 || words > (~a >> 3)) return errc::invalid_argument;
+    const std::uint64_t to_boundary = (cfg.page_size - (a & (cfg.page_size - 1))) / 8;
+    if (plan.entries - 1 <= (words < to_boundary ? words : to_boundary)) {
+      write_list_in_page<OneRange>(list, cfg.page_size, plan, mem[0].words.data());
+      return prp_list_answer<Bus>(plan, a, 1);
+    }
+  }
+  return write_prp_list_paged<Bus, OneRange>(list, cfg, mem, plan);
 }
 
 // try_build_prp's answer for the plan of a list of several ranges (or of one that does not
