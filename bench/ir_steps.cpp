@@ -1,7 +1,7 @@
-// The io_steps/... cases of phyr_bench_ir (bench/ir_driver.cpp): the 4 KiB and 16 KiB I/Os of
-// bench/io_path.hpp run up to each step, so the difference between consecutive cases is that
-// step's instructions. Also the walk/... cases: walk_bench.cpp's sums (packed_sum, sg_sum) over
-// the same shared lists, counted per walk.
+// The io_steps/... cases of phyr_bench_ir (bench/ir_driver.cpp): bench/io_path.hpp's 4 KiB
+// contiguous I/O and its scattered I/Os of every size run up to each step, so the difference
+// between consecutive cases is that step's instructions. Also the walk/... cases:
+// walk_bench.cpp's sums (packed_sum, sg_sum) over the same shared lists, counted per walk.
 
 #include <benchmark/benchmark.h>
 
@@ -75,10 +75,11 @@ void add_walk_cases(std::vector<ir_case>& out) {
 
 void add_step_cases(std::vector<ir_case>& out) {
   add_walk_cases(out);
-  // The 4 KiB and 16 KiB I/Os step by step: each case runs the path up to a step, so the
+  // The per-I/O path step by step (4 KiB contiguous, every scattered size): each case runs the path up to a step, so the
   // difference between consecutive cases is that step's cost (io_steps/<wl>/<size>/<impl>_<n>).
   for (const auto& [wl, sz] : {std::pair{"contig", "4KiB"}, std::pair{"frag", "4KiB"},
-                               std::pair{"frag", "16KiB"}}) {
+                               std::pair{"frag", "16KiB"}, std::pair{"frag", "128KiB"},
+                               std::pair{"frag", "1MiB"}}) {
     const std::string w = wl, size = sz;
     const std::string stem = "io_steps/" + w + "/" + size + "/";
     auto phyr_case = [&]<int Upto>(std::integral_constant<int, Upto>) {
