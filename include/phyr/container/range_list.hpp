@@ -937,7 +937,7 @@ class range_list {
   };
 
   // Inputs of at most this many pages (2 MiB: an I/O) are counted before they are appended
-  // (reserve_for_runs). The count reads every page, while the build skips long runs eight
+  // (reserve_for_runs). The count reads every page, while the build skips long runs sixteen
   // frames per step: at 4096 it doubled the build of a 16 MiB buffer in 2 MiB runs and cost a
   // scattered one 23%, for one allocation saved.
   static constexpr std::size_t hint_max_pages = 512;
