@@ -1292,19 +1292,27 @@ class range_list {
       if (PHYR_UNLIKELY(cnt == cap) && !next_segment()) return errc::out_of_memory;
       const std::size_t room = cap - cnt;
       const std::size_t lim = last - i < room ? last : i + room;
-      // Two one-page runs per step while both are: halves the loop overhead.
-      while (i + 2 <= lim) {
-        const std::uint64_t a0 = p[i], a1 = p[i + 1];
-        if (a1 == a0 + 1 || p[i + 2] == a1 + 1) break;
-        ::new (static_cast<void*>(e + cnt))
-            Range(Range::make_unchecked(pfn_to_addr(a0), page_size, flags));
-        ::new (static_cast<void*>(e + cnt + 1))
-            Range(Range::make_unchecked(pfn_to_addr(a1), page_size, flags));
-        cnt += 2;
-        const std::uint64_t lo2 = a0 < a1 ? a0 : a1, hi2 = a0 < a1 ? a1 : a0;
-        mn = lo2 < mn ? lo2 : mn;
-        mx = hi2 > mx ? hi2 : mx;
-        i += 2;
+      // Two one-page runs per step while both are: halves the loop overhead. Pointers, not
+      // indices: the step is then two pointer increments, not two scaled address sums.
+      {
+        const std::uint64_t* q = p + i;
+        const std::uint64_t* const q_lim = p + lim;
+        Range* o = e + cnt;
+        while (q + 2 <= q_lim) {
+          const std::uint64_t a0 = q[0], a1 = q[1];
+          if (a1 == a0 + 1 || q[2] == a1 + 1) break;
+          ::new (static_cast<void*>(o))
+              Range(Range::make_unchecked(pfn_to_addr(a0), page_size, flags));
+          ::new (static_cast<void*>(o + 1))
+              Range(Range::make_unchecked(pfn_to_addr(a1), page_size, flags));
+          o += 2;
+          q += 2;
+          const std::uint64_t lo2 = a0 < a1 ? a0 : a1, hi2 = a0 < a1 ? a1 : a0;
+          mn = lo2 < mn ? lo2 : mn;
+          mx = hi2 > mx ? hi2 : mx;
+        }
+        i = static_cast<std::size_t>(q - p);
+        cnt = static_cast<std::uint32_t>(o - e);
       }
       while (i < lim && p[i + 1] != p[i] + 1) {
         const std::uint64_t a = p[i];
