@@ -508,13 +508,7 @@ class range_list {
     // power of two), with the checks a single page needs and nothing else.
     if (n == 1 && n_.size == 0 && first_offset < page_size && total_len - 1 < page_size - first_offset &&
         (pfns[0] >> pfn_bits) == 0) {
-      const std::uint64_t a = pfn_to_addr(pfns[0]) + first_offset;
-      head_.e[0] = Range::make_unchecked(a, total_len, flags);
-      head_.h.count = 1;
-      n_.size = 1;
-      n_.total = total_len;
-      n_.lowest = a;
-      n_.highest = a + (total_len - 1);
+      put_only_entry(pfn_to_addr(pfns[0]) + first_offset, total_len, flags);
       return {};
     }
     // A few pages into an empty list (the per-I/O cases up to 64 KiB): one pass page by page.
@@ -1115,10 +1109,14 @@ class range_list {
                                           range_flags flags) noexcept {
     // One run from p[0] to p[n - 1] = p[0] + n - 1: both below 2^52 puts every frame there.
     if (detail::pfn_run_end(p, 1, n) != n || ((p[0] | p[n - 1]) >> pfn_bits) != 0) return false;
-    const std::uint64_t a = pfn_to_addr(p[0]) + first_offset;
-    head_.e[0] = Range::make_unchecked(a, total_len, flags);
-    set_inline_counters(1, total_len, a, a + (total_len - 1));
+    put_only_entry(pfn_to_addr(p[0]) + first_offset, total_len, flags);
     return true;
+  }
+
+  // An empty list's first and only entry, [a, a + len), with its counters.
+  void put_only_entry(std::uint64_t a, std::uint64_t len, range_flags flags) noexcept {
+    head_.e[0] = Range::make_unchecked(a, len, flags);
+    set_inline_counters(1, len, a, a + (len - 1));
   }
 
   // try_append_pages for 2..short_max_pages pages into an empty list, when the runs fit the

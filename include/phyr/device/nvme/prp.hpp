@@ -239,17 +239,16 @@ template <class Bus>
 
 /// Calls f(first_page, last_page) for the pages after PRP1, in order, run by run: each range's
 /// pages, a page shared by two contiguous ranges once; stops early when f returns false. Only
-/// valid on a source plan_prp accepted. One pass over the ranges (for_each_range's segment
-/// walk), with no per-page call.
+/// valid on a source plan_prp accepted, whose plan gives `a0`, the first range's address
+/// (PRP1). One pass over the ranges (for_each_range's segment walk), with no per-page call.
 template <class L, class F>
 PHYR_ALWAYS_INLINE constexpr void for_each_prp_page_run(const L& list, std::uint64_t page_size,
-                                                       F&& f) noexcept {
+                                                       std::uint64_t a0, F&& f) noexcept {
   const std::uint64_t mask = page_size - 1;
   // A range's first page is named already when the range continues the previous one (starts at
   // `follow`) inside the page that one ended in (`named_page`); set up so that the first
   // range's first page, which PRP1 names, counts too. A range that seems to continue one ending
   // at 2^64 - 1 (follow wrapped to 0) starts in page 0, never the top page it ended in.
-  const std::uint64_t a0 = (*list.begin()).addr().value();
   std::uint64_t follow = a0;
   std::uint64_t named_page = a0 & ~mask;
   (void)for_each_range(list, [&](const auto& r) noexcept {
@@ -269,12 +268,14 @@ PHYR_ALWAYS_INLINE constexpr void for_each_prp_page_run(const L& list, std::uint
   });
 }
 
-// Writes the pages after PRP1 of a source plan_prp accepted into consecutive slots from `slot`
-// (the caller checked they fit one list page), in for_each_prp_page_run's order.
+// Writes the pages after PRP1 of a source plan_prp accepted (first range at `a0`) into
+// consecutive slots from `slot` (the caller checked they fit one list page), in
+// for_each_prp_page_run's order.
 template <class L>
 PHYR_ALWAYS_INLINE constexpr void write_prp_run_in_page(const L& list, std::uint64_t page_size,
+                                                        std::uint64_t a0,
                                                         std::uint64_t* slot) noexcept {
-  for_each_prp_page_run(list, page_size, [&](std::uint64_t page, std::uint64_t stop) noexcept {
+  for_each_prp_page_run(list, page_size, a0, [&](std::uint64_t page, std::uint64_t stop) noexcept {
     for (;;) {  // compared before the step, so a last page at the top of DMA space cannot wrap
       *slot++ = to_le64(page);
       if (page == stop) return true;
@@ -319,7 +320,7 @@ PHYR_ALWAYS_INLINE constexpr void write_list_in_page(const L& list, std::uint64_
     std::uint64_t p = (plan.first_addr & ~(page_size - 1)) + page_size;
     for (std::uint64_t k = 1; k < plan.entries; ++k, p += page_size) *slot++ = to_le64(p);
   } else {
-    write_prp_run_in_page(list, page_size, slot);
+    write_prp_run_in_page(list, page_size, plan.first_addr, slot);
   }
 }
 
@@ -398,7 +399,7 @@ template <class Bus, bool OneRange, class L>
     (void)write((plan.first_addr & ~mask) + cfg.page_size,
                 (plan.first_addr + (plan.bytes - 1)) & ~mask);
   } else {
-    for_each_prp_page_run(list, cfg.page_size, write);
+    for_each_prp_page_run(list, cfg.page_size, plan.first_addr, write);
   }
   return prp_list_answer<Bus>(plan, list_dma, *pages);
 }
@@ -434,10 +435,11 @@ template <class Bus, class L>
   if (plan.entries == 2) {
     // The second page: the one after PRP1's, or the next range's first.
     std::uint64_t prp2 = 0;
-    for_each_prp_page_run(list, cfg.page_size, [&](std::uint64_t pg, std::uint64_t) {
-      prp2 = pg;
-      return false;  // the first page after PRP1's is all PRP2 needs
-    });
+    for_each_prp_page_run(list, cfg.page_size, plan.first_addr,
+                          [&](std::uint64_t pg, std::uint64_t) {
+                            prp2 = pg;
+                            return false;  // the first page after PRP1's is all PRP2 needs
+                          });
     return prp_without_list<Bus>(plan.first_addr, prp2, 2, plan.bytes);
   }
   return write_prp_list<Bus, false>(list, cfg, mem, plan);
