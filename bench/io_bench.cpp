@@ -11,6 +11,11 @@
 // structures' allocator plus global operator new calls, both counted over the timed loop),
 // segments, prp_entries, entries (list entries: runs for phyr, table entries for the
 // scatterlist), inline_entries (the entries a range_list holds without a heap segment).
+//
+// io_paired/<wl>/<size>/phyr_range_list: the same two I/Os timed in alternation, batch against
+// batch (workloads.hpp's time_paired), for a ratio that the VM's changes of pace between rows
+// do not move. Counters: ns_per_io_phyr, ns_per_io_scatterlist (medians over the batches),
+// speedup (the median of the batches' scatterlist / phyr time ratios), calls_per_batch.
 
 #include "compare.hpp"
 #include "io_path.hpp"
@@ -86,6 +91,39 @@ void bm_io_scatterlist(benchmark::State& state, std::string wl, std::string size
   bm_io(state, in, verify, io, entries, bytes);
 }
 
+void bm_io_paired(benchmark::State& state, std::string wl, std::string size) {
+  const input& in = get_input(wl, size);
+  const phyr::identity_mapper<bench_bus> m;
+  bench_allocator a;
+  prp_page page;
+  const io_tally want = expected(in);
+  if (!check(state, phyr_io<true>(in, m, page) == want && scatterlist_io<true>(in, a) == want,
+             "the I/O's segments or PRPs differ from the input's"))
+    return;
+  io_tally quick = want;
+  quick.prp_sum = 0;  // not read back while timed
+  paired_times t;
+  for (auto _ : state) {
+    // Each call as bm_io's timed loop makes it: the result forced to memory.
+    t = time_paired(
+        [&]() noexcept {
+          io_tally got = phyr_io<false>(in, m, page);
+          benchmark::DoNotOptimize(got);
+          return got == quick;
+        },
+        [&]() noexcept {
+          io_tally got = scatterlist_io<false>(in, a);
+          benchmark::DoNotOptimize(got);
+          return got == quick;
+        });
+  }
+  if (!check(state, t.ok, "an I/O's segments changed while timed")) return;
+  state.counters["ns_per_io_phyr"] = t.a_ns;
+  state.counters["ns_per_io_scatterlist"] = t.b_ns;
+  state.counters["speedup"] = t.b_over_a;
+  state.counters["calls_per_batch"] = static_cast<double>(t.calls_per_batch);
+}
+
 [[maybe_unused]] const bool registered = [] {
   for (const char* wl : {"contig", "frag"}) {
     for (const char* size : {"4KiB", "16KiB", "128KiB", "1MiB"}) {
@@ -97,6 +135,9 @@ void bm_io_scatterlist(benchmark::State& state, std::string wl, std::string size
         apply_settings(b);
         b->Unit(benchmark::kNanosecond);
       }
+      apply_paired_settings(benchmark::RegisterBenchmark(
+          bench_name("io_paired", wl, size, "phyr_range_list").c_str(), bm_io_paired,
+          std::string(wl), std::string(size)));
     }
   }
   return true;

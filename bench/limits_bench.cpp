@@ -9,6 +9,15 @@
 // for wl = frag, contig, 2m. The unlimited build is the `build/<wl>/1GiB/phyr_range_list`
 // row of build_bench.cpp; the target is within 1.3x of it, and >= 3x faster than the
 // scatterlist row here (>= 2.5x on contig and 2m).
+//
+//   build_limited_paired/<wl>/1GiB/phyr_range_list[_b4g]   the limited build and the unlimited
+//                                             one timed in alternation (workloads.hpp's
+//                                             time_paired): the 1.3x target compares two phyr
+//                                             builds whose instruction counts are nearly equal,
+//                                             and two rows timed seconds apart on this VM differ
+//                                             by more than that. Counters: ns_per_page_limited,
+//                                             ns_per_page_unlimited (medians over the pairs),
+//                                             limited_over_unlimited (the median pair's ratio).
 
 #include <benchmark/benchmark.h>
 
@@ -73,6 +82,33 @@ void bm_range_list(benchmark::State& state, std::string wl, std::string size,
   phyr_bench::set_counters(state, watch, in, static_cast<double>(entries), bytes_per_page);
 }
 
+void bm_paired(benchmark::State& state, std::string wl, std::string size,
+               std::uint64_t boundary) {
+  const input& in = phyr_bench::get_input(wl, size);
+  const std::uint64_t want = limited_entries(in);
+  // Each build as the timed loops above make it: the list forced to memory.
+  const auto limited = [&] {
+    list l;
+    const bool ok = l.try_set_max_segment(limit) && l.try_set_segment_boundary(boundary) &&
+                    l.try_append_pages(in.pfns, 0, in.bytes);
+    benchmark::DoNotOptimize(l);
+    return ok && l.size() == want;
+  };
+  const auto unlimited = [&] {
+    list l;
+    const bool ok = static_cast<bool>(l.try_append_pages(in.pfns, 0, in.bytes));
+    benchmark::DoNotOptimize(l);
+    return ok && l.size() == in.runs;
+  };
+  phyr_bench::paired_times t;
+  for (auto _ : state) t = phyr_bench::time_paired(limited, unlimited, 21, 2'000'000);
+  if (!phyr_bench::check(state, t.ok, "a limited or unlimited build is wrong")) return;
+  const double pages = static_cast<double>(in.pages_of_data());
+  state.counters["ns_per_page_limited"] = t.a_ns / pages;
+  state.counters["ns_per_page_unlimited"] = t.b_ns / pages;
+  state.counters["limited_over_unlimited"] = 1 / t.b_over_a;
+}
+
 void bm_scatterlist(benchmark::State& state, std::string wl, std::string size) {
   const input& in = phyr_bench::get_input(wl, size);
   const std::uint64_t want = limited_entries(in);
@@ -108,6 +144,12 @@ void bm_scatterlist(benchmark::State& state, std::string wl, std::string size) {
     phyr_bench::apply_settings(benchmark::RegisterBenchmark(
         phyr_bench::bench_name("build_limited", wl, size, "scatterlist").c_str(),
         bm_scatterlist, wl, size));
+    phyr_bench::apply_paired_settings(benchmark::RegisterBenchmark(
+        phyr_bench::bench_name("build_limited_paired", wl, size, "phyr_range_list").c_str(),
+        bm_paired, wl, size, std::uint64_t{0}));
+    phyr_bench::apply_paired_settings(benchmark::RegisterBenchmark(
+        phyr_bench::bench_name("build_limited_paired", wl, size, "phyr_range_list_b4g").c_str(),
+        bm_paired, wl, size, std::uint64_t{4} * phyr_bench::gib));
   }
   return true;
 }();

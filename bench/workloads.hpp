@@ -11,7 +11,9 @@
 ///
 ///   <op>/<workload>/<size>/<impl>
 ///
-///   op        io, build, walk, blocks4k, blocks64k, map, unmap, map_iommu, unmap_iommu, memory
+///   op        io, build, walk, blocks4k, blocks64k, map, unmap, map_iommu, unmap_iommu, memory;
+///             io_paired, build_limited_paired: two sides timed in alternation (time_paired),
+///             whose counters, not their own time, are the result
 ///   workload  frag       every 4 KiB page its own physical chunk (no two frames adjacent)
 ///             contig     one physically contiguous run
 ///             2m         2 MiB-aligned runs of 512 pages, runs not adjacent
@@ -40,6 +42,7 @@
 #include <benchmark/benchmark.h>
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -503,6 +506,78 @@ class cpu_stopwatch {
   std::int64_t elapsed_ = 0;
   bool running_ = true;
 };
+
+/// Two ways of doing one job timed in alternation, for their ratio (the `paired` rows of
+/// io_bench.cpp and limits_bench.cpp). On a shared VM one benchmark row can run 10-50% slower
+/// than the next as the host's load comes and goes, so a ratio of two rows timed seconds apart
+/// carries that swing; here each pair is a batch of `a()` calls and a batch of as many `b()`
+/// calls back to back (the order swapped every pair, so neither side always goes first), and
+/// the ratio is the median of the pairs' ratios. `a` and `b` return whether their call gave the
+/// right answer; a wrong answer from either fails the whole measurement (`ok` false).
+///
+///   const paired_times t = time_paired([&] { return phyr_way(); }, [&] { return sg_way(); });
+///   if (t.ok) state.counters["speedup"] = t.b_over_a;
+struct paired_times {
+  double a_ns = 0;      ///< median CPU ns per call of `a` over the pairs
+  double b_ns = 0;      ///< median CPU ns per call of `b`
+  double b_over_a = 0;  ///< median over the pairs of b's batch time / a's batch time
+  std::uint64_t calls_per_batch = 0;
+  bool ok = false;
+};
+
+/// `pairs` is made odd, so the median ratio is one pair's. A batch lasts about `batch_ns` (at
+/// least one call of each side): long enough that the clock's own cost (a system call) is under
+/// 1% of it, short enough that the machine rarely changes pace inside a pair.
+template <class A, class B>
+[[nodiscard]] paired_times time_paired(A&& a, B&& b, int pairs = 21,
+                                       std::int64_t batch_ns = 200'000) {
+  paired_times out;
+  const auto batch = [](auto& f, std::uint64_t n, bool& ok) {
+    const std::int64_t t0 = cpu_now_ns();
+    for (std::uint64_t i = 0; i < n; ++i) ok = f() && ok;
+    return static_cast<double>(cpu_now_ns() - t0);
+  };
+  bool ok = true;
+  std::uint64_t n = 1;
+  while (ok && n < (std::uint64_t{1} << 24)) {  // calls per batch, from both sides together
+    const double t = batch(a, n, ok) + batch(b, n, ok);
+    if (t >= 2 * static_cast<double>(batch_ns)) break;
+    n *= 2;
+  }
+  std::vector<double> ta, tb, r;
+  for (int p = 0; ok && p < (pairs | 1); ++p) {
+    double x, y;
+    if (p % 2 == 0) {
+      x = batch(a, n, ok);
+      y = batch(b, n, ok);
+    } else {
+      y = batch(b, n, ok);
+      x = batch(a, n, ok);
+    }
+    ta.push_back(x / static_cast<double>(n));
+    tb.push_back(y / static_cast<double>(n));
+    r.push_back(x > 0 ? y / x : 0);
+  }
+  if (!ok || r.empty()) return out;
+  const auto median = [](std::vector<double>& v) {
+    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
+    return v[v.size() / 2];
+  };
+  out.a_ns = median(ta);
+  out.b_ns = median(tb);
+  out.b_over_a = median(r);
+  out.calls_per_batch = n;
+  out.ok = out.b_over_a > 0;
+  return out;
+}
+
+/// Settings of a `paired` row: one call of the benchmark function per repetition (the call is
+/// a whole time_paired measurement; its counters are the result, its own time is not).
+inline void apply_paired_settings(benchmark::internal::Benchmark* b) {
+  b->Unit(benchmark::kMillisecond)->Iterations(1);
+  b->Repetitions(mode() == run_mode::quick ? 1 : mode() == run_mode::full ? 7 : 3);
+  b->DisplayAggregatesOnly(true);
+}
 
 /// One map and one unmap per iteration with only one of them timed: `map()` when `time_unmap`
 /// is false, `unmap(mapping)` when it is true (the other runs with the timer paused). `unmap`
