@@ -25,7 +25,7 @@ namespace {
 using namespace phyr_bench;
 
 /// Runs `io()` per iteration; checks `verify()` (the same I/O, reading its PRP list back) once
-/// against the input, and the timed I/Os' results after; counts allocations while timed.
+/// against the input, and every timed I/O's result; counts allocations while timed.
 template <class Verify, class Io>
 void bm_io(benchmark::State& state, const input& in, Verify verify, Io io, double list_entries,
            double bytes_of_structure) {
