@@ -439,17 +439,28 @@ class split_view {
     // walk; zero-length entries (an unplanned span) are skipped.
     template <class F>
     PHYR_ALWAYS_INLINE constexpr bool cut_source(It from, It to, F& f) const noexcept {
-      return for_each_range(from, to, [&](const range_type& r) noexcept {
+      const cut_each<F> g{this, f};
+      return for_each_range(from, to, g);
+    }
+    // cut_source's per-entry step. A segment walk hands it a one-entry source without its
+    // loop (walk_one_alone): a one-page or one-run I/O is nearly all such fixed cost.
+    template <class F>
+    struct cut_each {
+      static constexpr bool walk_one_alone = true;
+      const iterator* self;
+      F& f;
+      PHYR_ALWAYS_INLINE constexpr bool operator()(const range_type& r) const noexcept {
         const std::uint64_t a = r.addr().value();
         const std::uint64_t len = r.len();
         // Most entries are one segment: passed on as they are, with no piece computed and no
         // range rebuilt (a zero length wraps here, and is skipped below).
-        if (PHYR_LIKELY(len - 1 < limit_ && len - 1 <= detail::boundary_room_m1(a, mask_)))
+        if (PHYR_LIKELY(len - 1 < self->limit_ &&
+                        len - 1 <= detail::boundary_room_m1(a, self->mask_)))
           return detail::call_continue(f, r);
         if (len == 0) return true;
-        return cut_all(a, len, cut(a, len), r.flags(), f);
-      });
-    }
+        return self->cut_all(a, len, self->cut(a, len), r.flags(), f);
+      }
+    };
     // Calls f on the segments of [a, a + left), the first `piece` bytes long.
     template <class F>
     PHYR_ALWAYS_INLINE constexpr bool cut_all(std::uint64_t a, std::uint64_t left,

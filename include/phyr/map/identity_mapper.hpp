@@ -87,14 +87,22 @@ class identity_iterator {
   template <class F>
   PHYR_ALWAYS_INLINE friend bool walk_segments(const identity_iterator& first,
                                                const identity_iterator& last, F& f) noexcept {
-    auto as_dma = [&f](const phys_range& p) noexcept {
-      return detail::call_continue(
-          f, dma_range<Bus>::make_unchecked(p.addr().value(), p.len(), p.flags()));
-    };
-    return walk_segments(first.it_, last.it_, as_dma);
+    as_dma<F> g{f};
+    return walk_segments(first.it_, last.it_, g);
   }
 
  private:
+  // `f` reading CPU entries as DMA ranges; keeps f's walk_one_alone.
+  template <class F>
+  struct as_dma {
+    static constexpr bool walk_one_alone = detail::walk_one_alone<F>;
+    F& f;
+    PHYR_ALWAYS_INLINE bool operator()(const phys_range& p) const noexcept {
+      return detail::call_continue(
+          f, dma_range<Bus>::make_unchecked(p.addr().value(), p.len(), p.flags()));
+    }
+  };
+
   cpu_iterator it_{};
 };
 

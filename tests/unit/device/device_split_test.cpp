@@ -237,6 +237,30 @@ TEST_CASE("an entry as long as the limit, or ending at a boundary, is one segmen
   CHECK(got == want);
 }
 
+TEST_CASE("a one-entry view anywhere in a list splits as that entry, cut or passed through") {
+  // An exact slice of entry k is an untrimmed view of one entry at index k of its segment,
+  // which the segment walk hands to split's for_each without its loop: it must read entry k
+  // (not the segment's first), in the inline part and in heap segments alike.
+  const dma_constraints c{.max_segment_size = 0x2000, .segment_boundary_mask = 0xffff};
+  list l;
+  std::vector<phys_range> in;
+  std::uint64_t offset = 0;
+  for (std::uint64_t k = 0; k < 40; ++k) {
+    // Lengths 0x1000..0x5000: some entries pass through, some are cut (and some cross 64K).
+    in.push_back(pr(0x100000 + k * 0x13000 + (k % 3) * 0xf000, 0x1000 * (1 + k % 5)));
+    phyr::must(l.try_append(in.back()));
+  }
+  REQUIRE(l.size() == in.size());
+  for (std::size_t k = 0; k < in.size(); ++k) {
+    const auto v = l.try_slice(offset, in[k].len());
+    REQUIRE(v);
+    REQUIRE(v->size() == 1);
+    const std::vector<phys_range> want = segments(std::array{in[k]}, c);
+    CHECK(segments(*v, c) == want);
+    offset += in[k].len();
+  }
+}
+
 TEST_CASE("split cuts a long range into max_segment_size pieces and a remainder") {
   list l;
   phyr::must(l.try_append(pr(0x100000, 0x25000)));
