@@ -454,21 +454,29 @@ template <class Bus, class L>
   return build_prp_answer<Bus>(list, cfg, mem, *p);
 }
 
-// The same for a plan read off a counted source's counters (try_build_prp).
+// The same for a plan read off a counted source's counters (try_build_prp). The plan comes
+// as two words in registers and is completed here: a 24-byte prp_plan passed by value goes
+// through the stack, where GCC stored it 16 + 8 bytes and read it back 8 + 16, a load that
+// spans two pending stores and waits for both (a stall on every multi-page I/O).
 template <class Bus, class L>
 [[nodiscard]] PHYR_NOINLINE constexpr result<prp_result<Bus>> build_prp_planned(
     const L& list, const prp_config& cfg, std::span<const descriptor_chunk<Bus>> mem,
-    prp_plan plan) noexcept {
-  return build_prp_answer<Bus>(list, cfg, mem, plan);
+    std::uint64_t first_addr, std::uint64_t bytes) noexcept {
+  return build_prp_answer<Bus>(
+      list, cfg, mem,
+      prp_plan{first_addr, bytes, prp_entry_count(first_addr, bytes, cfg.page_size)});
 }
 
 // The list case for one range. Out of line (as is build_prp_walk), so try_build_prp's callers
-// inline the short answers (every 4 KiB I/O) without the list case's setup.
+// inline the short answers (every 4 KiB I/O) without the list case's setup. The plan as for
+// build_prp_planned.
 template <class Bus, class L>
 [[nodiscard]] PHYR_NOINLINE constexpr result<prp_result<Bus>> build_prp_list(
     const L& list, const prp_config& cfg, std::span<const descriptor_chunk<Bus>> mem,
-    prp_plan plan) noexcept {
-  return write_prp_list<Bus, true>(list, cfg, mem, plan);
+    std::uint64_t first_addr, std::uint64_t bytes) noexcept {
+  return write_prp_list<Bus, true>(
+      list, cfg, mem,
+      prp_plan{first_addr, bytes, prp_entry_count(first_addr, bytes, cfg.page_size)});
 }
 
 }  // namespace detail
@@ -499,7 +507,7 @@ requires std::same_as<source_space_t<L>, dma_space<Bus>>
         return detail::prp_without_list<Bus>(a, (a & ~(cfg.page_size - 1)) + cfg.page_size, 2,
                                              bytes);
       }
-      return detail::build_prp_list<Bus>(list, cfg, mem, detail::prp_plan{a, bytes, entries});
+      return detail::build_prp_list<Bus>(list, cfg, mem, a, bytes);
     }
   }
   // Several ranges of a counted source whose gap summary puts every gap on a page boundary
@@ -510,8 +518,7 @@ requires std::same_as<source_space_t<L>, dma_space<Bus>>
       const std::uint64_t a = (*list.begin()).addr().value();
       const std::uint64_t bytes = list.total_bytes();
       if (const errc e = detail::check_direct_plan(a, bytes, cfg); e != errc{}) return e;
-      return detail::build_prp_planned<Bus>(
-          list, cfg, mem, detail::prp_plan{a, bytes, prp_entry_count(a, bytes, cfg.page_size)});
+      return detail::build_prp_planned<Bus>(list, cfg, mem, a, bytes);
     }
   }
   return detail::build_prp_walk<Bus>(list, cfg, mem);
