@@ -342,10 +342,12 @@ template <class Bus>
 // write_prp_list past its one-chunk case: descriptor memory in several chunks, or a list that
 // does not fit the one chunk's first list page. Out of line, so the usual caller's inlined
 // path carries none of the page cursor and chaining writer.
+// The plan comes as three words (see build_prp_planned).
 template <class Bus, bool OneRange, class L>
 [[nodiscard]] PHYR_NOINLINE constexpr result<prp_result<Bus>> write_prp_list_paged(
     const L& list, const prp_config& cfg, std::span<const descriptor_chunk<Bus>> mem,
-    prp_plan plan) noexcept {
+    std::uint64_t first_addr, std::uint64_t bytes, std::uint64_t entries) noexcept {
+  const prp_plan plan{first_addr, bytes, entries};
   const std::uint64_t list_entries = plan.entries - 1;
   const std::uint64_t mask = cfg.page_size - 1;
   if (auto c = check_chunks(mem, cfg.page_size); !c) return c.error();
@@ -422,7 +424,8 @@ template <class Bus, bool OneRange, class L>
       return prp_list_answer<Bus>(plan, a, 1);
     }
   }
-  return write_prp_list_paged<Bus, OneRange>(list, cfg, mem, plan);
+  return write_prp_list_paged<Bus, OneRange>(list, cfg, mem, plan.first_addr, plan.bytes,
+                                             plan.entries);
 }
 
 // try_build_prp's answer for the plan of a list of several ranges (or of one that does not
@@ -455,16 +458,15 @@ template <class Bus, class L>
 }
 
 // The same for a plan read off a counted source's counters (try_build_prp). The plan comes
-// as two words in registers and is completed here: a 24-byte prp_plan passed by value goes
-// through the stack, where GCC stored it 16 + 8 bytes and read it back 8 + 16, a load that
-// spans two pending stores and waits for both (a stall on every multi-page I/O).
+// as three words, not as a prp_plan by value: a 24-byte argument goes through the stack, where
+// GCC stored it 16 + 8 bytes and read it back 8 + 16, a load that spans two pending stores
+// and waits for both (a stall on every I/O with a PRP list). The caller counts the entries
+// with its page size known at compile time; here it is a variable, and the count a divide.
 template <class Bus, class L>
 [[nodiscard]] PHYR_NOINLINE constexpr result<prp_result<Bus>> build_prp_planned(
     const L& list, const prp_config& cfg, std::span<const descriptor_chunk<Bus>> mem,
-    std::uint64_t first_addr, std::uint64_t bytes) noexcept {
-  return build_prp_answer<Bus>(
-      list, cfg, mem,
-      prp_plan{first_addr, bytes, prp_entry_count(first_addr, bytes, cfg.page_size)});
+    std::uint64_t first_addr, std::uint64_t bytes, std::uint64_t entries) noexcept {
+  return build_prp_answer<Bus>(list, cfg, mem, prp_plan{first_addr, bytes, entries});
 }
 
 // The list case for one range. Out of line (as is build_prp_walk), so try_build_prp's callers
@@ -473,10 +475,8 @@ template <class Bus, class L>
 template <class Bus, class L>
 [[nodiscard]] PHYR_NOINLINE constexpr result<prp_result<Bus>> build_prp_list(
     const L& list, const prp_config& cfg, std::span<const descriptor_chunk<Bus>> mem,
-    std::uint64_t first_addr, std::uint64_t bytes) noexcept {
-  return write_prp_list<Bus, true>(
-      list, cfg, mem,
-      prp_plan{first_addr, bytes, prp_entry_count(first_addr, bytes, cfg.page_size)});
+    std::uint64_t first_addr, std::uint64_t bytes, std::uint64_t entries) noexcept {
+  return write_prp_list<Bus, true>(list, cfg, mem, prp_plan{first_addr, bytes, entries});
 }
 
 }  // namespace detail
@@ -507,7 +507,7 @@ requires std::same_as<source_space_t<L>, dma_space<Bus>>
         return detail::prp_without_list<Bus>(a, (a & ~(cfg.page_size - 1)) + cfg.page_size, 2,
                                              bytes);
       }
-      return detail::build_prp_list<Bus>(list, cfg, mem, a, bytes);
+      return detail::build_prp_list<Bus>(list, cfg, mem, a, bytes, entries);
     }
   }
   // Several ranges of a counted source whose gap summary puts every gap on a page boundary
@@ -518,7 +518,8 @@ requires std::same_as<source_space_t<L>, dma_space<Bus>>
       const std::uint64_t a = (*list.begin()).addr().value();
       const std::uint64_t bytes = list.total_bytes();
       if (const errc e = detail::check_direct_plan(a, bytes, cfg); e != errc{}) return e;
-      return detail::build_prp_planned<Bus>(list, cfg, mem, a, bytes);
+      return detail::build_prp_planned<Bus>(list, cfg, mem, a, bytes,
+                                            prp_entry_count(a, bytes, cfg.page_size));
     }
   }
   return detail::build_prp_walk<Bus>(list, cfg, mem);
