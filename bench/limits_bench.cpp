@@ -23,7 +23,9 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 
+#include "compare.hpp"
 #include "workloads.hpp"
 #include <phyr/compat/scatterlist.hpp>
 #include <phyr/container/range_list.hpp>
@@ -52,16 +54,19 @@ std::uint64_t limited_entries(const input& in) {
   return n + (run + per - 1) / per;
 }
 
+// The limited build every phyr row here times.
+bool build_limited(list& l, const input& in, std::uint64_t boundary) noexcept {
+  return l.try_set_max_segment(limit) && l.try_set_segment_boundary(boundary) &&
+         l.try_append_pages(in.pfns, 0, in.bytes);
+}
+
 void bm_range_list(benchmark::State& state, std::string wl, std::string size,
                    std::uint64_t boundary) {
   const input& in = phyr_bench::get_input(wl, size);
   const std::uint64_t want = limited_entries(in);
   double bytes_per_page = 0;
   std::size_t entries = 0;
-  auto build = [&](list& l) {
-    return l.try_set_max_segment(limit) && l.try_set_segment_boundary(boundary) &&
-           l.try_append_pages(in.pfns, 0, in.bytes);
-  };
+  auto build = [&](list& l) { return build_limited(l, in, boundary); };
   {
     list l;
     if (!phyr_bench::check(state, build(l) && l.size() == want, "range_list build is wrong"))
@@ -86,17 +91,17 @@ void bm_paired(benchmark::State& state, std::string wl, std::string size,
                std::uint64_t boundary) {
   const input& in = phyr_bench::get_input(wl, size);
   const std::uint64_t want = limited_entries(in);
-  // Each build as the timed loops above make it: the list forced to memory.
+  // Each build as the timed loops make it (the unlimited one as build_bench.cpp's row: the
+  // same build_list), the list forced to memory.
   const auto limited = [&] {
     list l;
-    const bool ok = l.try_set_max_segment(limit) && l.try_set_segment_boundary(boundary) &&
-                    l.try_append_pages(in.pfns, 0, in.bytes);
+    const bool ok = build_limited(l, in, boundary);
     benchmark::DoNotOptimize(l);
     return ok && l.size() == want;
   };
   const auto unlimited = [&] {
     list l;
-    const bool ok = static_cast<bool>(l.try_append_pages(in.pfns, 0, in.bytes));
+    const bool ok = phyr_bench::build_list(l, in);
     benchmark::DoNotOptimize(l);
     return ok && l.size() == in.runs;
   };
@@ -133,23 +138,20 @@ void bm_scatterlist(benchmark::State& state, std::string wl, std::string size) {
 }
 
 [[maybe_unused]] const bool registered = [] {
+  const std::string size = "1GiB";
   for (const char* wl : {"frag", "contig", "2m"}) {
-    const std::string size = "1GiB";
-    phyr_bench::apply_settings(benchmark::RegisterBenchmark(
-        phyr_bench::bench_name("build_limited", wl, size, "phyr_range_list").c_str(),
-        bm_range_list, wl, size, std::uint64_t{0}));
-    phyr_bench::apply_settings(benchmark::RegisterBenchmark(
-        phyr_bench::bench_name("build_limited", wl, size, "phyr_range_list_b4g").c_str(),
-        bm_range_list, wl, size, std::uint64_t{4} * phyr_bench::gib));
+    for (auto [impl, boundary] : {std::pair<const char*, std::uint64_t>{"phyr_range_list", 0},
+                                  {"phyr_range_list_b4g", std::uint64_t{4} * phyr_bench::gib}}) {
+      phyr_bench::apply_settings(benchmark::RegisterBenchmark(
+          phyr_bench::bench_name("build_limited", wl, size, impl).c_str(), bm_range_list, wl,
+          size, boundary));
+      phyr_bench::apply_paired_settings(benchmark::RegisterBenchmark(
+          phyr_bench::bench_name("build_limited_paired", wl, size, impl).c_str(), bm_paired,
+          wl, size, boundary));
+    }
     phyr_bench::apply_settings(benchmark::RegisterBenchmark(
         phyr_bench::bench_name("build_limited", wl, size, "scatterlist").c_str(),
         bm_scatterlist, wl, size));
-    phyr_bench::apply_paired_settings(benchmark::RegisterBenchmark(
-        phyr_bench::bench_name("build_limited_paired", wl, size, "phyr_range_list").c_str(),
-        bm_paired, wl, size, std::uint64_t{0}));
-    phyr_bench::apply_paired_settings(benchmark::RegisterBenchmark(
-        phyr_bench::bench_name("build_limited_paired", wl, size, "phyr_range_list_b4g").c_str(),
-        bm_paired, wl, size, std::uint64_t{4} * phyr_bench::gib));
   }
   return true;
 }();

@@ -460,8 +460,9 @@ template <class Bus, class L>
 // The same for a plan read off a counted source's counters (try_build_prp). The plan comes
 // as three words, not as a prp_plan by value: a 24-byte argument goes through the stack, where
 // GCC stored it 16 + 8 bytes and read it back 8 + 16, a load that spans two pending stores
-// and waits for both (a stall on every I/O with a PRP list). The caller counts the entries
-// with its page size known at compile time; here it is a variable, and the count a divide.
+// and waits for both (a stall on every I/O with a PRP list). The entries are counted by the
+// inlined caller, where a driver's fixed prp_config makes the page size a constant (no
+// divide); out of line it is a variable, and the count would be a 64-bit divide.
 template <class Bus, class L>
 [[nodiscard]] PHYR_NOINLINE constexpr result<prp_result<Bus>> build_prp_planned(
     const L& list, const prp_config& cfg, std::span<const descriptor_chunk<Bus>> mem,
