@@ -525,6 +525,12 @@ struct paired_times {
   bool ok = false;
 };
 
+/// The median of a non-empty vector of an odd number of values (reorders it).
+[[nodiscard]] inline double median_of(std::vector<double>& v) {
+  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
+  return v[v.size() / 2];
+}
+
 /// `pairs` is made odd, so the median ratio is one pair's. A batch lasts about `batch_ns` (at
 /// least one call of each side): long enough that the clock's own cost (a system call) is under
 /// 1% of it, short enough that the machine rarely changes pace inside a pair.
@@ -559,13 +565,9 @@ template <class A, class B>
     r.push_back(x > 0 ? y / x : 0);
   }
   if (!ok || r.empty()) return out;
-  const auto median = [](std::vector<double>& v) {
-    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
-    return v[v.size() / 2];
-  };
-  out.a_ns = median(ta);
-  out.b_ns = median(tb);
-  out.b_over_a = median(r);
+  out.a_ns = median_of(ta);
+  out.b_ns = median_of(tb);
+  out.b_over_a = median_of(r);
   out.calls_per_batch = n;
   out.ok = out.b_over_a > 0;
   return out;
