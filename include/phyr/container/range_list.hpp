@@ -597,7 +597,9 @@ class range_list {
     };
 
     // First run: may coalesce with the current tail, so it takes the general path.
-    std::size_t i = detail::pfn_run_end(p, 1, n);  // long runs sixteen frames per step
+    // A first run of one page (every scattered input) is settled by one compare, not by
+    // pfn_run_end's sixteen-frame setup (about 80 instructions per call).
+    std::size_t i = n == 1 || p[1] != p[0] + 1 ? 1 : detail::pfn_run_end(p, 2, n);
     // A run's pfns are consecutive, so checking its ends checks all of it (pfn < 2^52,
     // so the byte address fits 64 bits).
     if ((p[0] | p[i - 1]) >> pfn_bits) return fail(errc::invalid_argument);
@@ -605,7 +607,13 @@ class range_list {
       std::uint64_t addr = pfn_to_addr(p[0]) + first_offset;
       std::uint64_t len = static_cast<std::uint64_t>(i) * page_size - first_offset;
       if (i == n) len -= tail_cut;
-      if (!append_split(addr, len, flags)) return fail(errc::out_of_memory);
+      // Into an empty list, a first run within the limits is its only entry so far: no tail
+      // to merge with and nothing to cut (append_split's checks, ~40 instructions).
+      if (n_.size == 0 && fits_one_entry(addr, len)) {
+        put_only_entry(addr, len, flags);
+      } else if (!append_split(addr, len, flags)) {
+        return fail(errc::out_of_memory);
+      }
     }
     // Later runs start on a discontinuity, so they never merge with what precedes them.
     if (i < n) {
@@ -1151,14 +1159,19 @@ class range_list {
     std::uint64_t prev = p[0];
     std::uint64_t frames = p[0];
     std::uint64_t off = first_offset;  // cut from the first run only
+    std::uint64_t lo = ~std::uint64_t{0}, hi = 0;  // of the entries, as they are written
+    auto put = [&](std::uint64_t a, std::uint64_t len) noexcept {
+      e[c++] = Range::make_unchecked(a, len, flags);
+      lo = a < lo ? a : lo;
+      hi = a + (len - 1) > hi ? a + (len - 1) : hi;
+    };
     for (std::size_t k = 1; k < n; ++k) {
       const std::uint64_t x = p[k];
       frames |= x;
       if (x != prev + 1) {
         if (c == inline_capacity - 1) return false;
         // Garbage from a frame >= 2^52 is written unchecked and never counted (below).
-        e[c++] = Range::make_unchecked(pfn_to_addr(start) + off,
-                                       pfn_to_addr(prev - start + 1) - off, flags);
+        put(pfn_to_addr(start) + off, pfn_to_addr(prev - start + 1) - off);
         off = 0;
         start = x;
       }
@@ -1168,15 +1181,14 @@ class range_list {
     // followed by 0) had a frame above.
     if ((frames >> pfn_bits) != 0) return false;
     const std::uint64_t tail_cut = span - first_offset - total_len;  // < page_size (checked)
-    e[c++] = Range::make_unchecked(pfn_to_addr(start) + off,
-                                   pfn_to_addr(prev - start + 1) - off - tail_cut, flags);
-    std::uint64_t lo = ~std::uint64_t{0}, hi = 0;
-    for (std::uint32_t k = 0; k < c; ++k) {
-      const std::uint64_t a = e[k].addr().value();
-      const std::uint64_t len = e[k].len();
-      if (!fits_one_entry(a, len)) return false;  // a limit cuts a run: the general path splits
-      lo = a < lo ? a : lo;
-      hi = a + (len - 1) > hi ? a + (len - 1) : hi;
+    put(pfn_to_addr(start) + off, pfn_to_addr(prev - start + 1) - off - tail_cut);
+    // No entry is longer than the input's span, so without a boundary a max_segment of at
+    // least the span admits them all unchecked (a per-I/O list with no limits set).
+    if (boundary_shift_ != 0 || max_segment_ < span) {
+      for (std::uint32_t k = 0; k < c; ++k) {
+        // A limit cuts a run: the general path splits it.
+        if (!fits_one_entry(e[k].addr().value(), e[k].len())) return false;
+      }
     }
     set_inline_counters(c, total_len, lo, hi);
     return true;
