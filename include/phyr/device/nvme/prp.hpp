@@ -98,7 +98,9 @@ struct prp_result {
   // ceil((off + bytes) / page_size) without forming off + bytes (it may wrap).
   const std::uint64_t first_room = page_size - off;
   if (bytes <= first_room) return 1;
-  return 1 + phyr::detail::ceil_div(bytes - first_room, page_size);
+  // The page size is a power of two: a shift, not a 64-bit divide, when a driver's page size
+  // is a runtime value (CC.MPS). ceil(x / page_size) = ((x - 1) >> log2) + 1 for x >= 1.
+  return 2 + ((bytes - first_room - 1) >> std::countr_zero(page_size));
 }
 
 /// PRP list pages needed for a transfer of `entries` PRP entries, in closed form: none for up

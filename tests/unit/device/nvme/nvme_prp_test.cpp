@@ -348,6 +348,40 @@ TEST_CASE("prp: the closed-form page count matches what the builder uses") {
   }
 }
 
+TEST_CASE("prp: prp_entry_count is the number of pages the bytes touch, at any valid page size") {
+  // The model, by division: the pages touched by [o, o + bytes) from the start of a page,
+  // o = off % page, as whole pages of bytes plus what the remainder and o span (under three
+  // pages, so nothing wraps). Page sizes come from a volatile read, so the count is computed
+  // for a page size the compiler does not know (a driver's CC.MPS).
+  const auto model = [](std::uint64_t off, std::uint64_t bytes, std::uint64_t page) {
+    if (bytes == 0) return std::uint64_t{0};
+    const std::uint64_t o = off % page;
+    return bytes / page + (o + bytes % page + page - 1) / page;
+  };
+  std::mt19937_64 rng(0x9e3779b97f4a7c15ull);
+  for (unsigned shift = 12; shift <= 27; ++shift) {
+    volatile std::uint64_t page_v = std::uint64_t{1} << shift;
+    const std::uint64_t page = page_v;
+    REQUIRE(nvme::valid_page_size(page));
+    const std::uint64_t edge_bytes[] = {1, 2, page - 1, page, page + 1, 2 * page - 1, 2 * page,
+                                        ~std::uint64_t{0}, ~std::uint64_t{0} - page,
+                                        ~std::uint64_t{0} - page + 1};
+    const std::uint64_t edge_offs[] = {0, 1, 4, page - 4, page - 1, page, ~std::uint64_t{0}};
+    for (std::uint64_t off : edge_offs) {
+      for (std::uint64_t bytes : edge_bytes) {
+        CAPTURE(page, off, bytes);
+        CHECK(nvme::prp_entry_count(off, bytes, page) == model(off, bytes, page));
+      }
+    }
+    for (int i = 0; i < 2000; ++i) {
+      const std::uint64_t off = rng();
+      const std::uint64_t bytes = rng() >> (rng() % 64);
+      CAPTURE(page, off, bytes);
+      CHECK(nvme::prp_entry_count(off, bytes, page) == model(off, bytes, page));
+    }
+  }
+}
+
 // ---- property test against a page-level model ------------------------------------------------
 
 namespace {
