@@ -247,7 +247,10 @@ struct dma_constraints {
 
 /// A `dma_constraints` that passed `check()`. The only way to make one is `create`, so a
 /// function taking it (the lazy `split()`) never sees contradictory limits and needs no error
-/// path. Converts to `const dma_constraints&` for reading.
+/// path. Converts to `const dma_constraints&` for reading. It also keeps what every I/O would
+/// otherwise recompute from the limits (a driver makes it once, at probe, and its limits are
+/// then runtime values the compiler cannot fold): the segment limit, and whether a counted
+/// list can be checked from its counters alone.
 class checked_constraints {
  public:
   /// `c` if it passes `check()`, else its error (invalid_argument).
@@ -259,10 +262,22 @@ class checked_constraints {
   [[nodiscard]] constexpr const dma_constraints& get() const noexcept { return c_; }
   constexpr operator const dma_constraints&() const noexcept { return c_; }
   constexpr const dma_constraints* operator->() const noexcept { return &c_; }
+  /// `get().segment_limit()`, computed once.
+  [[nodiscard]] constexpr std::uint64_t segment_limit() const noexcept { return limit_; }
+  /// True when the limits are only a segment size and boundary, a DMA mask, a total and a
+  /// virtual boundary (no alignment, transfer unit, excluded window or segment count): what a
+  /// list's O(1) counters can check without a pass over its entries (try_split).
+  [[nodiscard]] constexpr bool counters_suffice() const noexcept { return counters_suffice_; }
 
  private:
-  constexpr explicit checked_constraints(const dma_constraints& c) noexcept : c_(c) {}
+  constexpr explicit checked_constraints(const dma_constraints& c) noexcept
+      : c_(c),
+        limit_(c.segment_limit()),
+        counters_suffice_(c.alignment == 1 && c.min_transfer_unit == 1 && c.excluded.empty() &&
+                          c.max_segments == ~std::uint64_t{0}) {}
   dma_constraints c_;
+  std::uint64_t limit_;
+  bool counters_suffice_;
 };
 
 namespace detail {

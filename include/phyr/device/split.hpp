@@ -502,7 +502,7 @@ class split_view {
   constexpr split_view() noexcept = default;
   /// Segments of [first, last) under `c` (merging contiguous entries if `Merge` says so).
   constexpr split_view(It first, It last, const checked_constraints& c) noexcept
-      : first_(first), last_(last), limit_(c->segment_limit()), mask_(c->segment_boundary_mask) {}
+      : first_(first), last_(last), limit_(c.segment_limit()), mask_(c->segment_boundary_mask) {}
 
   [[nodiscard]] constexpr iterator begin() const noexcept {
     return iterator{first_, last_, limit_, mask_};
@@ -568,8 +568,7 @@ try_split(L&& list, const checked_constraints& c) noexcept {
   // above the mask or the total, in that order, and those are O(1).
   if constexpr (enable_counted_source<std::remove_cvref_t<L>>) {
     const dma_constraints& d = c.get();
-    if (d.alignment == 1 && d.min_transfer_unit == 1 && d.excluded.empty() &&
-        d.max_segments == ~std::uint64_t{0} && (list.gap_bits() & d.virt_boundary_mask) == 0) {
+    if (c.counters_suffice() && (list.gap_bits() & d.virt_boundary_mask) == 0) {
       if (list.size() == 0) return errc::invalid_argument;
       if (list.highest().value() > d.dma_mask) return errc::not_addressable;
       if (list.total_bytes() > d.max_total_bytes) return errc::too_long;

@@ -167,6 +167,30 @@ TEST_CASE("checked_constraints exists only for constraints that pass check()") {
                      .max_segment_size == 7);
 }
 
+TEST_CASE("checked_constraints keeps the segment limit and whether counters suffice") {
+  constexpr auto limit = [](const dma_constraints& c) {
+    return phyr::checked_constraints::create(c)->segment_limit();
+  };
+  constexpr auto suffice = [](const dma_constraints& c) {
+    return phyr::checked_constraints::create(c)->counters_suffice();
+  };
+  STATIC_REQUIRE(limit(dma_constraints{}) == dma_constraints{}.segment_limit());
+  STATIC_REQUIRE(limit(dma_constraints{.max_segment_size = 0x11ff, .alignment = 0x100}) == 0x1100);
+  STATIC_REQUIRE(limit(dma_constraints{.max_segment_size = 0x3000, .min_transfer_unit = 0x2000}) ==
+                 0x2000);
+  // A mask, a total and a virtual boundary are O(1) checks against a counted list's counters;
+  // each of the others needs the pass over the entries.
+  STATIC_REQUIRE(suffice(dma_constraints{}));
+  STATIC_REQUIRE(suffice(dma_constraints{.virt_boundary_mask = 0xfff,
+                                         .dma_mask = 0xffff'ffff,
+                                         .max_total_bytes = 1 << 20}));
+  STATIC_REQUIRE_FALSE(suffice(dma_constraints{.alignment = 4}));
+  STATIC_REQUIRE_FALSE(suffice(dma_constraints{.min_transfer_unit = 512}));
+  STATIC_REQUIRE_FALSE(suffice(dma_constraints{.max_segments = 128}));
+  STATIC_REQUIRE_FALSE(suffice(dma_constraints{.excluded = phyr::address_windows{
+                                                   {{.addr = 0xfee0'0000, .len = 0x10'0000}}}}));
+}
+
 TEST_CASE("segment_limit is max_segment_size, at most a range's max_len, rounded down to the "
           "alignment") {
   STATIC_REQUIRE(dma_constraints{}.segment_limit() == 65536);
