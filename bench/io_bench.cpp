@@ -87,7 +87,7 @@ void bm_io_scatterlist(benchmark::State& state, std::string wl, std::string size
     sg::sg_table t;
     if (!check(state,
                static_cast<bool>(sg::sg_alloc_table_from_pages_segment(
-                   t, in.pages, 0, in.bytes, static_cast<unsigned>(device_limits.max_segment_size),
+                   t, in.pages, 0, in.bytes, probed.max_segment,
                    a)),
                "scatterlist build failed"))
       return;

@@ -3,7 +3,8 @@
 ///
 ///   phyr_range_list  range_list::try_append_pages -> identity_mapper::try_map -> try_split to
 ///                    the device's limits (dma_constraints' defaults: 64 KiB segments, no segment
-///                    across 4 GiB; checked once, not per I/O), every segment read (split_view::for_each) ->
+///                    across 4 GiB; checked once, not per I/O, and held as runtime values:
+///                    `probed`), every segment read (split_view::for_each) ->
 ///                    nvme::try_build_prp into the command's own PRP list page -> unmap ->
 ///                    the list released
 ///   scatterlist      sg_alloc_table_from_pages_segment(max_segment = 64 KiB, the device's
@@ -53,9 +54,20 @@ struct io_tally {
 /// The device limits both sides honour.
 inline constexpr phyr::dma_constraints device_limits{};
 static_assert(device_limits.max_segment_size == 64 * 1024);
-/// Checked once, as a driver checks its queue limits at probe; the per-I/O split takes these.
-inline constexpr phyr::checked_constraints checked_device_limits =
-    *phyr::checked_constraints::create(device_limits);
+/// The limits as each driver holds them after probe: runtime values in memory, which the
+/// compiler cannot fold into the per-I/O path (with constexpr limits it dropped every check an
+/// unlimited field makes trivial: 36 of phyr's 215 instructions for a 4 KiB I/O). The phyr
+/// side checked them once (checked_constraints); the scatterlist side reads the device's max
+/// segment size and DMA mask, as sg_alloc_table_from_pages_segment's caller and
+/// dma_direct_map_sg do. Never written after start-up.
+struct probed_limits {
+  phyr::checked_constraints checked;
+  unsigned max_segment;   ///< dma_get_max_seg_size(dev)
+  std::uint64_t dma_mask;  ///< *dev->dma_mask
+};
+inline probed_limits probed{*phyr::checked_constraints::create(device_limits),
+                            static_cast<unsigned>(device_limits.max_segment_size),
+                            device_limits.dma_mask};
 
 /// The command's own PRP list page (phyr side): 4 KiB, page aligned, at a fixed DMA address
 /// below the inputs (which start at 1 GiB).
@@ -113,7 +125,7 @@ template <bool Verify, int Upto = 4>
     auto mp = m.try_map(l, phyr::dma_direction::to_device);
     if (!mp) return t;
     if constexpr (Upto >= 3) {
-      auto segs = phyr::try_split(*mp, checked_device_limits);
+      auto segs = phyr::try_split(*mp, probed.checked);
       if (!segs) return t;
       segs->for_each([&](const phyr::dma_range<bench_bus>& s) noexcept {
         ++t.segments;
@@ -152,12 +164,12 @@ template <bool Verify, int Upto = 4>
 [[nodiscard]] io_tally scatterlist_io(const input& in, bench_allocator& a) noexcept {
   io_tally t;
   sg::sg_table table;
-  if (!sg::sg_alloc_table_from_pages_segment(
-          table, in.pages, 0, in.bytes, static_cast<unsigned>(device_limits.max_segment_size), a))
+  if (!sg::sg_alloc_table_from_pages_segment(table, in.pages, 0, in.bytes, probed.max_segment,
+                                              a))
     return t;
   int n = static_cast<int>(table.nents);
   if constexpr (Upto >= 1) {
-    n = sg::dma_direct_map_sg(table.sgl, static_cast<int>(table.nents), ~std::uint64_t{0});
+    n = sg::dma_direct_map_sg(table.sgl, static_cast<int>(table.nents), probed.dma_mask);
   }
   if constexpr (Upto >= 2) {
     sg::for_each_sg(table.sgl, static_cast<unsigned>(n), [&](sg::scatterlist& s, unsigned) {
