@@ -26,7 +26,8 @@
 //   iova_paired/{map_unmap_64KiB,link_unlink_64KiB,scaling_reference}  the three scalings
 //                                 above with 1 and 2 threads timed in alternation (time_scaling
 //                                 below): counters scaling (median of the pairs' 2-thread /
-//                                 1-thread throughput), solo_m_per_s, duo_m_per_s. What the
+//                                 1-thread throughput), solo_m_per_s, duo_m_per_s,
+//                                 helper_over_main (see scaling_times). What the
 //                                 report judges: the GB rows run 1 and 2 threads seconds apart,
 //                                 and on this VM one thread's rate alone moves by 25% between
 //                                 such runs (2.65 to 3.43 M/s for map_unmap), so their ratio
@@ -258,6 +259,10 @@ struct scaling_times {
   double solo_per_s = 0;  ///< median over the pairs of one thread's operations per second
   double duo_per_s = 0;   ///< median of two threads' together
   double ratio = 0;       ///< median over the pairs of duo / solo
+  /// Median over the duo batches of the helper's batch time / this thread's: near 1 when both
+  /// threads ran alike; far above 1 when the helper's vCPU was taken away (the VM), where a
+  /// shared structure would slow both.
+  double helper_over_main = 0;
   std::uint64_t ops_per_batch = 0;
   bool ok = false;
 };
@@ -301,6 +306,7 @@ scaling_times time_scaling(W (&work)[2], int pairs = 21, std::int64_t batch_ns =
     }
   });
   bool ok = true;
+  std::vector<double> balance;  // helper / main batch time, per duo batch
   const auto solo = [&] {
     const std::int64_t t0 = wall_now_ns();
     for (std::uint64_t i = 0; i < n; ++i) ok = work[0]() && ok;
@@ -314,7 +320,9 @@ scaling_times time_scaling(W (&work)[2], int pairs = 21, std::int64_t batch_ns =
     const double mine = solo();
     while (done.load(std::memory_order_acquire) != g) std::this_thread::yield();
     const double theirs = static_cast<double>(helper_ns);
-    return mine > 0 && theirs > 0 ? static_cast<double>(n) * (1e9 / mine + 1e9 / theirs) : 0;
+    if (mine <= 0 || theirs <= 0) return 0.0;
+    balance.push_back(theirs / mine);
+    return static_cast<double>(n) * (1e9 / mine + 1e9 / theirs);
   };
   while (ok && n < (std::uint64_t{1} << 24) && solo() < static_cast<double>(batch_ns)) n *= 2;
   std::vector<double> one, two, r;
@@ -339,6 +347,7 @@ scaling_times time_scaling(W (&work)[2], int pairs = 21, std::int64_t batch_ns =
   out.solo_per_s = phyr_bench::median_of(one);
   out.duo_per_s = phyr_bench::median_of(two);
   out.ratio = phyr_bench::median_of(r);
+  out.helper_over_main = balance.empty() ? 0 : phyr_bench::median_of(balance);
   out.ops_per_batch = n;
   out.ok = out.ratio > 0;
   return out;
@@ -352,6 +361,7 @@ void report_scaling(benchmark::State& state, const scaling_times& t) {
   state.counters["scaling"] = t.ratio;
   state.counters["solo_m_per_s"] = t.solo_per_s / 1e6;
   state.counters["duo_m_per_s"] = t.duo_per_s / 1e6;
+  state.counters["helper_over_main"] = t.helper_over_main;
   state.counters["ops_per_batch"] = static_cast<double>(t.ops_per_batch);
 }
 

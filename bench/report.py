@@ -450,7 +450,10 @@ def metric_thread_scaling(report, name):
     if v is not None:
         r = report.rows["iova_paired/" + stem]
         text = (f"{fmt_num(r.counter('solo_m_per_s'))} -> {fmt_num(r.counter('duo_m_per_s'))} M/s "
-                f"paired ({fmt_ratio(v)})")
+                f"paired ({fmt_ratio(v)}")
+        if r.counter("helper_over_main"):
+            text += f", helper / main batch time {fmt_num(r.counter('helper_over_main'))}"
+        text += ")"
         if own is not None:
             text += f"; each thread its own domain {fmt_ratio(own)}"
         if ref is not None:
