@@ -203,52 +203,62 @@ phyr::iommu_domain& shared_domain() {
   return d;
 }
 
-void bm_threads_map_unmap(benchmark::State& state) {
-  mapper m{shared_domain()};
-  const auto l =
-      scattered_list((std::uint64_t{1} << 38) + static_cast<std::uint64_t>(state.thread_index()) *
-                                                     (std::uint64_t{1} << 34),
-                     io_pages);
-  for (auto _ : state) {
+// What one thread of a scaling row runs per iteration, on domain `d` (thread `t` has its own
+// list, at its own physical addresses); false when an operation failed.
+// One 64 KiB I/O mapped and unmapped with the thread's own mapper.
+struct map_unmap_op {
+  mapper m;
+  phyr::range_list<phyr::phys_range> l;
+  map_unmap_op(phyr::iommu_domain& d, std::uint64_t t)
+      : m(d),
+        l(scattered_list((std::uint64_t{1} << 38) + t * (std::uint64_t{1} << 34), io_pages)) {}
+  bool operator()() {
     auto mp = m.try_map(l, phyr::dma_direction::to_device);
-    if (!mp || !m.try_unmap(std::move(*mp))) {
-      state.SkipWithError("map/unmap failed");
-      break;
-    }
+    return mp && m.try_unmap(std::move(*mp));
   }
-  state.SetItemsProcessed(state.iterations());
-}
+};
 
-void bm_threads_link_unlink(benchmark::State& state) {
-  const std::uint64_t base = (std::uint64_t{1} << 38) +
-                       static_cast<std::uint64_t>(state.thread_index()) * (std::uint64_t{1} << 34);
-  auto made = resv::try_create(shared_domain(), 1024 * io_pages * P);
-  if (!made) {
-    state.SkipWithError("reserve failed");
-    return;
+// Link + sync + unlink in the thread's own standing reservation.
+struct link_unlink_op {
+  std::unique_ptr<resv> r;
+  phyr::range_list<phyr::phys_range> l;
+  link_unlink_op(phyr::iommu_domain& d, std::uint64_t t)
+      : l(scattered_list((std::uint64_t{1} << 38) + t * (std::uint64_t{1} << 34), io_pages)) {
+    auto made = resv::try_create(d, 1024 * io_pages * P);
+    if (made) r = std::make_unique<resv>(std::move(*made));
   }
-  auto r = std::make_unique<resv>(std::move(*made));
-  const auto l = scattered_list(base, io_pages);
-  for (auto _ : state) {
-    (void)r->try_link_all(0, l, phyr::dma_direction::to_device);
+  bool operator()() {
+    if (!r || !r->try_link_all(0, l, phyr::dma_direction::to_device)) return false;
     r->sync();
-    (void)r->try_unlink(0, io_pages * P);
+    return static_cast<bool>(r->try_unlink(0, io_pages * P));
   }
-  r.reset();
-  state.SetItemsProcessed(state.iterations());
-}
+};
 
 // The same shape of work as an I/O (a few hundred dependent loads and stores) with no shared
-// memory at all.
-void bm_scaling_reference(benchmark::State& state) {
+// memory at all: the domain is not touched.
+struct reference_op {
   std::uint64_t a[512] = {};
-  std::uint64_t x = 1 + static_cast<std::uint64_t>(state.thread_index());
-  for (auto _ : state) {
+  std::uint64_t x;
+  reference_op(phyr::iommu_domain&, std::uint64_t t) : x(1 + t) {}
+  bool operator()() {
     for (std::uint64_t i = 0; i < 256; ++i) {
       a[i & 511] += x;
       x = x * 6364136223846793005ull + a[(i * 7) & 511];
     }
     benchmark::DoNotOptimize(x);
+    return true;
+  }
+};
+
+// The GB rows: every thread of the run on the shared domain, each checking every operation.
+template <class Op>
+void bm_threads(benchmark::State& state) {
+  Op op{shared_domain(), static_cast<std::uint64_t>(state.thread_index())};
+  for (auto _ : state) {
+    if (!op()) {
+      state.SkipWithError("an operation failed");
+      break;
+    }
   }
   state.SetItemsProcessed(state.iterations());
 }
@@ -365,76 +375,26 @@ void report_scaling(benchmark::State& state, const scaling_times& t) {
   state.counters["ops_per_batch"] = static_cast<double>(t.ops_per_batch);
 }
 
-// One 64 KiB I/O mapped and unmapped, each thread its own list and mapper (what
-// bm_threads_map_unmap's threads run), on domain `d`.
-struct map_unmap_op {
-  mapper m;
-  phyr::range_list<phyr::phys_range> l;
-  map_unmap_op(phyr::iommu_domain& d, std::uint64_t t)
-      : m(d),
-        l(scattered_list((std::uint64_t{1} << 38) + t * (std::uint64_t{1} << 34), io_pages)) {}
-  bool operator()() {
-    auto mp = m.try_map(l, phyr::dma_direction::to_device);
-    return mp && m.try_unmap(std::move(*mp));
-  }
-};
-
-// Link + sync + unlink in each thread's own standing reservation (bm_threads_link_unlink's
-// threads), made in domain `d`.
-struct link_unlink_op {
-  std::unique_ptr<resv> r;
-  phyr::range_list<phyr::phys_range> l;
-  link_unlink_op(phyr::iommu_domain& d, std::uint64_t t)
-      : l(scattered_list((std::uint64_t{1} << 38) + t * (std::uint64_t{1} << 34), io_pages)) {
-    auto made = resv::try_create(d, 1024 * io_pages * P);
-    if (made) r = std::make_unique<resv>(std::move(*made));
-  }
-  bool operator()() {
-    if (!r || !r->try_link_all(0, l, phyr::dma_direction::to_device)) return false;
-    r->sync();
-    return static_cast<bool>(r->try_unlink(0, io_pages * P));
-  }
-};
-
 // Op's scaling with both threads on the shared domain, or (`own_domains`) each thread on a
 // domain of its own: then the threads share no phyr state at all, and the ratio is what this
 // machine gives that very code, the ceiling for the shared-domain ratio. (The share-nothing
 // loop below is no such ceiling for this code: it is latency-bound, and two vCPUs that share
 // a core slow a load/store-heavy loop far more than a latency-bound one.)
 template <class Op>
-void bm_paired_ops(benchmark::State& state, bool own_domains) {
+void bm_paired(benchmark::State& state, bool own_domains) {
   for (auto _ : state) {
-    auto mine = std::make_unique<phyr::iommu_domain>();
-    phyr::iommu_domain& d1 = own_domains ? *mine : shared_domain();
-    Op ops[2] = {Op{shared_domain(), 0}, Op{d1, 1}};
+    const auto mine = own_domains ? std::make_unique<phyr::iommu_domain>() : nullptr;
+    Op ops[2] = {Op{shared_domain(), 0}, Op{own_domains ? *mine : shared_domain(), 1}};
     report_scaling(state, time_scaling(ops));
   }
 }
-void bm_paired_map_unmap(benchmark::State& state, bool own) { bm_paired_ops<map_unmap_op>(state, own); }
-void bm_paired_link_unlink(benchmark::State& state, bool own) {
-  bm_paired_ops<link_unlink_op>(state, own);
+template <class Op>
+void bm_paired_shared(benchmark::State& state) {
+  bm_paired<Op>(state, false);
 }
-
-// bm_scaling_reference's loop, each thread its own array.
-struct reference_op {
-  std::uint64_t a[512] = {};
-  std::uint64_t x;
-  explicit reference_op(std::uint64_t t) : x(1 + t) {}
-  bool operator()() {
-    for (std::uint64_t i = 0; i < 256; ++i) {
-      a[i & 511] += x;
-      x = x * 6364136223846793005ull + a[(i * 7) & 511];
-    }
-    benchmark::DoNotOptimize(x);
-    return true;
-  }
-};
-
-void bm_paired_reference(benchmark::State& state) {
-  for (auto _ : state) {
-    reference_op ops[2] = {reference_op{0}, reference_op{1}};
-    report_scaling(state, time_scaling(ops));
-  }
+template <class Op>
+void bm_paired_own(benchmark::State& state) {
+  bm_paired<Op>(state, true);
 }
 
 }  // namespace
@@ -447,15 +407,16 @@ BENCHMARK_CAPTURE(bm_alloc, plain, false, false)->Name("iova/alloc/plain");
 BENCHMARK_CAPTURE(bm_alloc, guard, true, false)->Name("iova/alloc/guard");
 BENCHMARK_CAPTURE(bm_alloc, limits, false, true)->Name("iova/alloc/limits");
 BENCHMARK_CAPTURE(bm_alloc, guard_limits, true, true)->Name("iova/alloc/guard_limits");
-BENCHMARK(bm_threads_map_unmap)->Name("iova/map_unmap_64KiB")->Threads(1)->Threads(2)->UseRealTime();
-BENCHMARK(bm_threads_link_unlink)->Name("iova/link_unlink_64KiB")->Threads(1)->Threads(2)->UseRealTime();
-BENCHMARK(bm_scaling_reference)->Name("iova/scaling_reference")->Threads(1)->Threads(2)->UseRealTime();
-BENCHMARK_CAPTURE(bm_paired_map_unmap, one, false)
+BENCHMARK(bm_threads<map_unmap_op>)->Name("iova/map_unmap_64KiB")->Threads(1)->Threads(2)->UseRealTime();
+BENCHMARK(bm_threads<link_unlink_op>)->Name("iova/link_unlink_64KiB")->Threads(1)->Threads(2)->UseRealTime();
+BENCHMARK(bm_threads<reference_op>)->Name("iova/scaling_reference")->Threads(1)->Threads(2)->UseRealTime();
+BENCHMARK_TEMPLATE(bm_paired_shared, map_unmap_op)
     ->Name("iova_paired/map_unmap_64KiB")->Apply(phyr_bench::apply_paired_settings);
-BENCHMARK_CAPTURE(bm_paired_map_unmap, own, true)
+BENCHMARK_TEMPLATE(bm_paired_own, map_unmap_op)
     ->Name("iova_paired/map_unmap_64KiB_own_domains")->Apply(phyr_bench::apply_paired_settings);
-BENCHMARK_CAPTURE(bm_paired_link_unlink, one, false)
+BENCHMARK_TEMPLATE(bm_paired_shared, link_unlink_op)
     ->Name("iova_paired/link_unlink_64KiB")->Apply(phyr_bench::apply_paired_settings);
-BENCHMARK_CAPTURE(bm_paired_link_unlink, own, true)
+BENCHMARK_TEMPLATE(bm_paired_own, link_unlink_op)
     ->Name("iova_paired/link_unlink_64KiB_own_domains")->Apply(phyr_bench::apply_paired_settings);
-BENCHMARK(bm_paired_reference)->Name("iova_paired/scaling_reference")->Apply(phyr_bench::apply_paired_settings);
+BENCHMARK_TEMPLATE(bm_paired_shared, reference_op)
+    ->Name("iova_paired/scaling_reference")->Apply(phyr_bench::apply_paired_settings);

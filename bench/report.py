@@ -39,7 +39,8 @@ sides in alternation, batch against batch, and carry the median of the batches' 
 counter: the per-I/O and limited-build targets are judged on those ratios when the run has
 them, since on a shared machine two rows timed seconds apart can differ by more than the
 margin a target tests. iova_paired/... rows (iova_bench.cpp's time_scaling) do the same for
-one thread against two, and the thread-scaling targets are judged on them. Their own times are not used; they are listed under "Other benchmarks".
+one thread against two, and the thread-scaling targets are judged on them. Their own times are
+not used; they are listed under "Other benchmarks".
 """
 
 from __future__ import annotations
