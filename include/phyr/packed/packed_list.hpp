@@ -697,15 +697,38 @@ class packed_list {
   }
 
   /// Calls `f(range_type)` for every range: the fastest walk (a tight loop per segment).
-  /// A list of one range costs a few instructions and no call; longer lists, the open tail
-  /// included, are walked by walk_committed (see there for why it is out of line and how
-  /// `f`'s accumulator still stays in a register).
+  /// A list of one range costs a few instructions and no call, a short list of blocks one
+  /// inline loop; other lists, the open tail included, are walked by walk_committed (see
+  /// there for why it is out of line and how `f`'s accumulator still stays in a register).
   template <class F>
   PHYR_ALWAYS_INLINE void for_each(F&& f) const noexcept {
     // Tested first: for one range (or none) the walk is this branch and at most one call of
     // `f`, and a sum over it folds the emptiness test away (an empty tail adds 0).
     if (PHYR_LIKELY(n_.ranges == 0)) {
       if (has_tail()) f(n_.tail);
+      return;
+    }
+    // A short list of aligned blocks (hugepages, a few pinned pages: every committed entry
+    // mode 0, no flags, all in the head segment) is walked here, inline, its accumulator in a
+    // register. Out of line, the call puts `f`'s state and the return address on the stack
+    // right before the walk loads the segment, and whether those loads then wait on the
+    // stores depends on the two addresses' low 12 bits: the 8-entry 1 GiB-page list took 6.3
+    // to 11.6 ns by where its segment sat in a page, 6.5 to 7.7 ns inline (bench
+    // walk/1g/8GiB: 0.88-1.08x of for_each_sg out of line, 1.47-1.55x inline).
+    if (cur_ == head_ && n_.modes_seen == mode_bit(packed_mode::block) && n_.flags_seen == 0) {
+      const std::uint32_t* w = detail::seg_words(head_);
+      const std::uint32_t* const e = w + head_->used;
+      std::uint64_t head = load_head(w);
+      f(range_type::make_unchecked(detail::head_page_addr(head) + n_.first_offset,
+                                   detail::block_len(head) - n_.first_offset, range_flags::none));
+      for (w += 2; w != e; w += 2) {
+        head = load_head(w);
+        PHYR_ASSERT(detail::head_mode(head) == packed_mode::block,
+                    "packed_list: modes_seen disagrees with the stored entries");
+        f(range_type::make_unchecked(detail::head_page_addr(head), detail::block_len(head),
+                                     range_flags::none));
+      }
+      f(n_.tail);
       return;
     }
     walk_committed(f);
@@ -912,9 +935,9 @@ class packed_list {
   // test for it, which leaves the inner loop to decode the escape out of line (a chain may
   // end in a later segment).
   //
-  // Out of line, while for_each itself is a few instructions: a list of one range (the open
-  // tail: one contiguous buffer, one hugepage) is walked without a call, and callers such as
-  // a sum stay small enough for the compiler to inline. In here `f`'s captures are reached
+  // Out of line, while for_each itself is short: a list of one range (the open tail: one
+  // contiguous buffer, one hugepage) and a short list of blocks in the head segment are walked
+  // without a call, and callers such as a sum stay small enough for the compiler to inline. In here `f`'s captures are reached
   // through a pointer, so the inner loops contain no call and load the words as 32-bit
   // values (never through memcpy, whose accesses may alias anything): then nothing in an
   // inner loop can alias an accumulator of another type, and the compiler keeps it in a
