@@ -1,5 +1,5 @@
 // build: a list from the input, released again, every iteration.
-//   phyr_range_list  range_list::try_append_pages (pages) or try_append per chunk (dio512)
+//   phyr_range_list  range_list::try_append_pages (pages) or try_append_all (dio512)
 //   phyr_packed      packed_list::try_append_pages / try_append_all
 //   scatterlist      sg_alloc_table_from_pages_segment(UINT_MAX) (Linux 6.1's order: each
 //                    array allocated when the fill reaches it), or sg_alloc_table + sg_set_page

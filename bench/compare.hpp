@@ -44,10 +44,7 @@ struct bench_bus {};
 
 [[nodiscard]] inline bool build_list(cpu_list& l, const input& in) noexcept {
   if (in.is_pages()) return static_cast<bool>(l.try_append_pages(in.pfns, 0, in.bytes));
-  for (const phyr::phys_range& c : in.chunks) {
-    if (!l.try_append(c)) return false;
-  }
-  return true;
+  return static_cast<bool>(l.try_append_all(in.chunks));
 }
 
 [[nodiscard]] inline bool build_packed(packed& l, const input& in) noexcept {

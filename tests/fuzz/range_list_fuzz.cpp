@@ -1,14 +1,15 @@
 // libFuzzer target: range_list building, slicing, splicing and cloning against a naive model.
 //
 // The input picks limits (max_segment, segment_boundary), then a sequence of operations on
-// two lists: append an arbitrary range, append an arbitrary pfn array with offsets, slice,
-// splice the second list onto the first, clone. After every step each list must equal the
-// model, which is the rule written out the slow way (one greedy step at a time, no fast
-// paths): coalesce with the tail while adjacent, same flags, within max_segment and not
-// crossing a boundary; otherwise push the longest piece the limits allow. Also checked:
-// no entry exceeds the limit or crosses a boundary, size/total/lowest/highest agree, a fresh
-// page list never has more entries than the kernel's sg_alloc_table_from_pages_segment chunk
-// count, failures leave the list unchanged, and slices are exactly the requested bytes.
+// two lists: append an arbitrary range, append an arbitrary pfn array with offsets, append
+// several ranges at once (try_append_all), slice, splice the second list onto the first,
+// clone. After every step each list must equal the model, which is the rule written out the
+// slow way (one greedy step at a time, no fast paths): coalesce with the tail while adjacent,
+// same flags, within max_segment and not crossing a boundary; otherwise push the longest piece
+// the limits allow. Also checked: no entry exceeds the limit or crosses a boundary,
+// size/total/lowest/highest agree, a fresh page list never has more entries than the kernel's
+// sg_alloc_table_from_pages_segment chunk count, failures leave the list unchanged, and
+// slices are exactly the requested bytes.
 #include <fuzzer/FuzzedDataProvider.h>
 
 #include <cstddef>
@@ -149,7 +150,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const bool on_b = in.ConsumeBool();
     list& l = on_b ? b : a;
     model& m = on_b ? mb : ma;
-    switch (in.ConsumeIntegralInRange<int>(0, 4)) {
+    switch (in.ConsumeIntegralInRange<int>(0, 5)) {
       case 0: {  // an arbitrary range, near the last one or anywhere
         std::uint64_t addr = in.ConsumeIntegral<std::uint64_t>();
         if (!m.e.empty() && in.ConsumeBool())
@@ -280,6 +281,55 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         ma.e = got;  // continue from the real cut points (check() still checks the limits)
         (void)before_a;
         check(a, ma);
+        break;
+      }
+      case 5: {  // several ranges in one try_append_all: as appended one by one, or unchanged
+        const std::size_t n = in.ConsumeIntegralInRange<std::size_t>(0, 40);
+        std::vector<phys_range> rs;
+        std::uint64_t addr = m.e.empty() ? in.ConsumeIntegral<std::uint64_t>()
+                                         : m.e.back().addr + m.e.back().len;
+        std::uint64_t sum = 0;
+        bool sum_wraps = false, pieces_ok = true;
+        while (rs.size() < n && in.remaining_bytes() != 0) {
+          const int how = in.ConsumeIntegralInRange<int>(0, 3);
+          if (how == 0) addr = in.ConsumeIntegral<std::uint64_t>();
+          if (how == 1) addr += in.ConsumeIntegralInRange<std::uint64_t>(1, 3);
+          const std::uint64_t len =
+              in.ConsumeBool() ? in.ConsumeIntegralInRange<std::uint64_t>(0, 3 * page)
+                               : in.ConsumeIntegralInRange<std::uint64_t>(1, phys_range::max_len);
+          const auto f = static_cast<range_flags>(in.ConsumeIntegralInRange<int>(0, 1));
+          // A zero length only through make_unchecked, as a bad caller would build it.
+          if (len == 0) {
+            rs.push_back(phys_range::make_unchecked(addr, 0, f));
+            continue;
+          }
+          auto r = phys_range::create(phys_addr{addr}, len, f);
+          if (!r) break;
+          pieces_ok = pieces_ok && !too_many_pieces(m, len);
+          sum_wraps = sum_wraps || len > ~sum;
+          sum += len;
+          rs.push_back(*r);
+          addr += len;
+        }
+        if (!pieces_ok) break;
+        const auto before = entries_of(l);
+        const std::uint64_t before_total = l.total_bytes();
+        const std::uint64_t before_gaps = l.gap_bits();
+        bool has_zero = false;
+        for (const phys_range& r : rs) has_zero = has_zero || r.len() == 0;
+        auto res = l.try_append_all(rs);
+        if (!res) {
+          // The first bad range decides the error: a zero length, or the total past 2^64.
+          FUZZ_CHECK(has_zero || sum_wraps || sum > ~before_total);
+          FUZZ_CHECK(res.error() == phyr::errc::invalid_argument ||
+                     res.error() == phyr::errc::overflow);
+          FUZZ_CHECK(entries_of(l) == before);
+          FUZZ_CHECK(l.total_bytes() == before_total && l.gap_bits() == before_gaps);
+          break;
+        }
+        FUZZ_CHECK(!has_zero);
+        for (const phys_range& r : rs)
+          m.append(r.addr().value(), r.len(), static_cast<std::uint8_t>(r.flags()));
         break;
       }
       case 4: {  // clone: equal, same limits, independent

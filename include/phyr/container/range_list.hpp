@@ -504,6 +504,77 @@ class range_list {
     return append_slow(r);
   }
 
+  /// Appends every range of `ranges` (anything iterable that yields `Range`: an array of
+  /// chunks, a vector, a view), in order, exactly as try_append on each would. Errors as
+  /// try_append's; all or nothing: on any error the list is as before (strong guarantee), and
+  /// appending a list to itself is invalid_argument.
+  ///
+  /// Why it exists: try_append updates the list's counters in the object for every range, so
+  /// a loop of them is a chain of store-to-load round trips through those counters (~10
+  /// cycles a range). Here, with no limits set, the counters, the tail entry and the write
+  /// position live in locals for the whole call and reach the object once per segment; with
+  /// limits, every range takes the general split under one checkpoint.
+  template <class Ranges>
+    requires requires(const Ranges& rs) {
+      { *std::begin(rs) } -> std::convertible_to<Range>;
+      std::end(rs);
+    }
+  result<void> try_append_all(const Ranges& ranges) noexcept {
+    assert_unborrowed();
+    if constexpr (std::is_same_v<Ranges, range_list>) {
+      if (&ranges == this) return errc::invalid_argument;
+    }
+    const checkpoint cp = save();
+    if (max_segment_ != Range::max_len || boundary_shift_ != 0) {
+      for (const Range r : ranges) {
+        if (r.len() == 0) return fail(cp, errc::invalid_argument);
+        if (r.len() > ~n_.total) return fail(cp, errc::overflow);
+        if (!append_split(r.addr().value(), r.len(), r.flags()))
+          return fail(cp, errc::out_of_memory);
+      }
+      return {};
+    }
+    bulk_state st = load_bulk();
+    for (const Range r : ranges) {
+      const std::uint64_t a = r.addr().value();
+      const std::uint64_t len = r.len();
+      if (len == 0) return fail(cp, errc::invalid_argument);
+      if (len > ~st.total) return fail(cp, errc::overflow);
+      // The tail entry is wp[-1] whenever the list is not empty: a segment in the chain is
+      // never left empty between two ranges (grow() is called only to push one). It is read
+      // back from the segment rather than kept in locals: the loads only feed the branches,
+      // and the registers are worth more holding the counters.
+      if (st.wp != st.first) {
+        Range& b = st.wp[-1];
+        if (b.adjacent(r) && b.flags() == r.flags()) {
+          if (PHYR_UNLIKELY(len > Range::max_len - b.len())) {
+            // Past max_len the greedy rule fills the tail first: the general split.
+            store_bulk(st);
+            if (!append_split(a, len, r.flags())) return fail(cp, errc::out_of_memory);
+            st = load_bulk();
+            continue;
+          }
+          b = Range::make_unchecked(b.addr().value(), b.len() + len, b.flags());
+          st.total += len;
+          if (a + (len - 1) > st.highest) st.highest = a + (len - 1);
+          continue;
+        }
+        st.gaps |= detail::gap_at(b.last().value(), a);
+      }
+      if (PHYR_UNLIKELY(st.wp == st.end)) {
+        store_bulk(st);
+        if (!grow()) return fail(cp, errc::out_of_memory);
+        st = load_bulk();
+      }
+      *st.wp++ = r;
+      st.total += len;
+      if (a < st.lowest) st.lowest = a;
+      if (a + (len - 1) > st.highest) st.highest = a + (len - 1);
+    }
+    store_bulk(st);
+    return {};
+  }
+
   /// Appends the 4 KiB pages `pfns` of a virtually contiguous buffer: the data starts
   /// `first_offset` bytes into the first page and is `total_len` bytes long, so every page is
   /// used (the kernel's sg_alloc_table_from_pages contract). Physically consecutive pages
@@ -1093,6 +1164,40 @@ class range_list {
       len -= take;
     }
     return true;
+  }
+
+  // What try_append_all's loop keeps in locals: the tail segment's entries and write
+  // position, and the counters (the size as the entries before this segment plus those in it).
+  struct bulk_state {
+    Range* first;  // the tail segment's first entry
+    Range* wp;     // where the next entry goes
+    Range* end;    // past the tail segment's last slot
+    std::size_t before;  // entries in the segments before the tail
+    std::uint64_t total, lowest, highest, gaps;
+  };
+  // Field by field through general registers (detail::keep_scalar): left alone, GCC pairs the
+  // neighbouring counters into vector registers, carries those through the loop and unpacks
+  // them for every range, spilling two of the counters to the stack on the way (3.9 ns a
+  // range instead of 1.8 for 512-byte chunks).
+  [[nodiscard]] bulk_state load_bulk() const noexcept {
+    Range* e = detail::seg_entries<Range>(tail_);
+    return bulk_state{e,
+                      e + tail_->count,
+                      e + tail_->capacity,
+                      detail::keep_scalar(n_.size) - tail_->count,
+                      detail::keep_scalar(n_.total),
+                      detail::keep_scalar(n_.lowest),
+                      detail::keep_scalar(n_.highest),
+                      detail::keep_scalar(n_.gaps)};
+  }
+  void store_bulk(const bulk_state& st) noexcept {
+    const auto count = static_cast<std::uint32_t>(st.wp - st.first);
+    tail_->count = count;
+    n_.size = detail::keep_scalar(st.before + count);
+    n_.total = detail::keep_scalar(st.total);
+    n_.lowest = detail::keep_scalar(st.lowest);
+    n_.highest = detail::keep_scalar(st.highest);
+    n_.gaps = detail::keep_scalar(st.gaps);
   }
 
   [[gnu::noinline]] result<void> append_slow(const Range& r) noexcept {

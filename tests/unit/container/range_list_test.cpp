@@ -1101,3 +1101,194 @@ TEST_CASE("range_list: gap_bits covers every gap through appends, page arrays, s
   CHECK((p.gap_bits() & 0xfff) == 0);
   CHECK(p.gap_bits() != 0);
 }
+
+namespace {
+// Random ranges for try_append_all: runs that continue the previous range (to merge), jumps,
+// pinned flags now and then, lengths from one byte to a few hundred KiB.
+std::vector<phys_range> random_ranges(std::mt19937_64& rng, std::size_t n) {
+  std::vector<phys_range> v;
+  std::uint64_t cur = rng() % (1ull << 40);
+  for (std::size_t i = 0; i < n; ++i) {
+    if (rng() % 3 == 0) cur = rng() % (1ull << 40);
+    const std::uint64_t len = 1 + rng() % (rng() % 2 ? 300000 : 5000);
+    const auto f = (rng() % 5 == 0) ? range_flags::pinned : range_flags::none;
+    v.push_back(phys_range{phys_addr{cur}, len, f});
+    cur += len;
+  }
+  return v;
+}
+
+template <class L>
+void require_same_list(const L& got, const L& want) {
+  REQUIRE(to_vec(got) == to_vec(want));
+  REQUIRE(got.size() == want.size());
+  REQUIRE(got.total_bytes() == want.total_bytes());
+  REQUIRE(got.gap_bits() == want.gap_bits());
+  if (!want.empty()) {
+    REQUIRE(got.lowest() == want.lowest());
+    REQUIRE(got.highest() == want.highest());
+  }
+}
+}  // namespace
+
+TEST_CASE("range_list: try_append_all equals try_append one by one, with and without limits",
+          "[range_list][property]") {
+  std::mt19937_64 rng{2026};
+  for (int iter = 0; iter < 300; ++iter) {
+    list bulk, single;
+    model m;
+    if (iter % 3 == 1) {
+      m.max_seg = 4096 + rng() % 100000;
+      REQUIRE(bulk.try_set_max_segment(m.max_seg));
+      REQUIRE(single.try_set_max_segment(m.max_seg));
+    }
+    if (iter % 5 == 2) {
+      m.boundary = std::uint64_t{4096} << (rng() % 6);
+      REQUIRE(bulk.try_set_segment_boundary(m.boundary));
+      REQUIRE(single.try_set_segment_boundary(m.boundary));
+    }
+    // A prefix appended one by one, so the bulk call starts on a list in any state: empty,
+    // inline, a part-filled heap segment.
+    const auto prefix = random_ranges(rng, rng() % 40);
+    for (const auto& r : prefix) {
+      REQUIRE(bulk.try_append(r));
+      REQUIRE(single.try_append(r));
+      m.append(r);
+    }
+    const auto rs = random_ranges(rng, rng() % 1500);
+    REQUIRE(bulk.try_append_all(rs));
+    for (const auto& r : rs) {
+      REQUIRE(single.try_append(r));
+      m.append(r);
+    }
+    require_same_list(bulk, single);
+    REQUIRE(to_vec(bulk) == m.v);
+    REQUIRE(bulk.heap_bytes() == single.heap_bytes());
+  }
+}
+
+TEST_CASE("range_list: try_append_all takes any iterable of ranges, a range_list too",
+          "[range_list]") {
+  list src;
+  REQUIRE(src.try_append(phys_range{phys_addr{0x10000}, 0x1000}));
+  REQUIRE(src.try_append(phys_range{phys_addr{0x30000}, 0x200}));
+  list dst;
+  REQUIRE(dst.try_append(phys_range{phys_addr{0xf000}, 0x1000}));  // src's first continues it
+  REQUIRE(dst.try_append_all(src));
+  REQUIRE(to_vec(dst) == std::vector<phys_range>{phys_range{phys_addr{0xf000}, 0x2000},
+                                                 phys_range{phys_addr{0x30000}, 0x200}});
+  const phys_range arr[] = {phys_range{phys_addr{0x30200}, 0x100}};
+  REQUIRE(dst.try_append_all(arr));
+  REQUIRE(dst.size() == 2);
+  REQUIRE(dst.total_bytes() == 0x2300);
+  // Appending a list to itself would read what it writes.
+  const auto before = to_vec(dst);
+  auto self = dst.try_append_all(dst);
+  REQUIRE(!self);
+  REQUIRE(self.error() == errc::invalid_argument);
+  REQUIRE(to_vec(dst) == before);
+  // An empty input changes nothing.
+  REQUIRE(dst.try_append_all(std::vector<phys_range>{}));
+  REQUIRE(to_vec(dst) == before);
+}
+
+TEST_CASE("range_list: try_append_all rejects a bad range anywhere and changes nothing",
+          "[range_list]") {
+  std::mt19937_64 rng{11};
+  for (int limits = 0; limits < 2; ++limits) {
+    for (const std::size_t at : {std::size_t{0}, std::size_t{3}, std::size_t{400}}) {
+      list l;
+      if (limits != 0) REQUIRE(l.try_set_max_segment(65536));
+      REQUIRE(l.try_append_all(random_ranges(rng, 30)));
+      const auto before = to_vec(l);
+      const auto total = l.total_bytes();
+      const auto gaps = l.gap_bits();
+      const auto heap = l.heap_bytes();
+      auto rs = random_ranges(rng, 500);
+      // A zero length (only make_unchecked builds one) ...
+      auto bad = rs;
+      bad[at] = phys_range::make_unchecked(0x5000, 0, range_flags::none);
+      auto r = l.try_append_all(bad);
+      REQUIRE(!r);
+      CHECK(r.error() == errc::invalid_argument);
+      CHECK(to_vec(l) == before);
+      CHECK(l.total_bytes() == total);
+      CHECK(l.gap_bits() == gaps);
+      CHECK(l.heap_bytes() == heap);
+      // ... and a byte total past 2^64: 256 ranges of max_len (2^56 - 1) bytes, one byte
+      // apart so none merges, pass it with what the list already holds (without limits:
+      // under a 64 KiB limit each would first be cut into 2^40 entries).
+      if (limits != 0) continue;
+      auto big = rs;
+      std::vector<phys_range> huge;
+      for (std::uint64_t k = 0; k < 256; ++k)
+        huge.push_back(phys_range{phys_addr{k << 56}, phys_range::max_len});
+      big.insert(big.begin() + static_cast<std::ptrdiff_t>(at), huge.begin(), huge.end());
+      r = l.try_append_all(big);
+      REQUIRE(!r);
+      CHECK(r.error() == errc::overflow);
+      CHECK(to_vec(l) == before);
+      CHECK(l.total_bytes() == total);
+      CHECK(l.gap_bits() == gaps);
+      CHECK(l.heap_bytes() == heap);
+    }
+  }
+}
+
+TEST_CASE("range_list: try_append_all leaves the list as it was at every allocation failure",
+          "[range_list][alloc]") {
+  std::mt19937_64 rng{5};
+  const auto prefix = random_ranges(rng, 300);
+  const auto rs = random_ranges(rng, 2000);
+  for (int limits = 0; limits < 2; ++limits) {
+    bool completed = false;
+    for (std::uint64_t k = 1; !completed; ++k) {
+      phyr::fault_state fs;
+      {
+        flist l{phyr::fault_injecting_allocator{&fs}};
+        if (limits != 0) REQUIRE(l.try_set_max_segment(8192));
+        REQUIRE(l.try_append_all(prefix));
+        const auto before = to_vec(l);
+        const auto total = l.total_bytes();
+        const auto lo = l.lowest();
+        const auto hi = l.highest();
+        const auto gaps = l.gap_bits();
+        const auto heap = l.heap_bytes();
+        fs.fail_at = fs.calls + k;
+        auto r = l.try_append_all(rs);
+        if (r) {
+          completed = true;
+          list want;
+          if (limits != 0) REQUIRE(want.try_set_max_segment(8192));
+          for (const auto& x : prefix) REQUIRE(want.try_append(x));
+          for (const auto& x : rs) REQUIRE(want.try_append(x));
+          REQUIRE(to_vec(l) == to_vec(want));
+        } else {
+          CHECK(r.error() == errc::out_of_memory);
+          CHECK(to_vec(l) == before);
+          CHECK(l.total_bytes() == total);
+          CHECK(l.lowest() == lo);
+          CHECK(l.highest() == hi);
+          CHECK(l.gap_bits() == gaps);
+          CHECK(l.heap_bytes() == heap);
+          fs.fail_at = 0;
+          REQUIRE(l.try_append(phys_range{phys_addr{1ull << 45}, 4096}));
+        }
+      }
+      CHECK(fs.live == 0);
+      CHECK(fs.live_bytes == 0);
+    }
+  }
+}
+
+TEST_CASE("range_list: try_append_all merging past max_len fills the tail first",
+          "[range_list]") {
+  list bulk, single;
+  const phys_range rs[] = {phys_range{phys_addr{0}, phys_range::max_len - 4096},
+                           phys_range{phys_addr{phys_range::max_len - 4096}, 3 * 4096},
+                           phys_range{phys_addr{phys_range::max_len + 2 * 4096}, 4096}};
+  REQUIRE(bulk.try_append_all(rs));
+  for (const auto& r : rs) REQUIRE(single.try_append(r));
+  require_same_list(bulk, single);
+  REQUIRE(bulk.size() == 2);
+}
