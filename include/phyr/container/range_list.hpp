@@ -510,8 +510,8 @@ class range_list {
   /// appending a list to itself is invalid_argument.
   ///
   /// Why it exists: try_append updates the list's counters in the object for every range, so
-  /// a loop of them is a chain of store-to-load round trips through those counters (~10
-  /// cycles a range). Here, with no limits set, the counters, the tail entry and the write
+  /// a loop of them is a chain of store-to-load round trips through those counters (4.5 ns a
+  /// 512-byte chunk, against 1.6 here). Here, with no limits set, the counters and the write
   /// position live in locals for the whole call and reach the object once per segment; with
   /// limits, every range takes the general split under one checkpoint.
   template <class Ranges>
@@ -1178,7 +1178,7 @@ class range_list {
   // Field by field through general registers (detail::keep_scalar): left alone, GCC pairs the
   // neighbouring counters into vector registers, carries those through the loop and unpacks
   // them for every range, spilling two of the counters to the stack on the way (3.9 ns a
-  // range instead of 1.8 for 512-byte chunks).
+  // 512-byte chunk instead of 1.6).
   [[nodiscard]] bulk_state load_bulk() const noexcept {
     Range* e = detail::seg_entries<Range>(tail_);
     return bulk_state{e,
