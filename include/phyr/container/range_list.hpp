@@ -540,6 +540,7 @@ class range_list {
       const std::uint64_t len = r.len();
       if (len == 0) return fail(cp, errc::invalid_argument);
       if (len > ~st.total) return fail(cp, errc::overflow);
+      const std::uint64_t last = a + (len - 1);  // a valid range does not wrap
       // The tail entry is wp[-1] whenever the list is not empty: a segment in the chain is
       // never left empty between two ranges (grow() is called only to push one). It is read
       // back from the segment rather than kept in locals: the loads only feed the branches,
@@ -556,7 +557,7 @@ class range_list {
           }
           b = Range::make_unchecked(b.addr().value(), b.len() + len, b.flags());
           st.total += len;
-          if (a + (len - 1) > st.highest) st.highest = a + (len - 1);
+          if (last > st.highest) st.highest = last;
           continue;
         }
         st.gaps |= detail::gap_at(b.last().value(), a);
@@ -569,7 +570,7 @@ class range_list {
       *st.wp++ = r;
       st.total += len;
       if (a < st.lowest) st.lowest = a;
-      if (a + (len - 1) > st.highest) st.highest = a + (len - 1);
+      if (last > st.highest) st.highest = last;
     }
     store_bulk(st);
     return {};
